@@ -1,0 +1,37 @@
+"""The ``iris-cloud`` command: built-in commands plus those plugins register."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import version
+
+import click
+
+__all__ = ["main"]
+
+# Modules that add built-in commands; each exposes ``register(cli)``.
+BUILTIN_COMMANDS = (
+    "iris_cloud.cli.validate",
+    "iris_cloud.cli.providers",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("iris-cloud"), prog_name="iris-cloud")
+def main() -> None:
+    """iris-cloud: the IRIS order exchange on Azure, AWS, Google Cloud or locally.
+
+    Validate messages, inspect providers and profiles, submit orders, upload
+    images, listen for events and results, and run the IRIS simulator.
+    """
+
+
+def _load_commands() -> None:
+    for name in BUILTIN_COMMANDS:
+        importlib.import_module(name).register(main)
+    from iris_cloud.plugins import get_plugin_manager
+
+    get_plugin_manager().hook.iris_cloud_register_commands(cli=main)
+
+
+_load_commands()

@@ -1,0 +1,468 @@
+"""The two ports every provider implements: :class:`MessageBroker` and :class:`ObjectStore`.
+
+The base classes do, once for every provider, what does not depend on the
+service: coercing what callers send into :class:`Message`, the claim check for
+bodies over the service's limit, splitting sends into batches, checking object
+names, turning bytes / files / paths into one stream for uploads, and polling
+``watch``. A provider implements the underscored primitives and the settlement
+calls, and declares what it can do in :class:`Capabilities` so that callers ask
+instead of guessing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import IO, Any, ClassVar, Self
+
+from iris_cloud.errors import ConfigurationError, MessageTooLarge
+
+__all__ = [
+    "BinarySource",
+    "Capabilities",
+    "Message",
+    "MessageBroker",
+    "ObjectInfo",
+    "ObjectStore",
+    "check_object_name",
+]
+
+PropertyValue = str | int | float | bool
+BinarySource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | Path
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an endpoint can do; each provider fills in the fields of its port.
+
+    Broker fields describe the queue; store fields the container. A field a
+    port does not use keeps its default.
+    """
+
+    # broker
+    max_message_bytes: int = 256 * 1024
+    """Largest body (plus properties) the service accepts in one message."""
+    max_batch: int = 100
+    """Most messages one send call to the service may carry."""
+    max_batch_bytes: int | None = None
+    """Most bytes one send call may carry, when the service limits the batch as a whole."""
+    native_dead_letter: bool = False
+    """The service keeps a dead-letter queue itself (versus one we configure)."""
+    delayed_retry: bool = False
+    """``abandon(delay=...)`` really delays redelivery."""
+    lock_renewal: bool = True
+    """``renew_lock`` extends a held message's lock."""
+    max_delivery_count: int | None = None
+    """Deliveries after which the service dead-letters by itself, if it does."""
+    delivery_count_exact: bool = True
+    """``Message.delivery_count`` is the service's own count, not an estimate."""
+    # store
+    conditional_create: bool = True
+    """``put(overwrite=False)`` is enforced atomically by the service."""
+    signed_urls: bool = False
+    """``signed_url`` can hand out URLs that work without our credentials."""
+    native_watch: bool = False
+    """``watch`` is fed by service notifications rather than polling."""
+    can_read: bool = True
+    """The credentials may read objects (a write-only SAS may not)."""
+    can_list: bool = True
+    """The credentials may list objects."""
+    can_write: bool = True
+    """The credentials may write objects."""
+
+
+@dataclass
+class Message:
+    """One message, outgoing or received.
+
+    For sending, set ``body`` and whichever headers matter; ``message_id`` is
+    generated when left empty. On a received message the broker also fills
+    ``delivery_count``, ``enqueued_at``, ``lock_token`` and ``locked_until``;
+    settle it with the broker that returned it.
+    """
+
+    body: bytes
+    message_id: str = ""
+    correlation_id: str | None = None
+    content_type: str | None = "application/json"
+    subject: str | None = None
+    properties: dict[str, PropertyValue] = field(default_factory=dict)
+    delivery_count: int = 0
+    enqueued_at: datetime | None = None
+    lock_token: str | None = None
+    locked_until: datetime | None = None
+    dead_letter_reason: str | None = None
+    dead_letter_description: str | None = None
+    raw: Any = field(default=None, repr=False, compare=False)
+    """The provider's own handle (receipt handle, ack id, SDK message)."""
+
+    def __repr__(self) -> str:
+        # Bodies carry patient data: a repr shows only their size.
+        return (
+            f"Message(message_id={self.message_id!r}, correlation_id={self.correlation_id!r}, "
+            f"subject={self.subject!r}, body=<{len(self.body)} bytes>, "
+            f"delivery_count={self.delivery_count})"
+        )
+
+    @property
+    def size(self) -> int:
+        """Bytes of body plus property keys and values, as services count them."""
+        return len(self.body) + sum(len(k) + len(str(v)) for k, v in self.properties.items())
+
+    @classmethod
+    def coerce(cls, value: Message | bytes | str) -> Message:
+        """A :class:`Message` from what callers pass to ``send``."""
+        if isinstance(value, Message):
+            return value
+        if isinstance(value, str):
+            return cls(body=value.encode("utf-8"))
+        if isinstance(value, bytes | bytearray | memoryview):
+            return cls(body=bytes(value))
+        raise TypeError(f"cannot send a {type(value).__name__}; pass bytes, str or Message")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows of one object."""
+
+    name: str
+    size: int
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: datetime | None = None
+
+
+class MessageBroker(ABC):
+    """One queue (or topic + subscription) endpoint.
+
+    Subclasses implement ``_send_batch`` / ``_receive`` and the settlement
+    calls; the base class coerces, claim-checks and batches. Use it as a
+    context manager or call :meth:`close`.
+    """
+
+    scheme: ClassVar[str] = ""
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, *, claim_check: ObjectStore | None = None) -> None:
+        self.claim_check = claim_check
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open the endpoint named by ``url`` (``scheme://...``) with provider options."""
+
+    # -- sending -------------------------------------------------------------
+    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+        """Send one or more messages; returns their message ids in order.
+
+        Bodies over ``capabilities.max_message_bytes`` go to the claim-check
+        store when one is configured, otherwise :class:`MessageTooLarge` is
+        raised before anything is sent.
+        """
+        items: list[Message | bytes | str]
+        if isinstance(messages, Message | bytes | str):
+            items = [messages]
+        else:
+            items = list(messages)
+        prepared = [self._prepare(Message.coerce(m)) for m in items]
+        ids: list[str] = []
+        for batch in self._batches(prepared):
+            self._send_batch(batch)
+            ids.extend(m.message_id for m in batch)
+        return ids
+
+    def _prepare(self, msg: Message) -> Message:
+        if not msg.message_id:
+            msg = replace(msg, message_id=uuid.uuid4().hex)
+        if msg.size <= self.capabilities.max_message_bytes:
+            return msg
+        if self.claim_check is None:
+            raise MessageTooLarge(
+                f"message {msg.message_id} is {msg.size} bytes, over this endpoint's limit of "
+                f"{self.capabilities.max_message_bytes}; configure a claim_check store"
+            )
+        from iris_cloud.claimcheck import offload
+
+        return offload(msg, self.claim_check)
+
+    def _batches(self, messages: list[Message]) -> Iterator[list[Message]]:
+        caps = self.capabilities
+        limit = caps.max_batch_bytes
+        batch: list[Message] = []
+        used = 0
+        for msg in messages:
+            full = len(batch) >= caps.max_batch or (
+                limit is not None and batch and used + msg.size > limit
+            )
+            if full:
+                yield batch
+                batch, used = [], 0
+            batch.append(msg)
+            used += msg.size
+        if batch:
+            yield batch
+
+    @abstractmethod
+    def _send_batch(self, batch: list[Message]) -> None:
+        """Send messages that already fit one service call (count and bytes)."""
+
+    # -- receiving -----------------------------------------------------------
+    def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
+        """Receive up to ``max_messages`` under peek-lock, waiting up to ``wait`` seconds.
+
+        Claim-checked bodies are fetched back before the messages are returned.
+        """
+        received = self._receive(max_messages, wait)
+        if self.claim_check is None:
+            return received
+        from iris_cloud.claimcheck import restore
+
+        return [restore(m, self.claim_check) for m in received]
+
+    @abstractmethod
+    def _receive(self, max_messages: int, wait: float) -> list[Message]:
+        """Receive raw messages; returns an empty list when none arrived within ``wait``."""
+
+    @abstractmethod
+    def complete(self, message: Message) -> None:
+        """Settle ``message`` as handled: the service forgets it."""
+
+    @abstractmethod
+    def abandon(self, message: Message, delay: float | None = None) -> None:
+        """Give ``message`` back for redelivery, after ``delay`` seconds where supported."""
+
+    @abstractmethod
+    def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
+        """Move ``message`` to the dead-letter queue with ``reason`` and ``description``."""
+
+    @abstractmethod
+    def renew_lock(self, message: Message) -> datetime | None:
+        """Extend the lock on ``message``; returns the new expiry when the service tells it."""
+
+    @abstractmethod
+    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
+        """Receive from the dead-letter queue (peek-lock; complete them to remove them)."""
+
+    def close(self) -> None:  # noqa: B027 - providers without connections need no cleanup
+        """Release connections; the broker cannot be used afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def check_object_name(name: str) -> str:
+    """Return ``name`` if it is a safe relative object name, else raise ConfigurationError.
+
+    Rejected: empty names, absolute paths, ``..`` segments, NUL and backslashes,
+    which would escape a prefix or a directory on some provider.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError("object name must be a non-empty string")
+    if "\x00" in name:
+        raise ConfigurationError("object name must not contain NUL")
+    if "\\" in name:
+        raise ConfigurationError("object name must not contain backslashes")
+    if name.startswith("/"):
+        raise ConfigurationError("object name must be relative (no leading '/')")
+    parts = PurePosixPath(name).parts
+    if any(p in ("..", ".") for p in name.split("/")) or not parts:
+        raise ConfigurationError("object name must not contain '.' or '..' segments")
+    return name
+
+
+class ObjectStore(ABC):
+    """One container / bucket, optionally under a prefix.
+
+    Calls are stateless and take object names relative to the store's prefix.
+    Subclasses implement the underscored primitives; names are checked here.
+    """
+
+    scheme: ClassVar[str] = ""
+    capabilities: Capabilities = Capabilities()
+    chunk_size: ClassVar[int] = 8 * 1024 * 1024
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open the store named by ``url`` with provider options."""
+
+    @property
+    @abstractmethod
+    def container(self) -> str:
+        """The bucket / container name (claim-check pointers carry it)."""
+
+    # -- writing -------------------------------------------------------------
+    def put(
+        self,
+        name: str,
+        data: BinarySource,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+    ) -> ObjectInfo:
+        """Upload ``data`` (bytes, a binary file object or a path) as ``name``.
+
+        Streams in chunks, so a multi-GB file is uploaded in constant memory.
+        With ``overwrite=False`` an existing object raises :class:`AlreadyExists`
+        and is left untouched. A failed upload leaves no partial object.
+        """
+        check_object_name(name)
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        if isinstance(data, bytes | bytearray | memoryview):
+            stream: IO[bytes] = io.BytesIO(bytes(data))
+            return self._put(name, stream, len(data), content_type, meta, overwrite)
+        if isinstance(data, os.PathLike):
+            path = Path(data)
+            with path.open("rb") as fh:
+                return self._put(name, fh, path.stat().st_size, content_type, meta, overwrite)
+        return self._put(name, data, None, content_type, meta, overwrite)
+
+    @abstractmethod
+    def _put(
+        self,
+        name: str,
+        stream: IO[bytes],
+        size: int | None,
+        content_type: str | None,
+        metadata: dict[str, str],
+        overwrite: bool,
+    ) -> ObjectInfo:
+        """Upload from ``stream`` (``size`` bytes if known) in chunks."""
+
+    # -- reading -------------------------------------------------------------
+    def get(self, name: str) -> bytes:
+        """The whole content of ``name``."""
+        with self.open_read(name) as fh:
+            return fh.read()
+
+    def open_read(self, name: str) -> IO[bytes]:
+        """A binary stream of ``name``'s content; close it when done."""
+        return self._open_read(check_object_name(name))
+
+    @abstractmethod
+    def _open_read(self, name: str) -> IO[bytes]:
+        """Open a streaming read of a checked name."""
+
+    def download_to(self, name: str, path: str | os.PathLike[str]) -> ObjectInfo:
+        """Stream ``name`` into the file ``path``; the file appears only when complete."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out, self.open_read(name) as src:
+                shutil.copyfileobj(src, out, self.chunk_size)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.info(name)
+
+    def info(self, name: str) -> ObjectInfo:
+        """Size, content type, metadata and etag of ``name``; :class:`NotFound` if absent."""
+        return self._info(check_object_name(name))
+
+    @abstractmethod
+    def _info(self, name: str) -> ObjectInfo:
+        """Describe a checked name."""
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` exists (needs read rights)."""
+        from iris_cloud.errors import NotFound
+
+        try:
+            self.info(name)
+        except NotFound:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose names start with ``prefix``, in name order, paging lazily."""
+        if prefix:
+            check_object_name(prefix.rstrip("/") or "x")
+        return self._list(prefix)
+
+    @abstractmethod
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """List objects under a checked prefix, in name order."""
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; :class:`NotFound` if absent."""
+        self._delete(check_object_name(name))
+
+    @abstractmethod
+    def _delete(self, name: str) -> None:
+        """Delete a checked name."""
+
+    def signed_url(
+        self, name: str, method: str = "GET", expires: timedelta = timedelta(hours=1)
+    ) -> str:
+        """A URL that allows ``method`` on ``name`` until ``expires`` without our credentials.
+
+        Raises :class:`ConfigurationError` where the credentials cannot sign
+        (see ``capabilities.signed_urls``).
+        """
+        if method.upper() not in ("GET", "PUT"):
+            raise ConfigurationError(f"signed_url method must be GET or PUT, not {method!r}")
+        return self._signed_url(check_object_name(name), method.upper(), expires)
+
+    def _signed_url(self, name: str, method: str, expires: timedelta) -> str:
+        raise ConfigurationError(f"{type(self).__name__} cannot sign URLs")
+
+    def watch(
+        self,
+        prefix: str = "",
+        *,
+        poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+        include_existing: bool = False,
+    ) -> Iterator[ObjectInfo]:
+        """Yield objects as they appear under ``prefix`` until ``stop`` is set.
+
+        The default polls :meth:`list`; providers with service notifications
+        override it. Existing objects are skipped unless ``include_existing``.
+        """
+        stop = stop or threading.Event()
+        seen: set[tuple[str, str | None]] = set()
+        if not include_existing:
+            seen = {(o.name, o.etag) for o in self.list(prefix)}
+        while not stop.is_set():
+            for obj in self.list(prefix):
+                key = (obj.name, obj.etag)
+                if key not in seen:
+                    seen.add(key)
+                    yield obj
+            stop.wait(poll_interval)
+
+    def close(self) -> None:  # noqa: B027 - stores without connections need no cleanup
+        """Release connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
