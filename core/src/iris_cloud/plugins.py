@@ -32,10 +32,10 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "iris_cloud"
-BUILTIN_PLUGINS = (
-    "iris_cloud.providers.memory",
-    "iris_cloud.providers.local",
-)
+BUILTIN_PLUGINS = {
+    "memory": "iris_cloud.providers.memory",
+    "local": "iris_cloud.providers.local",
+}
 # Which distribution to install for a scheme this installation does not serve.
 KNOWN_SCHEMES = {
     "awssqs": "iris-cloud[aws]",
@@ -60,8 +60,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
         if _pm is None:
             pm = pluggy.PluginManager("iris_cloud")
             pm.add_hookspecs(hookspecs)
-            for name in BUILTIN_PLUGINS:
-                pm.register(importlib.import_module(name), name=name)
+            for name, module in BUILTIN_PLUGINS.items():
+                pm.register(importlib.import_module(module), name=name)
             _load_entry_points(pm)
             _pm = pm
         return _pm

@@ -1,0 +1,172 @@
+"""Tell what an IRIS JSON document is and parse it into the right class.
+
+Detection reads a handful of top-level keys with a tiny pydantic model (the
+document is parsed by pydantic-core, nothing is converted to Python dicts),
+then the document is validated once by the class it belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from pydantic import ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from iris_cloud.errors import FieldError, ValidationError
+from iris_cloud.model.common import IrisModel, validation_error
+from iris_cloud.model.event import AnyEvent, Event, event_class
+from iris_cloud.model.grading import GradingSubmission
+from iris_cloud.model.order import OrderRequest
+from iris_cloud.model.result import OrderResult
+
+__all__ = [
+    "RESULT_OBJECT_TYPES",
+    "AnyMessage",
+    "MessageKind",
+    "detect_kind",
+    "kind_of",
+    "message_class",
+    "parse_message",
+]
+
+MessageKind: TypeAlias = str
+"""``"order"``, ``"result"``, ``"grading"`` or ``"event:<ResultObjectType>"``."""
+
+AnyMessage: TypeAlias = OrderRequest | OrderResult | GradingSubmission | AnyEvent
+"""Anything :func:`parse_message` returns."""
+
+RESULT_OBJECT_TYPES = frozenset({"OrderResult", "OrderResults"})
+"""``ResultObjectType`` values that mark an OrderResult rather than an event."""
+
+
+class _Sniff(IrisModel):
+    # Only the identifying top-level keys are read; everything else is skipped.
+    model_config = ConfigDict(extra="ignore")
+
+    result_object_type: str | None = None
+    result_code: Any = None
+    order_control_code: Any = None
+    client_guid: Any = None
+    local_id: Any = None
+    od: Any = Field(default=None, alias="OD")
+    os: Any = Field(default=None, alias="OS")
+
+
+def _kind(sniff: _Sniff) -> MessageKind | None:
+    given = sniff.model_fields_set
+    tag = sniff.result_object_type
+    if "result_code" in given or tag in RESULT_OBJECT_TYPES:
+        return "result"
+    if isinstance(tag, str):
+        return f"event:{tag}"
+    if "order_control_code" in given:
+        return "order"
+    if given & {"local_id", "od", "os"}:
+        return "grading"
+    if "client_guid" in given:
+        return "order"
+    return None
+
+
+_UNKNOWN = FieldError(
+    "",
+    "message_kind",
+    "cannot tell the message type: expected OrderControlCode (order), ResultObjectType "
+    "(event), ResultCode (result) or LocalId (grading) at the top level",
+)
+
+
+def detect_kind(data: bytes | bytearray | str) -> MessageKind:
+    """The kind of one JSON document, without validating it.
+
+    Returns ``"order"``, ``"result"``, ``"grading"`` or ``"event:<ResultObjectType>"``.
+
+    Raises:
+        iris_cloud.errors.ValidationError: not a JSON object, or none of the
+            keys that identify a message are present.
+    """
+    try:
+        sniff = _Sniff.model_validate_json(data)
+    except PydanticValidationError as exc:
+        raise validation_error("invalid message", exc) from None
+    kind = _kind(sniff)
+    if kind is None:
+        raise ValidationError("invalid message", [_UNKNOWN])
+    return kind
+
+
+def message_class(kind: MessageKind) -> type[IrisModel]:
+    """The class that parses messages of ``kind`` (see :func:`detect_kind`)."""
+    if kind == "order":
+        return OrderRequest
+    if kind == "result":
+        return OrderResult
+    if kind == "grading":
+        return GradingSubmission
+    if kind.startswith("event:"):
+        return event_class(kind.removeprefix("event:"))
+    raise ValueError(f"unknown message kind {kind!r}")
+
+
+def kind_of(message: IrisModel) -> MessageKind:
+    """The kind of a parsed message, as :func:`detect_kind` names it."""
+    if isinstance(message, OrderRequest):
+        return "order"
+    if isinstance(message, OrderResult):
+        return "result"
+    if isinstance(message, GradingSubmission):
+        return "grading"
+    if isinstance(message, Event):
+        return f"event:{message.result_object_type}"
+    raise TypeError(f"not an IRIS message: {type(message).__name__}")
+
+
+_NOT_AN_ORDER = frozenset({"ResultCode", "result_code", "ResultObjectType", "result_object_type"})
+
+
+def _fast_parse(data: bytes | bytearray | str) -> OrderRequest | OrderResult | None:
+    """Parse the large kinds in one pass, guessing the class from a substring.
+
+    The guess is only a shortcut: the parsed object itself is then checked
+    against the rules of :func:`detect_kind` (every top-level key ends up in
+    ``model_fields_set`` or the extras), so a wrong guess, for instance a key
+    name inside a string value, falls back to exact detection. Invalid input
+    also falls back, so that errors come from the exactly detected class.
+    """
+    text = isinstance(data, str)
+    if ('"ResultCode"' if text else b'"ResultCode"') in data:  # type: ignore[operator]
+        try:
+            result = OrderResult.model_validate_json(data)
+        except PydanticValidationError:
+            return None
+        return result if "result_code" in result.model_fields_set else None
+    if ('"OrderControlCode"' if text else b'"OrderControlCode"') in data:  # type: ignore[operator]
+        try:
+            order = OrderRequest.model_validate_json(data)
+        except PydanticValidationError:
+            return None
+        return None if _NOT_AN_ORDER.intersection(order.model_extra or ()) else order
+    return None
+
+
+def parse_message(data: bytes | bytearray | str) -> AnyMessage:
+    """Detect what one JSON document is and parse it into that class.
+
+    Returns an :class:`OrderRequest`, :class:`OrderResult`,
+    :class:`GradingSubmission` or an event (:class:`GenericEvent` for an
+    unknown ``ResultObjectType``).
+
+    Raises:
+        iris_cloud.errors.ValidationError: listing every failing field path;
+            input values are never part of the error.
+    """
+    fast = _fast_parse(data)
+    if fast is not None:
+        return fast
+    cls = message_class(detect_kind(data))
+    try:
+        message = cls.model_validate_json(data)
+    except PydanticValidationError as exc:
+        raise validation_error(f"invalid {cls.__name__}", exc) from None
+    assert isinstance(message, AnyMessage)
+    return message

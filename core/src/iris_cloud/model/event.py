@@ -1,0 +1,188 @@
+"""Events (events queue), discriminated by ``ResultObjectType``.
+
+IRIS adds event types without notice: :func:`parse_event` turns an unknown
+type into a :class:`GenericEvent` that keeps every field, so a listener never
+fails on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from iris_cloud.model.common import (
+    MODEL_VERSION,
+    DateTimeValue,
+    IrisModel,
+    OptionalGuid,
+    OptionalInt,
+    VersionString,
+    validation_error,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "AnyEvent",
+    "Event",
+    "GenericEvent",
+    "GradingReceipt",
+    "ImageReceipt",
+    "OrderCancelled",
+    "OrderCreationReceipt",
+    "OrderGradedEvent",
+    "ReadyForGradingEvent",
+    "ResultsDeliveryReceipt",
+    "event_class",
+    "parse_event",
+]
+
+
+class Event(IrisModel):
+    """Fields every event carries. Concrete events derive from it."""
+
+    transaction_id: OptionalGuid | None = None
+    timestamp: DateTimeValue | None = None
+    success: bool | None = None
+    error_message: str | None = None
+    result_object_type: str
+    version: VersionString = Field(examples=[MODEL_VERSION])
+    iris_order_id: OptionalInt | None = None
+    order_local_id: str | None = None
+
+
+class GenericEvent(Event):
+    """An event whose ``ResultObjectType`` this model does not know.
+
+    Every field beyond the common ones is kept (see :attr:`body`) and written
+    back unchanged.
+    """
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The whole event as wire-named JSON data."""
+        return self.to_dict()
+
+
+class _KnownEvent(Event):
+    def model_post_init(self, context: Any, /) -> None:
+        # The type tag has a default for keyword construction; mark it as given
+        # so that to_json() (which writes only given fields) always emits it.
+        self.__pydantic_fields_set__.add("result_object_type")
+
+
+class _OrderEvent(_KnownEvent):
+    patient_local_id: str | None = None
+
+
+class OrderCreationReceipt(_OrderEvent):
+    """Answer to a submitted order. ``Success`` false (see :attr:`failed`) means rejected."""
+
+    result_object_type: Literal["OrderCreationReceipt"] = "OrderCreationReceipt"
+
+    @property
+    def failed(self) -> bool:
+        """Whether IRIS refused to create the order (``ErrorMessage`` says why)."""
+        return self.success is False
+
+
+class OrderCancelled(_OrderEvent):
+    """The order was cancelled (Success / ErrorMessage carry no meaning here)."""
+
+    result_object_type: Literal["OrderCancelled"] = "OrderCancelled"
+
+
+class ImageReceipt(_OrderEvent):
+    """One image was attached to the order."""
+
+    result_object_type: Literal["ImageReceipt"] = "ImageReceipt"
+    image_local_id: str | None = None
+    iris_image_id: OptionalInt | None = None
+
+
+class ReadyForGradingEvent(_OrderEvent):
+    """The order has its images and waits for a grader."""
+
+    result_object_type: Literal["ReadyForGradingEvent"] = "ReadyForGradingEvent"
+
+
+class GradingReceipt(_OrderEvent):
+    """A grading was received for the order."""
+
+    result_object_type: Literal["GradingReceipt"] = "GradingReceipt"
+
+
+class OrderGradedEvent(_OrderEvent):
+    """The order is graded; a result follows."""
+
+    result_object_type: Literal["OrderGradedEvent"] = "OrderGradedEvent"
+
+
+class ResultsDeliveryReceipt(_KnownEvent):
+    """A result was delivered (or queued for delivery) to one endpoint."""
+
+    result_object_type: Literal["ResultsDeliveryReceipt"] = "ResultsDeliveryReceipt"
+    time_delivered: DateTimeValue | None = None
+    delivery_type: str | None = None
+    endpoint: str | None = None
+    transmission_status: str | None = None
+
+
+AnyEvent = (
+    OrderCreationReceipt
+    | OrderCancelled
+    | ImageReceipt
+    | ReadyForGradingEvent
+    | GradingReceipt
+    | OrderGradedEvent
+    | ResultsDeliveryReceipt
+    | GenericEvent
+)
+"""Any event :func:`parse_event` can return."""
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["result_object_type"].default: cls
+    for cls in (
+        OrderCreationReceipt,
+        OrderCancelled,
+        ImageReceipt,
+        ReadyForGradingEvent,
+        GradingReceipt,
+        OrderGradedEvent,
+        ResultsDeliveryReceipt,
+    )
+}
+"""The event classes by ``ResultObjectType``."""
+
+
+class _EventTag(IrisModel):
+    # Reads only the discriminator; everything else is skipped, not converted.
+    model_config = ConfigDict(extra="ignore")
+
+    result_object_type: str
+
+
+def event_class(result_object_type: str) -> type[Event]:
+    """The class for a ``ResultObjectType``: a concrete event, else :class:`GenericEvent`."""
+    return EVENT_TYPES.get(result_object_type, GenericEvent)
+
+
+def parse_event(data: bytes | bytearray | str) -> AnyEvent:
+    """Parse one event body into its class by ``ResultObjectType``.
+
+    Raises:
+        iris_cloud.errors.ValidationError: the body is not a valid event (every
+            failing field path listed, input values never shown).
+    """
+    try:
+        tag = _EventTag.model_validate_json(data).result_object_type
+    except PydanticValidationError as exc:
+        raise validation_error("invalid event", exc) from None
+    cls = event_class(tag)
+    try:
+        event = cls.model_validate_json(data)
+    except PydanticValidationError as exc:
+        raise validation_error(f"invalid {cls.__name__}", exc) from None
+    assert isinstance(event, AnyEvent)
+    return event
