@@ -1,0 +1,155 @@
+"""Wire details of the Service Bus emulator that the Azure SDK does not exercise.
+
+The Python SDK skips SASL in emulator mode and always marks batches, so these
+use proton's own blocking client (another real AMQP 1.0 stack) over a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from iris_cloud_emulators.servicebus import ServiceBusEmulator
+from iris_cloud_emulators.servicebus._codec import StoredBody, split_batch
+from iris_cloud_emulators.servicebus._sasl import AMQP_HEADER
+from iris_cloud_emulators.servicebus._server import BATCH_FORMAT, _FramePadder, _FrameSniffer
+from proton import ConnectionException, Message, symbol
+from proton.utils import BlockingConnection, LinkDetached
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[ServiceBusEmulator]:
+    keys = ["writer:w-secret:Send", "reader:r-secret:Listen"]
+    with ServiceBusEmulator(queues=["jobs"], keys=keys) as server:
+        yield server
+
+
+def _connect(server: ServiceBusEmulator, **kwargs: object) -> BlockingConnection:
+    # PLAIN over plain TCP must be allowed explicitly on proton's client side.
+    return BlockingConnection(
+        f"amqp://127.0.0.1:{server.port}", timeout=5, allow_insecure_mechs=True, **kwargs
+    )
+
+
+def test_sasl_plain_with_a_key_grants_that_keys_rights(secured: ServiceBusEmulator) -> None:
+    writer = _connect(secured, user="writer", password="w-secret", allowed_mechs="PLAIN")
+    try:
+        writer.create_sender("jobs").send(Message(body="from plain", id="p-1"))
+        with pytest.raises(LinkDetached, match="Listen"):
+            writer.create_receiver("jobs")
+    finally:
+        writer.close()
+    reader = _connect(secured, user="reader", password="r-secret", allowed_mechs="PLAIN")
+    try:
+        receiver = reader.create_receiver("jobs")
+        message = receiver.receive(timeout=5)
+        receiver.accept()
+        assert message.body == "from plain"
+        assert message.id == "p-1"
+        assert message.annotations[symbol("x-opt-sequence-number")] >= 1
+        assert message.delivery_count == 0
+    finally:
+        reader.close()
+
+
+def test_sasl_plain_with_a_wrong_secret_is_refused(secured: ServiceBusEmulator) -> None:
+    with pytest.raises(ConnectionException, match="Authentication failed"):
+        _connect(secured, user="writer", password="nope", allowed_mechs="PLAIN")
+
+
+def test_sasl_anonymous_without_a_token_may_not_attach(secured: ServiceBusEmulator) -> None:
+    connection = _connect(secured, allowed_mechs="ANONYMOUS")
+    try:
+        with pytest.raises(LinkDetached, match="unauthorized-access"):
+            connection.create_sender("jobs")
+    finally:
+        connection.close()
+
+
+def test_sasl_anonymous_is_enough_without_keys() -> None:
+    with ServiceBusEmulator() as server:
+        connection = _connect(server, allowed_mechs="ANONYMOUS")
+        try:
+            connection.create_sender("q").send(Message(body={"k": 1}))
+            receiver = connection.create_receiver("q")
+            assert receiver.receive(timeout=5).body == {"k": 1}
+            receiver.accept()
+        finally:
+            connection.close()
+
+
+def _transfer_frame(channel: int, handle: int, tag: bytes, message_format: int) -> bytes:
+    from proton import Data, Described, uint, ulong
+
+    data = Data()
+    data.put_object(Described(ulong(0x14), [uint(handle), uint(0), tag, uint(message_format)]))
+    body = bytes(data.encode())
+    return (8 + len(body)).to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body
+
+
+def _attach_frame(channel: int, name: str, handle: int) -> bytes:
+    from proton import Data, Described, uint, ulong
+
+    data = Data()
+    data.put_object(Described(ulong(0x12), [name, uint(handle), False]))
+    body = bytes(data.encode())
+    return (8 + len(body)).to_bytes(4, "big") + b"\x02\x00" + channel.to_bytes(2, "big") + body
+
+
+def test_frame_sniffer_records_only_batch_transfers_across_chunk_boundaries() -> None:
+    stream = (
+        b"AMQP\x00\x01\x00\x00"
+        + _attach_frame(1, "link-a", 3)
+        + _transfer_frame(1, 3, b"\x00\x00\x00\x01", 0)
+        + _transfer_frame(1, 3, b"\x00\x00\x00\x02", BATCH_FORMAT)
+        + b"\x00\x00\x00\x08\x02\x00\x00\x00"  # an empty (heartbeat) frame
+    )
+    sniffer = _FrameSniffer()
+    for offset in range(0, len(stream), 7):  # arbitrary TCP segmentation
+        sniffer.feed(stream[offset : offset + 7])
+    assert sniffer.batches == {("link-a", b"\x00\x00\x00\x02")}
+
+
+def test_batch_envelope_splits_into_its_messages() -> None:
+    inner = [Message(body=f"m{i}".encode(), id=f"id-{i}").encode() for i in range(3)]
+    from proton import Data, Described, ulong
+
+    data = Data()
+    for encoded in inner:
+        data.put_object(Described(ulong(0x75), encoded))
+    parts = split_batch(bytes(data.encode()))
+    assert parts == inner
+    stored = StoredBody.parse(parts[1])
+    assert stored.body.endswith(b"m1")
+    assert stored.header[4] == 0  # delivery count defaults to zero
+
+
+def test_frame_padder_fills_in_omitted_fields_and_keeps_payloads() -> None:
+    from proton import Data
+
+    close = b"\x00\x00\x00\x0c\x02\x00\x00\x00\x00\x53\x18\x45"  # close, list0
+    heartbeat = b"\x00\x00\x00\x08\x02\x00\x00\x00"
+    payload = b"\x00Sw\xa1\x05hello"
+    bare = _transfer_frame(0, 1, b"tag", 0)  # four of eleven fields, as proton writes it
+    transfer = (int.from_bytes(bare[:4], "big") + len(payload)).to_bytes(4, "big")
+    transfer += bare[4:] + payload
+    stream = AMQP_HEADER + transfer + heartbeat + close
+    padder = _FramePadder()
+    out = b"".join(padder.feed(stream[i : i + 5]) for i in range(0, len(stream), 5))
+
+    assert out.startswith(AMQP_HEADER)
+    frames = []
+    rest = out[8:]
+    while rest:
+        size = int.from_bytes(rest[:4], "big")
+        frames.append(rest[:size])
+        rest = rest[size:]
+    assert frames[1] == heartbeat
+    for frame, arity in ((frames[0], 11), (frames[2], 1)):
+        data = Data()
+        consumed = data.decode(frame[8:])
+        data.rewind()
+        data.next()
+        assert len(data.get_object().value) == arity
+        if arity == 11:
+            assert frame[8 + consumed :] == payload  # the message after the performative

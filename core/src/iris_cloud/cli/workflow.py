@@ -1,0 +1,717 @@
+"""Workflow commands: submit, cancel, resend, upload, listen, grade, check, config.
+
+Every command takes ``--profile NAME`` (default: ``IRIS_CLOUD_PROFILE``, else
+the config file's ``default_profile``, else ``default``) and ``--config FILE``
+(instead of ``./iris-cloud.toml``). Errors print the framework's message
+(field paths, never values or secrets) and exit 1; configuration errors exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+from rich.table import Table
+
+from iris_cloud.cli.common import console, err_console
+from iris_cloud.config import ROLES, Profile, load_profile, mask_url, profile_names
+from iris_cloud.errors import (
+    ConfigurationError,
+    FieldError,
+    IrisCloudError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+
+__all__ = ["EndpointCheck", "check_profile", "register"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PROBE_PREFIX = ".iris-cloud-check/"
+PROBE_SUBJECT = "iris-cloud-probe"
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+def _profile_options(fn: F) -> F:
+    fn = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Config file to read instead of ./iris-cloud.toml (or IRIS_CLOUD_CONFIG).",
+    )(fn)
+    fn = click.option(
+        "--profile",
+        "-p",
+        "profile_name",
+        metavar="NAME",
+        help="Profile to use (default: IRIS_CLOUD_PROFILE, the config's default_profile, "
+        "else 'default').",
+    )(fn)
+    return fn
+
+
+def _errors(fn: F) -> F:
+    """Turn framework errors into a message and an exit code instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigurationError as exc:
+            err_console.print(f"[red]configuration error:[/] {exc}", markup=True, highlight=False)
+            raise SystemExit(2) from None
+        except ValidationError as exc:
+            err_console.print(f"[red]refused:[/] {exc.title}")
+            for e in exc.errors:
+                err_console.print(f"  {e}", markup=False)
+            raise SystemExit(1) from None
+        except IrisCloudError as exc:
+            err_console.print(f"[red]{type(exc).__name__}:[/] {exc}")
+            raise SystemExit(1) from None
+
+    return cast(F, wrapper)
+
+
+def _load(profile_name: str | None, config_file: Path | None) -> Profile:
+    return load_profile(profile_name, config_file=config_file)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except ValueError:
+        raise ValidationError(
+            f"{path.name} is not JSON", [FieldError("", "json_invalid", "not a JSON document")]
+        ) from None
+
+
+# ------------------------------------------------------------------- orders
+
+
+@click.command("submit")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--transaction-id", help="TransactionId / message id (one file only); for retries.")
+@click.option("--no-image-check", is_flag=True, help="Do not check that referenced images exist.")
+@click.option("--dry-run", is_flag=True, help="Validate only; send nothing.")
+@_profile_options
+@_errors
+def submit_command(
+    files: tuple[Path, ...],
+    transaction_id: str | None,
+    no_image_check: bool,
+    dry_run: bool,
+    profile_name: str | None,
+    config_file: Path | None,
+) -> None:
+    """Validate and send the OrderRequest(s) in FILES (JSON) to the orders queue.
+
+    The OrderControlCode of each file is kept (NW, XO, CA, ResendResult).
+    Orders are validated first and, for NW/XO, their Camera.Images must exist
+    in the images store (or be in this machine's upload receipts).
+    """
+    from iris_cloud.client import IrisClient
+
+    if transaction_id and len(files) > 1:
+        raise click.UsageError("--transaction-id applies to one file only")
+    profile = _load(profile_name, config_file)
+    table = Table(title="orders" + (" (dry run: nothing sent)" if dry_run else " sent"))
+    for col in ("file", "code", "Order.LocalId", "message id"):
+        table.add_column(col)
+    with IrisClient(profile) as iris:
+        for path in files:
+            data = _read_json(path)
+            if dry_run:
+                order = iris.validate_order(data)
+                if not no_image_check:
+                    from iris_cloud.workflows.image_first import (
+                        check_images_exist,
+                        image_references,
+                    )
+
+                    if image_references(order):
+                        check_images_exist(order, iris.images, iris.receipts)
+                table.add_row(path.name, str(order.order_control_code), order.order.local_id, "-")
+                continue
+            sent = iris.send_order(
+                data,
+                transaction_id=transaction_id,
+                check_images=False if no_image_check else None,
+            )
+            table.add_row(path.name, sent.control_code or "", sent.correlation_id, sent.message_id)
+    console.print(table)
+
+
+@click.command("cancel")
+@click.argument("local_id")
+@click.option("--site", "site_local_id", help="Site.LocalId of the order.")
+@click.option("--transaction-id", help="TransactionId / message id, for retries.")
+@_profile_options
+@_errors
+def cancel_command(
+    local_id: str,
+    site_local_id: str | None,
+    transaction_id: str | None,
+    profile_name: str | None,
+    config_file: Path | None,
+) -> None:
+    """Cancel (CA) the order whose Order.LocalId is LOCAL_ID."""
+    from iris_cloud.client import IrisClient
+
+    with IrisClient(_load(profile_name, config_file)) as iris:
+        sent = iris.cancel_order(
+            local_id, site_local_id=site_local_id, transaction_id=transaction_id
+        )
+    console.print(f"cancel sent for [bold]{local_id}[/] (message id {sent.message_id})")
+
+
+@click.command("resend")
+@click.argument("local_id")
+@click.option("--site", "site_local_id", help="Site.LocalId of the order.")
+@_profile_options
+@_errors
+def resend_command(
+    local_id: str, site_local_id: str | None, profile_name: str | None, config_file: Path | None
+) -> None:
+    """Ask IRIS to send the result of LOCAL_ID again (ResendResult)."""
+    from iris_cloud.client import IrisClient
+
+    with IrisClient(_load(profile_name, config_file)) as iris:
+        sent = iris.resend(local_id, site_local_id=site_local_id)
+    console.print(f"resend requested for [bold]{local_id}[/] (message id {sent.message_id})")
+
+
+# ------------------------------------------------------------------- images
+
+
+@click.command("upload")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--name", help="Object name (one file only; default: a new GUID name).")
+@click.option("--order", "order_local_id", help="Order First: the order's LocalId to tag in.")
+@click.option("--patient", "patient_local_id", help="Order First: the patient's LocalId.")
+@click.option("--site", "site_local_id", help="Order First: the site's LocalId.")
+@click.option("--laterality", type=click.Choice(["OD", "OS", "OU"]), help="Order First: which eye.")
+@click.option("--json", "as_json", is_flag=True, help="Print Camera.Images entries as JSON.")
+@_profile_options
+@_errors
+def upload_command(
+    paths: tuple[Path, ...],
+    name: str | None,
+    order_local_id: str | None,
+    patient_local_id: str | None,
+    site_local_id: str | None,
+    laterality: str | None,
+    as_json: bool,
+    profile_name: str | None,
+    config_file: Path | None,
+) -> None:
+    """Upload images to the images store.
+
+    Image First (default): each file gets a unique name; the output is the
+    reference to put in Camera.Images[].AzureBlobStorage. Order First
+    (--order): the order's identifiers are written into the image (EXIF for
+    JPEG/PNG, DICOM tags) and into the object's metadata.
+    """
+    from rich.progress import Progress
+
+    from iris_cloud.client import IrisClient
+
+    if name and len(paths) > 1:
+        raise click.UsageError("--name applies to one file only")
+    if (patient_local_id or site_local_id or laterality) and not order_local_id:
+        raise click.UsageError("--patient/--site/--laterality need --order (Order First)")
+    refs = []
+    with (
+        IrisClient(_load(profile_name, config_file)) as iris,
+        Progress(console=err_console, transient=True) as progress,
+    ):
+        task = progress.add_task("uploading", total=len(paths))
+        for path in paths:
+            if order_local_id:
+                ref = iris.upload_exam_image(
+                    path,
+                    order=order_local_id,
+                    patient_local_id=patient_local_id,
+                    site_local_id=site_local_id,
+                    laterality=laterality,
+                    name=name,
+                )
+            else:
+                ref = iris.upload_image(path, name=name)
+            refs.append((path, ref))
+            progress.advance(task)
+    if as_json:
+        entries = [
+            {"AzureBlobStorage": {"Container": r.container, "FileName": r.file_name}}
+            for _, r in refs
+        ]
+        click.echo(json.dumps(entries, indent=2))
+        return
+    table = Table(title="uploaded" + (" (Order First)" if order_local_id else ""))
+    for col in ("file", "container", "file name", "bytes"):
+        table.add_column(col)
+    for path, ref in refs:
+        table.add_row(path.name, ref.container, ref.file_name, str(ref.size or ""))
+    console.print(table)
+
+
+# ------------------------------------------------------------------- listen
+
+
+@click.command("listen")
+@click.argument("what", type=click.Choice(["events", "results"]))
+@click.option(
+    "--save",
+    "save_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="results: save each document under DIR.",
+)
+@click.option(
+    "--store",
+    "save_to_store",
+    is_flag=True,
+    help="results: save each document to the profile's results_store.",
+)
+@click.option(
+    "--template",
+    default="{orderLocalId}.pdf",
+    show_default=True,
+    help="File-name template for saved documents (tokens: see docs/workflow.md).",
+)
+@click.option("--count", type=int, help="Stop after handling this many messages.")
+@click.option("--timeout", type=float, help="Stop after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print each message as JSON.")
+@click.option("--dedupe", type=click.Path(dir_okay=False), help="SQLite file of handled ids.")
+@_profile_options
+@_errors
+def listen_command(
+    what: str,
+    save_dir: Path | None,
+    save_to_store: bool,
+    template: str,
+    count: int | None,
+    timeout: float | None,
+    as_json: bool,
+    dedupe: str | None,
+    profile_name: str | None,
+    config_file: Path | None,
+) -> None:
+    """Receive events or results and print them; with --save, save result documents.
+
+    Runs until Ctrl-C / SIGTERM (finishing and settling in-flight messages),
+    --count messages or --timeout seconds. Messages that do not parse go to
+    the dead-letter queue with the failing field paths as the reason.
+    """
+    from iris_cloud.consumer import Consumer, Context, IrisApp
+    from iris_cloud.model import Event, OrderResult
+    from iris_cloud.workflows.results import check_template, save_result
+
+    if (save_dir or save_to_store) and what != "results":
+        raise click.UsageError("--save/--store apply to 'listen results'")
+    check_template(template)
+    profile = _load(profile_name, config_file)
+    results_store = profile.open_store("results_store") if save_to_store else None
+    app = IrisApp()
+
+    @app.on(Event)
+    def on_event(event: Event, ctx: Context) -> None:
+        if as_json:
+            click.echo(event.to_json())
+            return
+        ok = {True: "[green]ok[/]", False: "[red]failed[/]", None: ""}[event.success]
+        console.print(
+            f"{event.result_object_type:<24} order={event.order_local_id or '-'} "
+            f"iris={event.iris_order_id or '-'} {ok}"
+            + (f" {event.error_message}" if event.error_message else ""),
+            highlight=False,
+        )
+
+    @app.on(OrderResult)
+    def on_result(result: OrderResult, ctx: Context) -> None:
+        saved = None
+        if save_dir is not None:
+            saved = save_result(result, save_dir, template)
+        elif results_store is not None:
+            saved = save_result(result, results_store, template)
+        if as_json:
+            click.echo(result.to_json())
+            return
+        local_id = result.order.local_id if result.order else "-"
+        console.print(
+            f"OrderResult {result.result_code or '-'}  order={local_id}"
+            + (f"  saved {saved}" if saved else "  (no document)" if save_dir else ""),
+            highlight=False,
+        )
+
+    @app.fallback
+    def other(message: Any, ctx: Context) -> None:
+        console.print(f"{ctx.kind} (not an {what[:-1]}) message_id={ctx.message.message_id}")
+
+    consumer = Consumer.from_profile(app, profile, roles=(what,), dedupe=dedupe)
+    try:
+        if count is None and timeout is None:
+            err_console.print(f"listening on {what} (Ctrl-C to stop)")
+            consumer.run()
+        else:
+            consumer.run_until(
+                (lambda s: s.handled + s.dead_lettered >= count) if count else None,
+                timeout=timeout,
+            )
+    finally:
+        consumer.close()
+        if results_store is not None:
+            results_store.close()
+    stats = consumer.snapshot()
+    err_console.print(
+        f"handled {stats.handled}, dead-lettered {stats.dead_lettered}, "
+        f"retried {stats.retried}, duplicates {stats.duplicates}"
+    )
+
+
+# ------------------------------------------------------------------- grade
+
+
+def _findings(values: tuple[str, ...], eye: str) -> list[dict[str, str]]:
+    out = []
+    for value in values:
+        finding, sep, result = value.partition("=")
+        if not finding.strip():
+            raise click.BadParameter(f"{value!r}: expected FINDING=RESULT", param_hint=f"--{eye}")
+        item = {"Finding": finding.strip()}
+        if sep:
+            item["Result"] = result.strip()
+        out.append(item)
+    return out
+
+
+@click.command("grade")
+@click.argument("local_id", required=False)
+@click.option("--od", multiple=True, metavar="FINDING=RESULT", help="Right-eye finding.")
+@click.option("--os", "os_", multiple=True, metavar="FINDING=RESULT", help="Left-eye finding.")
+@click.option("--od-ungradable", metavar="REASON", help="Right eye is ungradable, for REASON.")
+@click.option("--os-ungradable", metavar="REASON", help="Left eye is ungradable, for REASON.")
+@click.option("--site", "site_local_id", help="Site.LocalId.")
+@click.option(
+    "--file",
+    "grading_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send this GradingSubmission JSON instead.",
+)
+@_profile_options
+@_errors
+def grade_command(
+    local_id: str | None,
+    od: tuple[str, ...],
+    os_: tuple[str, ...],
+    od_ungradable: str | None,
+    os_ungradable: str | None,
+    site_local_id: str | None,
+    grading_file: Path | None,
+    profile_name: str | None,
+    config_file: Path | None,
+) -> None:
+    """Send a GradingSubmission for LOCAL_ID (test environments).
+
+    Example: iris-cloud grade ORD-1 --od "Diabetic Retinopathy=Mild" --os
+    "Diabetic Retinopathy=None". An eye without findings is gradable with no
+    pathology unless --od-ungradable/--os-ungradable is given.
+    """
+    from iris_cloud.client import IrisClient
+
+    if grading_file is None and not local_id:
+        raise click.UsageError("give LOCAL_ID or --file")
+    with IrisClient(_load(profile_name, config_file)) as iris:
+        if grading_file is not None:
+            sent = iris.submit_grading(_read_json(grading_file))
+        else:
+            assert local_id is not None
+            eyes: dict[str, dict[str, Any]] = {}
+            for key, values, reason in (("OD", od, od_ungradable), ("OS", os_, os_ungradable)):
+                if reason:
+                    eyes[key] = {"Gradable": False, "UngradableReasons": [reason]}
+                else:
+                    eyes[key] = {"Gradable": True, "Findings": _findings(values, key.lower())}
+            sent = iris.submit_grading(
+                local_id=local_id, od=eyes["OD"], os=eyes["OS"], site_local_id=site_local_id
+            )
+    console.print(f"grading sent for [bold]{sent.correlation_id}[/] (message id {sent.message_id})")
+
+
+# ------------------------------------------------------------------- check
+
+
+@dataclass
+class EndpointCheck:
+    """What the credentials of one endpoint may do: right -> yes / no / untested / error."""
+
+    role: str
+    url: str
+    direction: str
+    rights: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every right this side needs was confirmed (untested rights do not fail)."""
+        needed = {
+            "send": ["send"],
+            "receive": ["receive"],
+            "write": ["write"],
+            "read": ["read"],
+            "readwrite": ["read", "write"],
+        }.get(self.direction, [])
+        return all(self.rights.get(r) in ("yes", "untested") for r in needed)
+
+
+def _attempt(call: Callable[[], Any], check: EndpointCheck, right: str) -> Any:
+    try:
+        result = call()
+    except PermissionDenied:
+        check.rights[right] = "no"
+        return None
+    except IrisCloudError as exc:
+        check.rights[right] = f"error: {type(exc).__name__}"
+        return None
+    check.rights[right] = "yes"
+    return result
+
+
+def _check_broker(profile: Profile, role: str, check: EndpointCheck, send_probe: bool) -> None:
+    from iris_cloud.ports import Message
+
+    with profile.open_broker(role) as broker:
+        # Receiving locks a real message: give it back at once, uncounted work.
+        got = _attempt(lambda: broker.receive(max_messages=1, wait=0), check, "receive")
+        for msg in got or []:
+            broker.abandon(msg)
+            check.notes.append("received 1 message and abandoned it at once")
+        if not send_probe:
+            check.rights["send"] = "untested"
+            return
+        probe_id = f"iris-cloud-probe-{uuid.uuid4().hex}"
+        probe = Message(
+            body=json.dumps({"IrisCloudProbe": probe_id}).encode(),
+            message_id=probe_id,
+            subject=PROBE_SUBJECT,
+            properties={"IrisCloudProbe": "1"},
+        )
+        if _attempt(lambda: broker.send(probe), check, "send") is None:
+            return
+        if check.rights.get("receive") != "yes":
+            check.notes.append(f"probe message {probe_id} left in the queue")
+            return
+        # Take our probe back; anything else goes back untouched.
+        for _ in range(5):
+            for msg in broker.receive(max_messages=10, wait=1.0):
+                if msg.message_id == probe_id:
+                    broker.complete(msg)
+                    check.notes.append("probe sent and removed")
+                    return
+                broker.abandon(msg)
+        check.notes.append(f"probe message {probe_id} not found again; it may be left")
+
+
+def _check_store(profile: Profile, role: str, check: EndpointCheck, write_probe: bool) -> None:
+    with profile.open_store(role) as store:
+        _attempt(lambda: next(iter(store.list(PROBE_PREFIX)), None), check, "list")
+        probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}.txt"
+        wrote = False
+        if write_probe:
+            wrote = (
+                _attempt(
+                    lambda: store.put(probe, b"iris-cloud check probe", content_type="text/plain"),
+                    check,
+                    "write",
+                )
+                is not None
+            )
+        else:
+            check.rights["write"] = "untested"
+        if wrote:
+            _attempt(lambda: store.get(probe), check, "read")
+            _attempt(lambda: store.delete(probe), check, "delete")
+            if check.rights.get("delete") != "yes":
+                check.notes.append(f"probe object {probe} left (no delete right)")
+        else:
+            # Reading a name that cannot exist needs read rights but changes nothing.
+            try:
+                store.info(f"{PROBE_PREFIX}{uuid.uuid4().hex}-absent")
+                check.rights["read"] = "yes"
+            except NotFound:
+                check.rights["read"] = "yes"
+            except PermissionDenied:
+                check.rights["read"] = "no"
+            except IrisCloudError as exc:
+                check.rights["read"] = f"error: {type(exc).__name__}"
+            check.rights["delete"] = "untested"
+
+
+def check_profile(
+    profile: Profile, *, send_probe: bool = False, write_probe: bool = True
+) -> list[EndpointCheck]:
+    """Connect to every endpoint of ``profile`` and find out what its credentials may do.
+
+    Brokers: receive (whatever arrives is abandoned at once), send only with
+    ``send_probe`` (the probe is taken back where receiving is allowed).
+    Stores: list, write a probe object (unless ``write_probe`` is false),
+    read and delete only that probe.
+    """
+    checks = []
+    for role in profile.roles():
+        endpoint = profile.endpoint(role)
+        check = EndpointCheck(role, mask_url(endpoint.url), profile.direction(role))
+        try:
+            if ROLES[role].kind == "broker":
+                _check_broker(profile, role, check, send_probe)
+            else:
+                _check_store(profile, role, check, write_probe)
+        except IrisCloudError as exc:
+            check.notes.append(f"cannot open: {type(exc).__name__}: {exc}")
+        checks.append(check)
+    return checks
+
+
+@click.command("check")
+@click.option("--send-probe", is_flag=True, help="Also send a probe message to each queue.")
+@click.option("--no-write", is_flag=True, help="Do not write probe objects to stores.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_profile_options
+@_errors
+def check_command(
+    send_probe: bool,
+    no_write: bool,
+    as_json: bool,
+    profile_name: str | None,
+    config_file: Path | None,
+) -> None:
+    """Report, per endpoint of the profile, what the credentials may do.
+
+    Rights: send, receive (brokers); list, write, read, delete (stores).
+    Nothing that is not the check's own is changed: received messages are
+    abandoned at once, probe objects are written under .iris-cloud-check/ and
+    deleted when allowed, and nothing is sent unless --send-probe. Exits 1
+    when a right this side needs (e.g. send on orders) is missing.
+    """
+    profile = _load(profile_name, config_file)
+    checks = check_profile(profile, send_probe=send_probe, write_probe=not no_write)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "role": c.role,
+                        "url": c.url,
+                        "direction": c.direction,
+                        "rights": c.rights,
+                        "notes": c.notes,
+                        "ok": c.ok,
+                    }
+                    for c in checks
+                ],
+                indent=2,
+            )
+        )
+    else:
+        table = Table(title=f"profile {profile.name!r} ({profile.side} side)")
+        rights = ("send", "receive", "list", "write", "read", "delete")
+        table.add_column("role", no_wrap=True)
+        table.add_column("needs", no_wrap=True)
+        for r in rights:
+            table.add_column(r, no_wrap=True, justify="center")
+        shown = {"yes": "[green]yes[/]", "no": "[red]no[/]", "untested": "[dim]?[/]"}
+        for c in checks:
+            cells = [
+                shown.get(v, f"[yellow]{v}[/]") if (v := c.rights.get(r)) else "" for r in rights
+            ]
+            needs = c.direction if c.ok else f"[red]{c.direction}[/]"
+            table.add_row(c.role, needs, *cells)
+        console.print(table)
+        console.print("[dim]? = not tested (see --send-probe / --no-write)[/]")
+        for c in checks:
+            console.print(f"[bold]{c.role}[/]: {c.url}", highlight=False, soft_wrap=True)
+            for note in c.notes:
+                console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
+    if not all(c.ok for c in checks):
+        raise SystemExit(1)
+
+
+# ------------------------------------------------------------------- config
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect profiles (secrets are always masked)."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_profile_options
+@_errors
+def config_show(as_json: bool, profile_name: str | None, config_file: Path | None) -> None:
+    """Show the resolved profile: endpoints, options, settings; secrets masked."""
+    profile = _load(profile_name, config_file)
+    data = profile.masked()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    console.print(
+        f"profile [bold]{profile.name}[/] ({profile.side} side) from {profile.source}",
+        highlight=False,
+    )
+    console.print(f"client_guid: {profile.client_guid or '-'}", highlight=False)
+    table = Table()
+    table.add_column("role", no_wrap=True)
+    table.add_column("does", no_wrap=True)
+    table.add_column("url", overflow="fold")
+    table.add_column("options", overflow="fold")
+    for role in ROLES:
+        ep = data[role]
+        if ep is None:
+            table.add_row(role, profile.direction(role), "[dim]not set[/]", "")
+            continue
+        opts = ", ".join(f"{k}={v}" for k, v in ep.items() if k != "url")
+        table.add_row(role, profile.direction(role), ep["url"], opts, style=None)
+    console.print(table, markup=True)
+    console.print(f"consumer: {data['consumer']}", highlight=False, markup=False)
+    console.print(f"client: {data['client']}", highlight=False, markup=False)
+
+
+@config_group.command("list")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file to read instead of ./iris-cloud.toml.",
+)
+@_errors
+def config_list(config_file: Path | None) -> None:
+    """List the profile names the config files define."""
+    from iris_cloud.config import config_files
+
+    for path in config_files(config_file):
+        err_console.print(f"[dim]{path}[/]")
+    for name in profile_names(config_file):
+        click.echo(name)
+
+
+def register(cli: click.Group) -> None:
+    """Add the workflow commands to ``cli``."""
+    for command in (
+        submit_command,
+        cancel_command,
+        resend_command,
+        upload_command,
+        listen_command,
+        grade_command,
+        check_command,
+        config_group,
+    ):
+        cli.add_command(command)

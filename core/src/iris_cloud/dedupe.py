@@ -1,0 +1,83 @@
+"""Duplicate suppression: remember which messages were handled, in SQLite.
+
+Brokers deliver at least once, and IRIS may send the same event twice. The
+consumer asks :meth:`Dedupe.seen` before running a handler and calls
+:meth:`Dedupe.mark` after the handler succeeded (before the message is
+completed). Keys are the broker message id and, when the body has one, the
+IRIS ``TransactionId`` (``tx:<id>``). Entries older than the retention are
+pruned as new ones arrive.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["Dedupe"]
+
+
+class Dedupe:
+    """A thread-safe set of handled keys, in a SQLite file or in memory (``path=None``)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, retention_days: float = 14.0
+    ) -> None:
+        self.path = Path(path).expanduser() if path is not None else None
+        self.retention = retention_days * 86400.0
+        self._lock = threading.Lock()
+        target = ":memory:"
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(self.path)
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        if self.path is not None:
+            # WAL lets a second consumer process share the file safely.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS handled (key TEXT PRIMARY KEY, at REAL NOT NULL)"
+        )
+        self._marks = 0
+
+    def seen(self, keys: Iterable[str]) -> bool:
+        """Whether any of ``keys`` was marked handled within the retention."""
+        wanted = [k for k in keys if k]
+        if not wanted:
+            return False
+        cutoff = time.time() - self.retention
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT 1 FROM handled WHERE key IN ({marks}) AND at >= ? LIMIT 1",  # noqa: S608 - placeholders only
+                (*wanted, cutoff),
+            ).fetchone()
+        return row is not None
+
+    def mark(self, keys: Iterable[str]) -> None:
+        """Remember ``keys`` as handled now."""
+        now = time.time()
+        rows = [(k, now) for k in keys if k]
+        if not rows:
+            return
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO handled VALUES (?, ?)", rows)
+            self._marks += 1
+            if self._marks % 1000 == 0:
+                self._db.execute("DELETE FROM handled WHERE at < ?", (now - self.retention,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM handled").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"Dedupe(path={str(self.path) if self.path else ':memory:'!r})"

@@ -1,0 +1,519 @@
+"""The in-process provider: ``mem://NAME`` queues and ``mem://NAME`` containers.
+
+Full broker semantics in one process, thread-safe, so that tests and demos
+can rely on it: peek-lock with locks that expire, delivery counts, abandon
+with a delay, lock renewal, dead-lettering (explicit and after
+``max_delivery_count`` deliveries) and a per-queue dead-letter queue.
+
+Queues and containers live in process-wide registries keyed by name: two
+``open_broker("mem://orders")`` calls share one queue, as two clients of one
+Service Bus namespace would. Options (URL query or keyword):
+
+* broker: ``lock_seconds`` (default 30), ``max_delivery_count`` (default 10),
+  ``max_message_bytes`` (default 256 KiB), ``access``, ``claim_check``;
+* store: ``access``;
+* ``access="rw" | "w" | "r"`` emulates IRIS's credentials: ``w`` may only send
+  / put, ``r`` may only receive (and settle) / read and list; anything else
+  raises :class:`~iris_cloud.errors.PermissionDenied` naming the right.
+
+Lock and delivery settings belong to the opened endpoint, not the queue (as
+SQS's per-receive visibility timeout): each broker applies its own.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any, ClassVar, Self
+from urllib.parse import unquote, urlsplit
+
+from iris_cloud.errors import AlreadyExists, ConfigurationError, LockLost, NotFound
+from iris_cloud.hookspecs import hookimpl
+from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectInfo, ObjectStore
+from iris_cloud.providers._common import (
+    BROKER_RIGHTS,
+    DEAD_LETTER_SUFFIX,
+    DEFAULT_LOCK_SECONDS,
+    DEFAULT_MAX_DELIVERY_COUNT,
+    MAX_DELIVERY_REASON,
+    STORE_RIGHTS,
+    Access,
+    check_properties,
+    check_queue_name,
+    merge_options,
+    positive_float,
+    positive_int,
+    require_handle,
+)
+
+__all__ = [
+    "MemoryBroker",
+    "MemoryStore",
+    "iris_cloud_broker_schemes",
+    "iris_cloud_store_schemes",
+    "reset",
+]
+
+
+# -- broker --------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    seq: int
+    message: Message
+    enqueued_at: datetime
+    visible_at: float = 0.0  # time.monotonic() from which it may be delivered
+    delivery_count: int = 0
+    token: str | None = None
+
+
+class _Queue:
+    """One queue's messages, in arrival order, guarded by one condition."""
+
+    def __init__(self, name: str, dead: _Queue | None) -> None:
+        self.name = name
+        self.dead = dead
+        self.entries: dict[int, _Entry] = {}
+        self.cond = threading.Condition()
+        self._seq = itertools.count(1)
+
+    def add(self, message: Message, *, delivery_count: int = 0) -> None:
+        # Called with self.cond held.
+        seq = next(self._seq)
+        self.entries[seq] = _Entry(
+            seq=seq,
+            message=message,
+            enqueued_at=message.enqueued_at or datetime.now(UTC),
+            delivery_count=delivery_count,
+        )
+        self.cond.notify_all()
+
+
+@dataclass(frozen=True)
+class _Handle:
+    queue: _Queue = field(repr=False)
+    seq: int
+
+
+_registry_lock = threading.Lock()
+_queues: dict[str, _Queue] = {}
+_containers: dict[str, _Container] = {}
+
+
+def _queue(name: str) -> _Queue:
+    with _registry_lock:
+        q = _queues.get(name)
+        if q is None:
+            dead = _Queue(name + DEAD_LETTER_SUFFIX, None)
+            q = _queues[name] = _Queue(name, dead)
+        return q
+
+
+def reset() -> None:
+    """Forget every ``mem://`` queue and container of this process (between tests)."""
+    with _registry_lock:
+        _queues.clear()
+        _containers.clear()
+
+
+def _name_from_url(url: str, scheme: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme != scheme:
+        raise ConfigurationError(f"expected a {scheme}:// URL")
+    name = unquote(parts.netloc)
+    if not name:
+        raise ConfigurationError(f"{scheme}:// URL needs a name, e.g. '{scheme}://orders'")
+    return name, unquote(parts.path).strip("/")
+
+
+class MemoryBroker(MessageBroker):
+    """A ``mem://NAME`` queue shared by every broker of this process that opens NAME."""
+
+    scheme: ClassVar[str] = "mem"
+    capabilities: Capabilities = Capabilities(
+        max_message_bytes=256 * 1024,
+        max_batch=100,
+        max_batch_bytes=1024 * 1024,
+        native_dead_letter=True,
+        delayed_retry=True,
+        lock_renewal=True,
+        max_delivery_count=DEFAULT_MAX_DELIVERY_COUNT,
+        delivery_count_exact=True,
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        lock_seconds: float = DEFAULT_LOCK_SECONDS,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        max_message_bytes: int | None = None,
+        access: str = "rw",
+        claim_check: ObjectStore | None = None,
+    ) -> None:
+        super().__init__(claim_check=claim_check)
+        self.name = check_queue_name(name)
+        self.lock_seconds = positive_float("lock_seconds")(lock_seconds)
+        self.max_delivery_count = positive_int("max_delivery_count")(max_delivery_count)
+        self.access = Access(access, BROKER_RIGHTS)
+        self.capabilities = replace(
+            type(self).capabilities,
+            max_delivery_count=self.max_delivery_count,
+            max_message_bytes=max_message_bytes or type(self).capabilities.max_message_bytes,
+        )
+        self._queue = _queue(self.name)
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open ``mem://NAME[?lock_seconds=&max_delivery_count=&max_message_bytes=&access=]``."""
+        name, path = _name_from_url(url, "mem")
+        if path:
+            raise ConfigurationError("mem:// broker URLs take a queue name only: 'mem://NAME'")
+        claim_check = options.pop("claim_check", None)
+        opts = merge_options(
+            url,
+            options,
+            {
+                "lock_seconds": positive_float("lock_seconds"),
+                "max_delivery_count": positive_int("max_delivery_count"),
+                "max_message_bytes": positive_int("max_message_bytes"),
+                "access": str,
+            },
+        )
+        return cls(name, claim_check=claim_check, **opts)
+
+    def __repr__(self) -> str:
+        return f"MemoryBroker(name={self.name!r}, access={self.access.value!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError(f"{self!r} is closed")
+
+    # sending
+    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+        """Send messages (see :meth:`MessageBroker.send`); needs the ``send`` right."""
+        self._check_open()
+        # Checked before the base class offloads anything to the claim check.
+        self.access.require("send", f"send to mem://{self.name}")
+        return super().send(messages)
+
+    def _send_batch(self, batch: list[Message]) -> None:
+        now = datetime.now(UTC)
+        for m in batch:
+            check_properties(m.properties)
+        q = self._queue
+        with q.cond:
+            for m in batch:
+                # Copy: the caller may reuse its Message and its properties dict.
+                stored = replace(
+                    m,
+                    properties=dict(m.properties),
+                    enqueued_at=now,
+                    delivery_count=0,
+                    lock_token=None,
+                    locked_until=None,
+                    dead_letter_reason=None,
+                    dead_letter_description=None,
+                    raw=None,
+                )
+                q.add(stored)
+
+    # receiving
+    def _receive(self, max_messages: int, wait: float) -> list[Message]:
+        return self._take(self._queue, max_messages, wait, self.max_delivery_count)
+
+    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
+        """Receive from ``NAME$dlq`` under peek-lock; complete them to remove them."""
+        dead = self._queue.dead
+        assert dead is not None  # a main queue always has its dead-letter queue
+        return self._take(dead, max_messages, wait, None)
+
+    def _take(self, q: _Queue, max_messages: int, wait: float, limit: int | None) -> list[Message]:
+        self._check_open()
+        self.access.require("receive", f"receive from mem://{q.name}")
+        if max_messages < 1:
+            raise ConfigurationError("max_messages must be at least 1")
+        deadline = time.monotonic() + max(0.0, wait)
+        with q.cond:
+            while True:
+                now = time.monotonic()
+                got: list[Message] = []
+                next_visible: float | None = None
+                for entry in list(q.entries.values()):
+                    if entry.visible_at > now:
+                        if next_visible is None or entry.visible_at < next_visible:
+                            next_visible = entry.visible_at
+                        continue
+                    if limit is not None and entry.delivery_count >= limit:
+                        # Its last delivery's lock expired or it was abandoned: as
+                        # Service Bus does, it goes to the dead-letter queue now.
+                        self._to_dead_letters(
+                            q,
+                            entry,
+                            MAX_DELIVERY_REASON,
+                            f"delivered {entry.delivery_count} times (max_delivery_count={limit})",
+                        )
+                        continue
+                    got.append(self._lock(q, entry, now))
+                    if len(got) >= max_messages:
+                        break
+                if got or now >= deadline:
+                    return got
+                timeout = deadline - now
+                if next_visible is not None:
+                    timeout = min(timeout, next_visible - now)
+                q.cond.wait(max(timeout, 0.001))
+
+    def _lock(self, q: _Queue, entry: _Entry, now: float) -> Message:
+        entry.delivery_count += 1
+        entry.token = uuid.uuid4().hex
+        entry.visible_at = now + self.lock_seconds
+        return replace(
+            entry.message,
+            properties=dict(entry.message.properties),
+            delivery_count=entry.delivery_count,
+            enqueued_at=entry.enqueued_at,
+            lock_token=entry.token,
+            locked_until=datetime.now(UTC) + timedelta(seconds=self.lock_seconds),
+            raw=_Handle(q, entry.seq),
+        )
+
+    @staticmethod
+    def _to_dead_letters(q: _Queue, entry: _Entry, reason: str, description: str) -> None:
+        # Lock order is always main queue, then its dead-letter queue.
+        del q.entries[entry.seq]
+        dead = q.dead
+        assert dead is not None
+        with dead.cond:
+            dead.add(
+                replace(
+                    entry.message,
+                    enqueued_at=entry.enqueued_at,
+                    dead_letter_reason=reason,
+                    dead_letter_description=description,
+                ),
+                delivery_count=0,
+            )
+
+    # settlement
+    def _held(self, message: Message, action: str) -> tuple[_Queue, _Entry]:
+        """The entry ``message`` locks, with its queue's condition held by the caller."""
+        handle = require_handle(message, _Handle)
+        q = handle.queue
+        if q is not self._queue and q is not self._queue.dead:
+            raise ConfigurationError(f"message was received from another queue than {self.name}")
+        entry = q.entries.get(handle.seq)
+        if (
+            entry is None
+            or entry.token != message.lock_token
+            or entry.visible_at <= time.monotonic()
+        ):
+            raise LockLost(
+                f"cannot {action} message {message.message_id}: its lock expired or it was "
+                "settled; it will be (or was) delivered again"
+            )
+        return q, entry
+
+    def _settle_queue(self, message: Message) -> _Queue:
+        self._check_open()
+        self.access.require("receive", f"settle messages of mem://{self.name}")
+        return require_handle(message, _Handle).queue
+
+    def complete(self, message: Message) -> None:
+        """Remove ``message`` for good; :class:`LockLost` if its lock is gone."""
+        q = self._settle_queue(message)
+        with q.cond:
+            _, entry = self._held(message, "complete")
+            del q.entries[entry.seq]
+
+    def abandon(self, message: Message, delay: float | None = None) -> None:
+        """Release ``message`` for redelivery, after ``delay`` seconds if given."""
+        if delay is not None and delay < 0:
+            raise ConfigurationError("abandon delay must not be negative")
+        q = self._settle_queue(message)
+        with q.cond:
+            _, entry = self._held(message, "abandon")
+            entry.token = None
+            entry.visible_at = time.monotonic() + (delay or 0.0)
+            q.cond.notify_all()
+
+    def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
+        """Move ``message`` to ``NAME$dlq`` with ``reason`` and ``description``."""
+        q = self._settle_queue(message)
+        if q is not self._queue:
+            raise ConfigurationError("a dead-lettered message cannot be dead-lettered again")
+        with q.cond:
+            _, entry = self._held(message, "dead-letter")
+            self._to_dead_letters(q, entry, reason, description)
+
+    def renew_lock(self, message: Message) -> datetime:
+        """Hold ``message`` for another ``lock_seconds``; returns the new expiry."""
+        q = self._settle_queue(message)
+        with q.cond:
+            _, entry = self._held(message, "renew the lock of")
+            entry.visible_at = time.monotonic() + self.lock_seconds
+        until = datetime.now(UTC) + timedelta(seconds=self.lock_seconds)
+        message.locked_until = until
+        return until
+
+    def close(self) -> None:
+        """Detach from the queue; the queue and its messages stay for other brokers."""
+        self._closed = True
+
+
+# -- store ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Object:
+    data: bytes
+    content_type: str | None
+    metadata: Mapping[str, str]
+    etag: str
+    last_modified: datetime
+
+
+class _Container:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.objects: dict[str, _Object] = {}
+
+
+def _container(name: str) -> _Container:
+    with _registry_lock:
+        c = _containers.get(name)
+        if c is None:
+            c = _containers[name] = _Container()
+        return c
+
+
+class MemoryStore(ObjectStore):
+    """A ``mem://NAME[/PREFIX]`` container shared by every store of this process naming NAME."""
+
+    scheme: ClassVar[str] = "mem"
+    capabilities: Capabilities = Capabilities(
+        conditional_create=True, signed_urls=False, native_watch=False
+    )
+
+    def __init__(self, name: str, *, prefix: str = "", access: str = "rw") -> None:
+        if not name:
+            raise ConfigurationError("a mem:// store needs a container name")
+        self.name = name
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.access = Access(access, STORE_RIGHTS)
+        rights = self.access.rights
+        self.capabilities = replace(
+            type(self).capabilities,
+            can_read="read" in rights,
+            can_list="list" in rights,
+            can_write="write" in rights,
+        )
+        self._c = _container(name)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open ``mem://NAME[/PREFIX][?access=r|w|rw]``."""
+        name, prefix = _name_from_url(url, "mem")
+        opts = merge_options(url, options, {"access": str})
+        return cls(name, prefix=prefix, **opts)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(name={self.name!r}, prefix={self.prefix!r})"
+
+    @property
+    def container(self) -> str:
+        """The container name."""
+        return self.name
+
+    def _info_of(self, name: str, obj: _Object) -> ObjectInfo:
+        return ObjectInfo(
+            name=name,
+            size=len(obj.data),
+            content_type=obj.content_type,
+            metadata=dict(obj.metadata),
+            etag=obj.etag,
+            last_modified=obj.last_modified,
+        )
+
+    def _put(
+        self,
+        name: str,
+        stream: IO[bytes],
+        size: int | None,
+        content_type: str | None,
+        metadata: dict[str, str],
+        overwrite: bool,
+    ) -> ObjectInfo:
+        self.access.require("write", f"put {name!r}")
+        key = self.prefix + name
+        if not overwrite and key in self._c.objects:
+            raise AlreadyExists(f"object {name!r} already exists (overwrite=False)")
+        buf = io.BytesIO()
+        while chunk := stream.read(self.chunk_size):
+            buf.write(chunk)
+        obj = _Object(
+            data=buf.getvalue(),
+            content_type=content_type,
+            metadata=dict(metadata),
+            etag=uuid.uuid4().hex,
+            last_modified=datetime.now(UTC),
+        )
+        with self._c.lock:
+            # Checked again under the lock: this is the atomic conditional create.
+            if not overwrite and key in self._c.objects:
+                raise AlreadyExists(f"object {name!r} already exists (overwrite=False)")
+            self._c.objects[key] = obj
+        return self._info_of(name, obj)
+
+    def _get_object(self, name: str) -> _Object:
+        with self._c.lock:
+            obj = self._c.objects.get(self.prefix + name)
+        if obj is None:
+            raise NotFound(f"object {name!r} not found in mem://{self.name}")
+        return obj
+
+    def _open_read(self, name: str) -> IO[bytes]:
+        self.access.require("read", f"read {name!r}")
+        # BytesIO over immutable bytes shares the buffer instead of copying it.
+        return io.BytesIO(self._get_object(name).data)
+
+    def _info(self, name: str) -> ObjectInfo:
+        self.access.require("read", f"read the properties of {name!r}")
+        return self._info_of(name, self._get_object(name))
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        self.access.require("list", f"list mem://{self.name}")
+        full = self.prefix + prefix
+        with self._c.lock:
+            snapshot = sorted(
+                ((k, o) for k, o in self._c.objects.items() if k.startswith(full)),
+                key=lambda item: item[0],
+            )
+        cut = len(self.prefix)
+        return (self._info_of(k[cut:], o) for k, o in snapshot)
+
+    def _delete(self, name: str) -> None:
+        self.access.require("delete", f"delete {name!r}")
+        with self._c.lock:
+            if self._c.objects.pop(self.prefix + name, None) is None:
+                raise NotFound(f"object {name!r} not found in mem://{self.name}")
+
+
+@hookimpl
+def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
+    """``mem://`` queues."""
+    return {"mem": MemoryBroker}
+
+
+@hookimpl
+def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
+    """``mem://`` containers."""
+    return {"mem": MemoryStore}

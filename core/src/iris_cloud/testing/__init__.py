@@ -1,0 +1,39 @@
+"""Testing support: the provider contract suite and the pytest plugin.
+
+* :class:`BrokerContract` / :class:`StoreContract` — conformance tests a
+  provider's test module subclasses, supplying a ``broker_env`` /
+  ``store_env`` fixture that implements :class:`BrokerContractEnv` /
+  :class:`StoreContractEnv` (see :mod:`iris_cloud.testing.contract` and
+  docs/contract-suite.md).
+* :func:`require_server` — fail (CI) or skip (elsewhere) when a test server
+  cannot start.
+* Ready-made environments for the built-in providers, e.g. to run the suite
+  or the workflow against them: :class:`MemoryBrokerEnv`, :class:`MemoryStoreEnv`,
+  :class:`LocalBrokerEnv`, :class:`LocalStoreEnv`.
+"""
+
+from __future__ import annotations
+
+from iris_cloud.testing.contract import (
+    BrokerContract,
+    BrokerContractEnv,
+    StoreContract,
+    StoreContractEnv,
+    large_object_mb,
+)
+from iris_cloud.testing.envs import LocalBrokerEnv, LocalStoreEnv, MemoryBrokerEnv, MemoryStoreEnv
+from iris_cloud.testing.plugin import emulators_required, require_server
+
+__all__ = [
+    "BrokerContract",
+    "BrokerContractEnv",
+    "LocalBrokerEnv",
+    "LocalStoreEnv",
+    "MemoryBrokerEnv",
+    "MemoryStoreEnv",
+    "StoreContract",
+    "StoreContractEnv",
+    "emulators_required",
+    "large_object_mb",
+    "require_server",
+]

@@ -1,0 +1,144 @@
+"""Contract-suite environments for the built-in providers (``mem://``, ``local://``, ``file://``).
+
+They implement :class:`~iris_cloud.testing.contract.BrokerContractEnv` and
+:class:`~iris_cloud.testing.contract.StoreContractEnv`; the ``access`` option
+of the built-in providers stands in for IRIS's write-only / read-only
+credentials.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from iris_cloud.ports import MessageBroker, ObjectStore
+
+__all__ = ["LocalBrokerEnv", "LocalStoreEnv", "MemoryBrokerEnv", "MemoryStoreEnv"]
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class MemoryBrokerEnv:
+    """Fresh ``mem://`` queues; each ``new_queue`` has its own name."""
+
+    def new_queue(self, *, lock_seconds: float = 2.0, max_delivery_count: int = 3) -> str:
+        """A new queue URL carrying the lock and delivery settings as query parameters."""
+        name = _unique("contract")
+        return f"mem://{name}?lock_seconds={lock_seconds}&max_delivery_count={max_delivery_count}"
+
+    def open(self, url: str, *, claim_check: ObjectStore | None = None) -> MessageBroker:
+        """Open ``url`` with full rights."""
+        from iris_cloud.providers.memory import MemoryBroker
+
+        return MemoryBroker.from_url(url, claim_check=claim_check)
+
+    def claim_check_store(self) -> ObjectStore:
+        """A fresh ``mem://`` container."""
+        from iris_cloud.providers.memory import MemoryStore
+
+        return MemoryStore.from_url(f"mem://{_unique('claim-check')}")
+
+    def open_send_only(self, url: str) -> MessageBroker:
+        """Open ``url`` with ``access="w"`` (send only)."""
+        from iris_cloud.providers.memory import MemoryBroker
+
+        return MemoryBroker.from_url(url, access="w")
+
+    def open_receive_only(self, url: str) -> MessageBroker:
+        """Open ``url`` with ``access="r"`` (receive and settle only)."""
+        from iris_cloud.providers.memory import MemoryBroker
+
+        return MemoryBroker.from_url(url, access="r")
+
+
+class MemoryStoreEnv:
+    """Fresh ``mem://`` containers."""
+
+    def new_store(self) -> ObjectStore:
+        """A new, empty container."""
+        from iris_cloud.providers.memory import MemoryStore
+
+        return MemoryStore.from_url(f"mem://{_unique('contract')}")
+
+    def open_write_only(self, store: ObjectStore) -> ObjectStore:
+        """The same container with ``access="w"``."""
+        from iris_cloud.providers.memory import MemoryStore
+
+        return MemoryStore.from_url(f"mem://{store.container}", access="w")
+
+    def open_read_only(self, store: ObjectStore) -> ObjectStore:
+        """The same container with ``access="r"``."""
+        from iris_cloud.providers.memory import MemoryStore
+
+        return MemoryStore.from_url(f"mem://{store.container}", access="r")
+
+
+class LocalBrokerEnv:
+    """Fresh ``local://`` queues in one SQLite database under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _url(self, queue: str, query: str = "") -> str:
+        base = (self.root / "queues").as_uri().replace("file:", "local:", 1)
+        return f"{base}?queue={queue}{query}"
+
+    def new_queue(self, *, lock_seconds: float = 2.0, max_delivery_count: int = 3) -> str:
+        """A new queue URL carrying the lock and delivery settings as query parameters."""
+        return self._url(
+            _unique("contract"),
+            f"&lock_seconds={lock_seconds}&max_delivery_count={max_delivery_count}",
+        )
+
+    def open(self, url: str, *, claim_check: ObjectStore | None = None) -> MessageBroker:
+        """Open ``url`` with full rights."""
+        from iris_cloud.providers.local import LocalBroker
+
+        return LocalBroker.from_url(url, claim_check=claim_check)
+
+    def claim_check_store(self) -> ObjectStore:
+        """A ``file://`` store beside the queues."""
+        from iris_cloud.providers.local import FileStore
+
+        return FileStore.from_url((self.root / _unique("claim-check")).as_uri())
+
+    def open_send_only(self, url: str) -> MessageBroker:
+        """Open ``url`` with ``access="w"`` (send only)."""
+        from iris_cloud.providers.local import LocalBroker
+
+        return LocalBroker.from_url(url, access="w")
+
+    def open_receive_only(self, url: str) -> MessageBroker:
+        """Open ``url`` with ``access="r"`` (receive and settle only)."""
+        from iris_cloud.providers.local import LocalBroker
+
+        return LocalBroker.from_url(url, access="r")
+
+
+class LocalStoreEnv:
+    """Fresh ``file://`` directories under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def new_store(self) -> ObjectStore:
+        """A new, empty directory store."""
+        from iris_cloud.providers.local import FileStore
+
+        return FileStore.from_url((self.root / _unique("store")).as_uri())
+
+    def open_write_only(self, store: ObjectStore) -> ObjectStore:
+        """The same directory with ``access="w"``."""
+        from iris_cloud.providers.local import FileStore
+
+        return FileStore.from_url(Path(store.container).as_uri(), access="w")
+
+    def open_read_only(self, store: ObjectStore) -> ObjectStore:
+        """The same directory with ``access="r"``."""
+        from iris_cloud.providers.local import FileStore
+
+        return FileStore.from_url(Path(store.container).as_uri(), access="r")

@@ -1,0 +1,150 @@
+"""Endpoint options and the one boto3 session each broker or store holds.
+
+Non-secret settings may come from the URL query (``?region=...&endpoint_url=...``)
+or as keyword options; keyword options win. Credentials are accepted only as
+keyword options: a URL ends up in logs, a keyword option does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+import boto3
+from botocore.config import Config
+from iris_cloud.errors import ConfigurationError
+
+from iris_cloud_aws.errors import aws_errors
+
+__all__ = [
+    "CREDENTIAL_OPTIONS",
+    "SESSION_OPTIONS",
+    "AwsSession",
+    "as_bool",
+    "as_int",
+    "parse_endpoint",
+]
+
+CREDENTIAL_OPTIONS = frozenset(
+    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "profile_name"}
+)
+"""Options that may hold or select secrets: never taken from a URL."""
+
+SESSION_OPTIONS = frozenset(
+    {"region", "region_name", "endpoint_url", "session", "max_pool_connections"}
+    | CREDENTIAL_OPTIONS
+)
+"""Options every AWS endpoint accepts (besides its own)."""
+
+
+def parse_endpoint(
+    url: str, scheme: str, allowed: Iterable[str], options: Mapping[str, Any]
+) -> tuple[SplitResult, dict[str, Any]]:
+    """Split ``url`` and merge its query with ``options`` (options win).
+
+    Raises :class:`ConfigurationError` for another scheme, for credentials in
+    the URL and for options this endpoint does not know (a typo should not
+    pass silently).
+    """
+    parts = urlsplit(url)
+    if parts.scheme != scheme:
+        raise ConfigurationError(f"expected a {scheme}:// URL, got scheme {parts.scheme!r}")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    secret = sorted(CREDENTIAL_OPTIONS & set(query))
+    if secret:
+        raise ConfigurationError(
+            f"credentials ({', '.join(secret)}) must be passed as options, not in the URL"
+        )
+    merged: dict[str, Any] = {**query, **options}
+    known = set(allowed) | SESSION_OPTIONS
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {scheme} option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    return parts, merged
+
+
+def as_int(options: Mapping[str, Any], name: str, default: int | None) -> int | None:
+    """Option ``name`` as an int (URL query values arrive as strings)."""
+    value = options.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"option {name} must be an integer") from None
+
+
+def as_bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
+    """Option ``name`` as a bool; accepts true/false/1/0/yes/no from URLs."""
+    value = options.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"option {name} must be true or false")
+
+
+@dataclass
+class AwsSession:
+    """A boto3 session plus the client settings of one endpoint.
+
+    Built once per broker or store; :meth:`client` is called once per
+    service and the client reused for every call (boto3 clients are
+    thread-safe, sessions are not, so clients are made up front).
+    """
+
+    session: boto3.session.Session = field(repr=False)
+    region: str | None
+    endpoint_url: str | None
+    max_pool_connections: int = 10
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], region: str | None = None) -> AwsSession:
+        """The session described by the common options (credentials, region, endpoint)."""
+        given = options.get("session")
+        region = options.get("region") or options.get("region_name") or region
+        if given is not None:
+            if not isinstance(given, boto3.session.Session):
+                raise ConfigurationError("option session must be a boto3.session.Session")
+            session = given
+        else:
+            creds = {k: options[k] for k in CREDENTIAL_OPTIONS if options.get(k)}
+            with aws_errors("CreateSession", "boto3 session"):
+                session = boto3.session.Session(region_name=region, **creds)
+        pool = as_int(options, "max_pool_connections", 10) or 10
+        return cls(
+            session=session,
+            region=region or session.region_name,
+            endpoint_url=options.get("endpoint_url") or None,
+            max_pool_connections=pool,
+        )
+
+    def client(self, service: str, **config: Any) -> Any:
+        """A new client for ``service``; callers keep and reuse it."""
+        cfg = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=self.max_pool_connections,
+            **config,
+        )
+        with aws_errors("CreateClient", service):
+            return self.session.client(
+                service, region_name=self.region, endpoint_url=self.endpoint_url, config=cfg
+            )
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether the session has credentials to sign requests (and URLs) with."""
+        return self.session.get_credentials() is not None
+
+    def __repr__(self) -> str:
+        # No credentials, not even the key id: only where the session points.
+        return f"AwsSession(region={self.region!r}, endpoint_url={self.endpoint_url!r})"

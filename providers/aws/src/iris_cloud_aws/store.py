@@ -1,0 +1,502 @@
+"""Amazon S3 as an :class:`~iris_cloud.ports.ObjectStore`: ``s3://BUCKET/PREFIX``.
+
+Uploads stream: objects up to ``multipart_threshold`` go in one
+``PutObject``; larger ones (or streams of unknown size that turn out larger)
+as a multipart upload whose parts are read and sent at most
+``max_concurrency`` at a time, so memory stays at about
+``(max_concurrency + 1) * multipart_chunksize`` whatever the object's size.
+``overwrite=False`` is enforced by S3 itself (``If-None-Match: *`` on
+``PutObject`` and on ``CompleteMultipartUpload``); a failed multipart upload
+is aborted, leaving no object and no stored parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from datetime import timedelta
+from typing import IO, Any, ClassVar, Self, cast
+from urllib.parse import unquote_plus
+
+from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
+from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, check_object_name
+
+from iris_cloud_aws._session import AwsSession, as_bool, as_int, parse_endpoint
+from iris_cloud_aws.errors import aws_errors
+
+__all__ = ["S3Store"]
+
+_RFC2047 = re.compile(r"=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MIN_PART = 5 * MIB
+"""S3's smallest part (all but the last)."""
+MAX_PARTS = 10_000
+MAX_PRESIGN = timedelta(days=7)
+"""Longest validity of a SigV4 presigned URL."""
+
+STORE_OPTIONS = frozenset(
+    {
+        "multipart_threshold",
+        "multipart_chunksize",
+        "max_concurrency",
+        "notification_queue",
+        "signed_urls",
+        "addressing_style",
+    }
+)
+
+
+def _etag(value: Any) -> str | None:
+    # S3 quotes ETags in headers and listings; one unquoted form everywhere
+    # keeps put / info / list / watch results comparable.
+    return str(value).strip('"') if value else None
+
+
+def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata as S3 can carry it: HTTP headers are ASCII, so other values go
+    RFC 2047-encoded (``=?UTF-8?B?...?=``), the form S3 itself returns them in."""
+    out = {}
+    for key, value in metadata.items():
+        if not key.isascii():
+            raise ConfigurationError("S3 metadata keys must be ASCII (they travel as HTTP headers)")
+        if value.isascii():
+            out[key] = value
+        else:
+            out[key] = "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
+    return out
+
+
+def _decode_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for key, value in metadata.items():
+        match = _RFC2047.fullmatch(value)
+        if match:
+            try:
+                value = base64.b64decode(match.group(1)).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                log.debug("metadata %s looks RFC 2047-encoded but is not; kept as is", key)
+        out[key] = value
+    return out
+
+
+def _chunks(first: bytes, stream: IO[bytes], size: int) -> Iterator[bytes]:
+    """``first`` then the rest of ``stream``, in pieces of ``size`` bytes (the last shorter)."""
+    buffer = first
+    while True:
+        if len(buffer) < size:
+            buffer += _read_full(stream, size - len(buffer))
+        if not buffer:
+            return
+        yield buffer[:size]
+        buffer = buffer[size:]
+
+
+def _read_full(stream: IO[bytes], size: int) -> bytes:
+    """Read up to ``size`` bytes, looping over short reads (pipes, sockets)."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        data = stream.read(remaining)
+        if not data:
+            break
+        chunks.append(data)
+        remaining -= len(data)
+    return b"".join(chunks)
+
+
+class S3Store(ObjectStore):
+    """One S3 bucket, optionally under a key prefix.
+
+    Options (URL query or keyword; credentials keyword only): ``region``,
+    ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
+    ``aws_session_token``, ``profile_name``, ``session``,
+    ``multipart_threshold`` and ``multipart_chunksize`` (bytes, default 8 MiB),
+    ``max_concurrency`` (parts in flight, default 4), ``addressing_style``
+    (``auto`` / ``path`` / ``virtual``), ``signed_urls`` (default true when the
+    session has credentials), ``notification_queue`` (SQS queue URL or name
+    receiving this bucket's ``s3:ObjectCreated:*`` events: ``watch`` then
+    follows them instead of polling).
+    """
+
+    scheme: ClassVar[str] = "s3"
+    capabilities: Capabilities = Capabilities(conditional_create=True, signed_urls=True)
+    list_page_size: int = 1000
+    """Keys per ListObjectsV2 call (S3's maximum)."""
+
+    def __init__(
+        self,
+        session: AwsSession,
+        bucket: str,
+        prefix: str = "",
+        *,
+        multipart_threshold: int = 8 * MIB,
+        multipart_chunksize: int = 8 * MIB,
+        max_concurrency: int = 4,
+        addressing_style: str = "auto",
+        signed_urls: bool | None = None,
+        notification_queue: str | None = None,
+    ) -> None:
+        """Open ``bucket`` (under ``prefix``) with ``session``'s credentials."""
+        if len(bucket) < 3:
+            raise ConfigurationError("S3 bucket names have at least 3 characters")
+        if multipart_chunksize < MIN_PART:
+            raise ConfigurationError(f"multipart_chunksize must be at least {MIN_PART} (5 MiB)")
+        if max_concurrency < 1:
+            raise ConfigurationError("max_concurrency must be at least 1")
+        if addressing_style not in ("auto", "path", "virtual"):
+            raise ConfigurationError("addressing_style must be auto, path or virtual")
+        self._aws = session
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self._threshold = max(1, multipart_threshold)
+        self._chunk = multipart_chunksize
+        self._concurrency = max_concurrency
+        # SigV4 for presigned URLs too: regions opened since 2014 accept nothing else.
+        self._s3 = session.client(
+            "s3", s3={"addressing_style": addressing_style}, signature_version="s3v4"
+        )
+        self._notification_queue = notification_queue
+        self._sqs: Any = None
+        can_sign = session.can_sign if signed_urls is None else signed_urls and session.can_sign
+        self.capabilities = replace(
+            type(self).capabilities, signed_urls=can_sign, native_watch=bool(notification_queue)
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open ``s3://BUCKET/PREFIX?region=...&endpoint_url=...``."""
+        parts, opts = parse_endpoint(url, cls.scheme, STORE_OPTIONS, options)
+        if not parts.netloc:
+            raise ConfigurationError("s3 URL names no bucket (s3://BUCKET/PREFIX)")
+        signed = opts.get("signed_urls")
+        return cls(
+            AwsSession.from_options(opts),
+            parts.netloc,
+            parts.path,
+            multipart_threshold=as_int(opts, "multipart_threshold", 8 * MIB) or 8 * MIB,
+            multipart_chunksize=as_int(opts, "multipart_chunksize", 8 * MIB) or 8 * MIB,
+            max_concurrency=as_int(opts, "max_concurrency", 4) or 4,
+            addressing_style=str(opts.get("addressing_style") or "auto"),
+            signed_urls=None if signed is None else as_bool(opts, "signed_urls", True),
+            notification_queue=opts.get("notification_queue") or None,
+        )
+
+    @property
+    def container(self) -> str:
+        """The bucket name."""
+        return self.bucket
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r}, session={self._aws!r})"
+
+    def _key(self, name: str) -> str:
+        return self.prefix + name
+
+    def _where(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self._key(name)}"
+
+    # -- writing -------------------------------------------------------------------
+    def _put(
+        self,
+        name: str,
+        stream: IO[bytes],
+        size: int | None,
+        content_type: str | None,
+        metadata: dict[str, str],
+        overwrite: bool,
+    ) -> ObjectInfo:
+        extra: dict[str, Any] = {"Metadata": _encode_metadata(metadata)}
+        if content_type:
+            extra["ContentType"] = content_type
+        key = self._key(name)
+        first = _read_full(stream, self._threshold if size is None else min(size, self._threshold))
+        if len(first) < self._threshold or (size is not None and size <= self._threshold):
+            # Small object: one request; S3 refuses it atomically if the key exists.
+            if not overwrite:
+                extra["IfNoneMatch"] = "*"
+            with aws_errors("PutObject", self._where(name)):
+                resp = self._s3.put_object(Bucket=self.bucket, Key=key, Body=first, **extra)
+            etag, total = resp.get("ETag"), len(first)
+        else:
+            etag, total = self._multipart(name, stream, first, size, extra, overwrite)
+        return ObjectInfo(
+            name=name,
+            size=total,
+            content_type=content_type,
+            metadata=dict(metadata),
+            etag=_etag(etag),
+        )
+
+    def _multipart(
+        self,
+        name: str,
+        stream: IO[bytes],
+        first: bytes,
+        size: int | None,
+        extra: dict[str, Any],
+        overwrite: bool,
+    ) -> tuple[str | None, int]:
+        where = self._where(name)
+        if not overwrite:
+            self._refuse_existing(name)
+        chunk = self._chunk
+        if size is not None and math.ceil(size / chunk) > MAX_PARTS:
+            # Keep within S3's 10,000 parts by growing the part size.
+            chunk = math.ceil(size / MAX_PARTS)
+        key = self._key(name)
+        with aws_errors("CreateMultipartUpload", where):
+            upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
+                "UploadId"
+            ]
+        try:
+            parts, total = self._upload_parts(name, key, upload_id, stream, first, chunk)
+            complete: dict[str, Any] = {}
+            if not overwrite:
+                complete["IfNoneMatch"] = "*"
+            with aws_errors("CompleteMultipartUpload", where):
+                resp = self._s3.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **complete,
+                )
+        except BaseException:
+            self._abort(name, key, upload_id)
+            raise
+        return resp.get("ETag"), total
+
+    def _refuse_existing(self, name: str) -> None:
+        # Fail before sending gigabytes when the key is taken; the atomic
+        # check is still If-None-Match on completion. Write-only credentials
+        # cannot look, which is fine: then only the completion check applies.
+        try:
+            self._info(name)
+        except (NotFound, PermissionDenied):
+            return
+        raise AlreadyExists(f"{self._where(name)} already exists (conditional create refused)")
+
+    def _upload_parts(
+        self, name: str, key: str, upload_id: str, stream: IO[bytes], first: bytes, chunk: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where = self._where(name)
+
+        def send(number: int, data: bytes) -> dict[str, Any]:
+            with aws_errors("UploadPart", where):
+                resp = self._s3.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+            return {"PartNumber": number, "ETag": resp["ETag"]}
+
+        parts: list[dict[str, Any]] = []
+        total = 0
+        pending: set[Future[dict[str, Any]]] = set()
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            for number, data in enumerate(_chunks(first, stream, chunk), start=1):
+                total += len(data)
+                pending.add(pool.submit(send, number, data))
+                # At most max_concurrency parts are held: wait for one to
+                # finish before reading the next.
+                if len(pending) >= self._concurrency:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    parts.extend(f.result() for f in done)
+            done, _ = wait(pending)
+            parts.extend(f.result() for f in done)
+        parts.sort(key=lambda p: int(p["PartNumber"]))
+        return parts, total
+
+    def _abort(self, name: str, key: str, upload_id: str) -> None:
+        try:
+            with aws_errors("AbortMultipartUpload", self._where(name)):
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:
+            # The original error matters more; an unaborted upload holds no
+            # object (only parts, which a lifecycle rule expires).
+            log.warning("could not abort the multipart upload of %s: %s", self._where(name), exc)
+
+    # -- reading -----------------------------------------------------------------------
+    def _open_read(self, name: str) -> IO[bytes]:
+        with aws_errors("GetObject", self._where(name)):
+            resp = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))
+        # botocore's StreamingBody is an io.IOBase: read(n), iteration, close.
+        return cast(IO[bytes], resp["Body"])
+
+    def read_range(self, name: str, start: int, length: int | None = None) -> bytes:
+        """Bytes ``start`` .. ``start + length`` of ``name`` (to the end without ``length``)."""
+        if start < 0 or (length is not None and length < 1):
+            raise ConfigurationError("read_range needs start >= 0 and length >= 1")
+        end = "" if length is None else str(start + length - 1)
+        check_object_name(name)
+        with aws_errors("GetObject", self._where(name)):
+            resp = self._s3.get_object(
+                Bucket=self.bucket, Key=self._key(name), Range=f"bytes={start}-{end}"
+            )
+            with resp["Body"] as body:
+                return cast(bytes, body.read())
+
+    def _info(self, name: str) -> ObjectInfo:
+        with aws_errors("HeadObject", self._where(name)):
+            resp = self._s3.head_object(Bucket=self.bucket, Key=self._key(name))
+        return ObjectInfo(
+            name=name,
+            size=int(resp.get("ContentLength", 0)),
+            content_type=resp.get("ContentType"),
+            metadata=_decode_metadata(dict(resp.get("Metadata") or {})),
+            etag=_etag(resp.get("ETag")),
+            last_modified=resp.get("LastModified"),
+        )
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        where = f"s3://{self.bucket}/{self._key(prefix)}"
+        pages = iter(
+            paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=self._key(prefix),
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+        )
+        cut = len(self.prefix)
+        while True:
+            with aws_errors("ListObjectsV2", where):
+                page = next(pages, None)
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    name=str(item["Key"])[cut:],
+                    size=int(item.get("Size", 0)),
+                    etag=_etag(item.get("ETag")),
+                    last_modified=item.get("LastModified"),
+                )
+
+    def _delete(self, name: str) -> None:
+        # S3 deletes missing keys without complaint; the port promises
+        # NotFound, so look first when the credentials may.
+        with contextlib.suppress(PermissionDenied):
+            self._info(name)
+        with aws_errors("DeleteObject", self._where(name)):
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
+
+    def _signed_url(self, name: str, method: str, expires: timedelta) -> str:
+        if not self.capabilities.signed_urls:
+            raise ConfigurationError(
+                f"{self._where(name)}: no credentials to sign URLs with (signed_urls is off)"
+            )
+        if expires > MAX_PRESIGN or expires.total_seconds() < 1:
+            raise ConfigurationError("presigned S3 URLs are valid for 1 second to 7 days")
+        operation = "get_object" if method == "GET" else "put_object"
+        with aws_errors("GeneratePresignedUrl", self._where(name)):
+            return str(
+                self._s3.generate_presigned_url(
+                    ClientMethod=operation,
+                    Params={"Bucket": self.bucket, "Key": self._key(name)},
+                    ExpiresIn=int(expires.total_seconds()),
+                )
+            )
+
+    # -- watching ----------------------------------------------------------------------
+    def watch(
+        self,
+        prefix: str = "",
+        *,
+        poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+        include_existing: bool = False,
+    ) -> Iterator[ObjectInfo]:
+        """Yield objects as they appear under ``prefix`` until ``stop`` is set.
+
+        With ``notification_queue`` the bucket's S3 event notifications are
+        read from that SQS queue (long polling); otherwise the core polls
+        :meth:`list`. Notifications are deleted from the queue once the
+        objects they announce were yielded (at least once): give each watcher
+        a queue of its own, since events outside ``prefix`` are deleted too.
+        """
+        if not self._notification_queue:
+            yield from super().watch(
+                prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
+            )
+            return
+        stop = stop or threading.Event()
+        queue_url = self._notification_queue_url()
+        # A multipart upload announces itself twice (moto) and SQS delivers at
+        # least once: remember recent (key, etag) pairs.
+        seen: OrderedDict[tuple[str, str | None], None] = OrderedDict()
+        # As the polling watch does: objects present now are skipped (events
+        # for them may still sit in the queue) unless include_existing.
+        for obj in self.list(prefix):
+            seen[(obj.name, obj.etag)] = None
+            if include_existing:
+                yield obj
+        wait_s = min(20, max(1, math.ceil(poll_interval)))
+        while not stop.is_set():
+            with aws_errors("ReceiveMessage", f"notification queue of {self.bucket}"):
+                resp = self._sqs.receive_message(
+                    QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s
+                )
+            for msg in resp.get("Messages", []):
+                for obj in self._created(str(msg.get("Body", "")), prefix):
+                    key = (obj.name, obj.etag)
+                    if key in seen:
+                        continue
+                    seen[key] = None
+                    if len(seen) > 10_000:
+                        seen.popitem(last=False)
+                    yield obj
+                with aws_errors("DeleteMessage", f"notification queue of {self.bucket}"):
+                    self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
+
+    def _notification_queue_url(self) -> str:
+        if self._sqs is None:
+            self._sqs = self._aws.client("sqs")
+        queue = str(self._notification_queue)
+        if queue.startswith(("https://", "http://")):
+            return queue
+        with aws_errors("GetQueueUrl", f"queue {queue}"):
+            return str(self._sqs.get_queue_url(QueueName=queue)["QueueUrl"])
+
+    def _created(self, body: str, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects created under ``prefix`` that an S3 event notification announces."""
+        try:
+            event = json.loads(body)
+        except ValueError:
+            log.warning("ignoring a notification that is not JSON")
+            return
+        # s3:TestEvent (sent when notifications are configured) has no Records.
+        for record in event.get("Records", []) if isinstance(event, dict) else []:
+            s3 = record.get("s3") or {}
+            if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+                continue
+            if (s3.get("bucket") or {}).get("name") != self.bucket:
+                continue
+            obj = s3.get("object") or {}
+            # Event keys are URL-encoded with '+' for spaces.
+            key = unquote_plus(str(obj.get("key", "")))
+            if not key.startswith(self.prefix + prefix):
+                continue
+            yield ObjectInfo(
+                name=key[len(self.prefix) :],
+                size=int(obj.get("size", 0)),
+                etag=_etag(obj.get("eTag")),
+            )
+
+    def close(self) -> None:
+        """Close the clients' connection pools."""
+        for client in (self._s3, self._sqs):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception as exc:  # closing must not mask the caller's error
+                    log.debug("closing an AWS client failed: %s", type(exc).__name__)
