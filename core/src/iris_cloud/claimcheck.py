@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["POINTER_CLASS", "SIZE_PROPERTY", "is_claim_checked", "offload", "restore"]
 
 POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
+# The Java extended client 1.x wrote this class name; its pointers are still in flight.
+LEGACY_POINTER_CLASS = "com.amazon.sqs.javamessaging.MessageS3Pointer"
 SIZE_PROPERTY = "ExtendedPayloadSize"
 # Older extended clients (before payload-offloading was split out) used this name.
 LEGACY_SIZE_PROPERTY = "SQSLargePayloadSize"
@@ -56,7 +58,7 @@ def restore(message: Message, store: ObjectStore) -> Message:
             "claim-check pointer",
             [FieldError("body", "claim_check", f"not a {POINTER_CLASS} pointer")],
         ) from exc
-    if kind != POINTER_CLASS:
+    if kind not in (POINTER_CLASS, LEGACY_POINTER_CLASS):
         raise ValidationError(
             "claim-check pointer", [FieldError("body[0]", "claim_check", "unknown pointer class")]
         )

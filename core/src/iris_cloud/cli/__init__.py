@@ -13,6 +13,8 @@ __all__ = ["main"]
 BUILTIN_COMMANDS = (
     "iris_cloud.cli.validate",
     "iris_cloud.cli.providers",
+    "iris_cloud.cli.workflow",
+    "iris_cloud.cli.demo",
 )
 
 
