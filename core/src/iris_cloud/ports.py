@@ -35,6 +35,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "check_object_name",
+    "read_full",
 ]
 
 PropertyValue = str | int | float | bool
@@ -267,6 +268,23 @@ class MessageBroker(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def read_full(stream: IO[bytes], size: int) -> bytes:
+    """Read ``size`` bytes from ``stream``; shorter only at its end.
+
+    Raw streams (pipes, sockets, unbuffered files) may return short reads, so
+    providers that upload in fixed-size parts loop here rather than trust one read.
+    """
+    parts: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def check_object_name(name: str) -> str:

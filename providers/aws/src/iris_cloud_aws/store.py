@@ -28,7 +28,7 @@ from typing import IO, Any, ClassVar, Self, cast
 from urllib.parse import unquote_plus
 
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
-from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, check_object_name
+from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, check_object_name, read_full
 
 from iris_cloud_aws._session import AwsSession, as_bool, as_int, parse_endpoint
 from iris_cloud_aws.errors import aws_errors
@@ -96,24 +96,11 @@ def _chunks(first: bytes, stream: IO[bytes], size: int) -> Iterator[bytes]:
     buffer = first
     while True:
         if len(buffer) < size:
-            buffer += _read_full(stream, size - len(buffer))
+            buffer += read_full(stream, size - len(buffer))
         if not buffer:
             return
         yield buffer[:size]
         buffer = buffer[size:]
-
-
-def _read_full(stream: IO[bytes], size: int) -> bytes:
-    """Read up to ``size`` bytes, looping over short reads (pipes, sockets)."""
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        data = stream.read(remaining)
-        if not data:
-            break
-        chunks.append(data)
-        remaining -= len(data)
-    return b"".join(chunks)
 
 
 class S3Store(ObjectStore):
@@ -221,7 +208,7 @@ class S3Store(ObjectStore):
         if content_type:
             extra["ContentType"] = content_type
         key = self._key(name)
-        first = _read_full(stream, self._threshold if size is None else min(size, self._threshold))
+        first = read_full(stream, self._threshold if size is None else min(size, self._threshold))
         if len(first) < self._threshold or (size is not None and size <= self._threshold):
             # Small object: one request; S3 refuses it atomically if the key exists.
             if not overwrite:

@@ -35,7 +35,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 from iris_cloud.errors import AlreadyExists, ConfigurationError
-from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore
+from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, read_full
 
 from iris_cloud_azure.errors import translate
 
@@ -118,19 +118,6 @@ def default_credential() -> Any:
             "sas_url, sas_token or account_key, or install 'iris-cloud-azure[identity]'"
         ) from exc
     return DefaultAzureCredential()
-
-
-def _read_full(stream: IO[bytes], size: int) -> bytes:
-    """Up to ``size`` bytes; shorter only at the end of the stream (raw reads may be short)."""
-    parts: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        chunk = stream.read(remaining)
-        if not chunk:
-            break
-        parts.append(chunk)
-        remaining -= len(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -341,7 +328,7 @@ class AzureBlobStore(ObjectStore):
             # Stay under Azure's 50,000-block limit for very large known sizes.
             block_size = max(block_size, math.ceil(size / MAX_BLOCKS))
         with translate(self._what("write", name), "write", conditional=not overwrite):
-            first = _read_full(stream, block_size)
+            first = read_full(stream, block_size)
             if len(first) < block_size:
                 # Fits one request: Put Blob, conditional on absence unless overwriting.
                 result = blob.upload_blob(
@@ -399,7 +386,7 @@ class AzureBlobStore(ObjectStore):
                 pending.add(pool.submit(blob.stage_block, block_id, chunk, length=len(chunk)))
                 total += len(chunk)
                 chunk = b""  # drop the reference before reading the next block
-                chunk = _read_full(stream, block_size)
+                chunk = read_full(stream, block_size)
             for future in pending:
                 future.result()
         finally:
