@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-from iris_cloud.config import BROKER_ROLES, STORE_ROLES
 from iris_cloud.model import Event, OrderResult, parse_message
 from iris_cloud.ports import MessageBroker
+from iris_cloud.testing import builtin_profile_dict
+from iris_cloud.testing.envs import TEST_CLIENT_GUID
 
-CLIENT_GUID = "63E3C9EF-66AC-4154-B0C2-494515EB99A7"
+CLIENT_GUID = TEST_CLIENT_GUID
 
 
-def profile_dict(kind: str, root: Path, **overrides: Any) -> dict[str, Any]:
-    """An integrator profile on fresh ``mem://`` or ``local://`` + ``file://`` endpoints."""
-    tag = uuid.uuid4().hex[:8]
-    data: dict[str, Any] = {"client_guid": CLIENT_GUID}
-    for role in BROKER_ROLES:
-        if kind == "mem":
-            data[role] = {"url": f"mem://{role}-{tag}", "lock_seconds": 2}
-        else:
-            data[role] = {"url": f"local://{root}/queues?queue={role}", "lock_seconds": 2}
-    for role in STORE_ROLES:
-        data[role] = f"mem://{role}-{tag}" if kind == "mem" else f"file://{root}/{role}"
-    data["consumer"] = {"wait": 0.1, "backoff_initial": 0.05, "backoff_max": 0.2}
-    data.update(overrides)
-    return data
+profile_dict = builtin_profile_dict
 
 
 class Reader:

@@ -21,7 +21,13 @@ from iris_cloud.testing.contract import (
     StoreContractEnv,
     large_object_mb,
 )
-from iris_cloud.testing.envs import LocalBrokerEnv, LocalStoreEnv, MemoryBrokerEnv, MemoryStoreEnv
+from iris_cloud.testing.envs import (
+    LocalBrokerEnv,
+    LocalStoreEnv,
+    MemoryBrokerEnv,
+    MemoryStoreEnv,
+    builtin_profile_dict,
+)
 from iris_cloud.testing.plugin import emulators_required, require_server
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "MemoryStoreEnv",
     "StoreContract",
     "StoreContractEnv",
+    "builtin_profile_dict",
     "emulators_required",
     "large_object_mb",
     "require_server",

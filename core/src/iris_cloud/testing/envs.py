@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from iris_cloud.ports import MessageBroker, ObjectStore
 
-__all__ = ["LocalBrokerEnv", "LocalStoreEnv", "MemoryBrokerEnv", "MemoryStoreEnv"]
+__all__ = [
+    "LocalBrokerEnv",
+    "LocalStoreEnv",
+    "MemoryBrokerEnv",
+    "MemoryStoreEnv",
+    "builtin_profile_dict",
+]
 
 
 def _unique(prefix: str) -> str:
@@ -142,3 +148,29 @@ class LocalStoreEnv:
         from iris_cloud.providers.local import FileStore
 
         return FileStore.from_url(Path(store.container).as_uri(), access="r")
+
+
+TEST_CLIENT_GUID = "63E3C9EF-66AC-4154-B0C2-494515EB99A7"
+
+
+def builtin_profile_dict(kind: str, root: Path, **overrides: Any) -> dict[str, Any]:
+    """An integrator profile on fresh ``mem://`` (``kind="mem"``) or ``local://`` + ``file://``
+    endpoints under ``root``, with short locks and backoff so tests run fast.
+
+    Pass it to :meth:`iris_cloud.config.Profile.from_dict`; ``overrides`` replace roles or
+    settings.
+    """
+    from iris_cloud.config import BROKER_ROLES, STORE_ROLES
+
+    tag = uuid.uuid4().hex[:8]
+    data: dict[str, Any] = {"client_guid": TEST_CLIENT_GUID}
+    for role in BROKER_ROLES:
+        if kind == "mem":
+            data[role] = {"url": f"mem://{role}-{tag}", "lock_seconds": 2}
+        else:
+            data[role] = {"url": f"local://{root}/queues?queue={role}", "lock_seconds": 2}
+    for role in STORE_ROLES:
+        data[role] = f"mem://{role}-{tag}" if kind == "mem" else f"file://{root}/{role}"
+    data["consumer"] = {"wait": 0.1, "backoff_initial": 0.05, "backoff_max": 0.2}
+    data.update(overrides)
+    return data
