@@ -287,6 +287,8 @@ _CONSUMER = """
 import json, os, sys, time
 from iris_cloud.providers.local import LocalBroker
 b = LocalBroker(sys.argv[1], "jobs", lock_seconds=60)
+b.receive_dead_letters(max_messages=1, wait=0)  # opens the database before the start line
+open(sys.argv[2] + "." + sys.argv[3], "w").close()
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)
 seen = []
@@ -296,6 +298,7 @@ while idle < 3:
     idle = 0 if got else idle + 1
     for m in got:
         seen.append(m.message_id)
+        time.sleep(0.001)  # a handler's work: the other consumers claim meanwhile
         b.complete(m)
 print(json.dumps(seen))
 """
@@ -307,7 +310,14 @@ def test_processes_never_hold_the_same_message(tmp_path: Path) -> None:
         sent = b.send([f"{i}".encode() for i in range(total)])
     go = tmp_path / "go"
     children = [_run_child(_CONSUMER, str(tmp_path), str(go), str(n)) for n in (1, 7, 20)]
-    time.sleep(1.0)  # let them import and open the database
+    # Start them together: one that is still importing when the others begin
+    # could find the queue already drained.
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"go.{n}").exists() for n in (1, 7, 20)):
+        assert time.monotonic() < deadline, "consumers did not start"
+        for child in children:
+            assert child.poll() is None, child.communicate()[1]
+        time.sleep(0.01)
     go.touch()
     results = []
     for child in children:
@@ -319,7 +329,7 @@ def test_processes_never_hold_the_same_message(tmp_path: Path) -> None:
     # would show up twice.
     assert set(counts) == set(sent)
     assert max(counts.values()) == 1
-    assert all(results), "every consumer should have received something"
+    assert all(results), f"a consumer received nothing: {[len(r) for r in results]}"
 
 
 # -- file store ---------------------------------------------------------------------------
