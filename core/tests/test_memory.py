@@ -302,3 +302,46 @@ print("ok")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "ok"
+
+
+# -- claim check failures ----------------------------------------------------------------
+
+
+class _FlakyStore(MemoryStore):
+    """A claim-check store that cannot be read for now."""
+
+    def get(self, name: str) -> bytes:
+        from iris_cloud.errors import Unavailable
+
+        raise Unavailable("store is down for maintenance")
+
+
+def test_claim_check_unavailable_abandons_only_that_message() -> None:
+    name = _name()
+    bucket = _name()
+    with MemoryBroker(name, claim_check=MemoryStore(bucket)) as writer:
+        writer.send([Message(body=b"x" * (writer.capabilities.max_message_bytes + 1)), b"small"])
+    with MemoryBroker(name, claim_check=_FlakyStore(bucket)) as reader:
+        got = reader.receive(max_messages=10, wait=1)
+        assert [m.body for m in got] == [b"small"]
+        reader.complete(got[0])
+        # Abandoned, not dead-lettered: it comes back once the store is up.
+        assert reader.receive_dead_letters(wait=0.1) == []
+    with MemoryBroker(name, claim_check=MemoryStore(bucket)) as healthy:
+        (back,) = healthy.receive(wait=1)
+        assert len(back.body) == healthy.capabilities.max_message_bytes + 1
+        assert back.delivery_count == 2
+
+
+def test_claim_check_misconfigured_store_abandons_the_batch_and_raises() -> None:
+    name = _name()
+    with MemoryBroker(name, claim_check=MemoryStore(_name())) as writer:
+        writer.send([b"small", Message(body=b"x" * (writer.capabilities.max_message_bytes + 1))])
+    reader = MemoryBroker(name, claim_check=MemoryStore("another-bucket"))
+    with reader, pytest.raises(ConfigurationError, match="another-bucket"):
+        reader.receive(max_messages=10, wait=1)
+    # Both were given back at once (locks last 30 s), nothing was dead-lettered.
+    with MemoryBroker(name) as plain:
+        got = plain.receive(max_messages=10, wait=0.2)
+        assert sorted(m.delivery_count for m in got) == [2, 2]
+        assert plain.receive_dead_letters(wait=0.1) == []

@@ -12,6 +12,7 @@ instead of guessing.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -25,7 +26,13 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
-from iris_cloud.errors import ConfigurationError, MessageTooLarge
+from iris_cloud.errors import (
+    ConfigurationError,
+    IrisCloudError,
+    MessageTooLarge,
+    NotFound,
+    ValidationError,
+)
 
 __all__ = [
     "BinarySource",
@@ -37,6 +44,8 @@ __all__ = [
     "check_object_name",
     "read_full",
 ]
+
+log = logging.getLogger("iris_cloud.ports")
 
 PropertyValue = str | int | float | bool
 BinarySource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | Path
@@ -223,13 +232,39 @@ class MessageBroker(ABC):
         """Receive up to ``max_messages`` under peek-lock, waiting up to ``wait`` seconds.
 
         Claim-checked bodies are fetched back before the messages are returned.
+        A message whose pointer is malformed or whose payload is gone can never
+        be handled: it goes to the dead-letter queue (reason
+        ``ClaimCheckFailed``) and is left out. One whose payload cannot be
+        fetched for now is abandoned and left out, to come back later. When
+        the claim-check store refuses or is misconfigured, every message of
+        the batch is abandoned and the error is raised: that is for the
+        operator to fix, not the messages' fault.
         """
         received = self._receive(max_messages, wait)
         if self.claim_check is None:
             return received
         from iris_cloud.claimcheck import restore
 
-        return [restore(m, self.claim_check) for m in received]
+        restored: list[Message] = []
+        for index, msg in enumerate(received):
+            try:
+                restored.append(restore(msg, self.claim_check))
+            except (ValidationError, NotFound) as exc:
+                log.warning(
+                    "claim check of message %s failed, dead-lettered: %s", msg.message_id, exc
+                )
+                self.dead_letter(msg, "ClaimCheckFailed", str(exc))
+            except IrisCloudError as exc:
+                if exc.retryable:
+                    log.warning(
+                        "claim check of message %s failed, abandoned: %s", msg.message_id, exc
+                    )
+                    self.abandon(msg)
+                    continue
+                for held in [*restored, *received[index:]]:
+                    self.abandon(held)
+                raise
+        return restored
 
     @abstractmethod
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
@@ -251,9 +286,30 @@ class MessageBroker(ABC):
     def renew_lock(self, message: Message) -> datetime | None:
         """Extend the lock on ``message``; returns the new expiry when the service tells it."""
 
-    @abstractmethod
     def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
-        """Receive from the dead-letter queue (peek-lock; complete them to remove them)."""
+        """Receive from the dead-letter queue (peek-lock; complete them to remove them).
+
+        Claim-checked bodies are fetched back; one that cannot be fetched (the
+        reason it may be here) comes as it lies, pointer and all, so that it
+        can be looked at and settled.
+        """
+        received = self._receive_dead_letters(max_messages, wait)
+        if self.claim_check is None:
+            return received
+        from iris_cloud.claimcheck import restore
+
+        out: list[Message] = []
+        for msg in received:
+            try:
+                out.append(restore(msg, self.claim_check))
+            except IrisCloudError as exc:
+                log.warning("dead letter %s keeps its claim-check pointer: %s", msg.message_id, exc)
+                out.append(msg)
+        return out
+
+    @abstractmethod
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
+        """Receive raw messages from the dead-letter queue, as :meth:`_receive` does."""
 
     def close(self) -> None:  # noqa: B027 - providers without connections need no cleanup
         """Release connections; the broker cannot be used afterwards."""

@@ -197,7 +197,7 @@ class _Inbound(MessageBroker):
     def renew_lock(self, message: Message) -> datetime | None:
         return self.inner.renew_lock(message)
 
-    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         return self.inner.receive_dead_letters(max_messages, wait)
 
     def close(self) -> None:

@@ -323,8 +323,7 @@ class LocalBroker(MessageBroker):
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
         return self._poll(self.queue, max_messages, wait, self.max_delivery_count)
 
-    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
-        """Receive from ``NAME$dlq`` under peek-lock; complete them to remove them."""
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         return self._poll(self.dead_letter_queue, max_messages, wait, None)
 
     def _poll(self, queue: str, max_messages: int, wait: float, limit: int | None) -> list[Message]:

@@ -230,8 +230,7 @@ class MemoryBroker(MessageBroker):
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
         return self._take(self._queue, max_messages, wait, self.max_delivery_count)
 
-    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
-        """Receive from ``NAME$dlq`` under peek-lock; complete them to remove them."""
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         dead = self._queue.dead
         assert dead is not None  # a main queue always has its dead-letter queue
         return self._take(dead, max_messages, wait, None)

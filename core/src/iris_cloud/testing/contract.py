@@ -559,6 +559,37 @@ class BrokerContract:
             assert msg.properties == {"kind": "result"}
             b.complete(msg)
 
+    def test_claim_check_payload_gone_is_dead_lettered(
+        self, broker_env: BrokerContractEnv, queue_url: str
+    ) -> None:
+        store = broker_env.claim_check_store()
+        before = {o.name for o in store.list()}
+        with broker_env.open(queue_url, claim_check=store) as b:
+            b.send(Message(body=os.urandom(b.capabilities.max_message_bytes + 10)))
+            (payload,) = {o.name for o in store.list()} - before
+            store.delete(payload)
+            b.send(b"small and fine")
+            got = _drain(b, 1, timeout=10)
+            # The lost payload is not handed out; the next message still is.
+            assert [m.body for m in got] == [b"small and fine"]
+            b.complete(got[0])
+            dead = _drain(b, 1, timeout=10, dead_letters=True)
+            assert [d.dead_letter_reason for d in dead] == ["ClaimCheckFailed"]
+            assert payload in (dead[0].dead_letter_description or "")
+            b.complete(dead[0])
+
+    def test_claim_check_bad_pointer_is_dead_lettered(
+        self, broker_env: BrokerContractEnv, queue_url: str
+    ) -> None:
+        with broker_env.open(queue_url) as plain:
+            plain.send(Message(body=b"not a pointer", properties={"ExtendedPayloadSize": 10}))
+        with broker_env.open(queue_url, claim_check=broker_env.claim_check_store()) as b:
+            assert b.receive(max_messages=1, wait=5) == []
+            dead = _drain(b, 1, timeout=10, dead_letters=True)
+            assert [d.body for d in dead] == [b"not a pointer"]
+            assert dead[0].dead_letter_reason == "ClaimCheckFailed"
+            b.complete(dead[0])
+
     # permissions ----------------------------------------------------------
     def test_send_only_cannot_receive(self, broker_env: BrokerContractEnv, queue_url: str) -> None:
         b = broker_env.open_send_only(queue_url)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from iris_cloud.claimcheck import SIZE_PROPERTY, is_claim_checked, offload, restore
+from iris_cloud.claimcheck import SIZE_PROPERTY, is_claim_checked, offload
 from iris_cloud.errors import (
     ConfigurationError,
     FieldError,
@@ -665,12 +665,8 @@ class SqsBroker(MessageBroker):
             self._sqs.send_message(**kwargs)
         self.complete(message)
 
-    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
-        """Receive from the dead-letter queue; settle them with this broker."""
-        received = self._receive_from(self._dead_letter_url(), max_messages, wait)
-        if self.claim_check is None:
-            return received
-        return [restore(m, self.claim_check) for m in received]
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
+        return self._receive_from(self._dead_letter_url(), max_messages, wait)
 
     def close(self) -> None:
         """Close the SQS client's connection pool."""

@@ -331,14 +331,9 @@ class ServiceBusBroker(MessageBroker):
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
         return self._receive_from(self._get_receiver(), max_messages, wait)
 
-    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
-        """Receive from ``$deadletterqueue`` under peek-lock; complete them to remove them."""
-        received = self._receive_from(self._get_receiver(dead_letter=True), max_messages, wait)
-        if self.claim_check is None:
-            return received
-        from iris_cloud.claimcheck import restore
-
-        return [restore(m, self.claim_check) for m in received]
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
+        # The ``$deadletterqueue`` sub-queue, under peek-lock like the main one.
+        return self._receive_from(self._get_receiver(dead_letter=True), max_messages, wait)
 
     def _receive_from(
         self, receiver: ServiceBusReceiver, max_messages: int, wait: float

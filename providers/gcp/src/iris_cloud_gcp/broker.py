@@ -611,19 +611,14 @@ class PubSubBroker(MessageBroker):
         self._publish(self._dead_letter_topic, [(receipt.data, attributes, original)], "send")
         self.complete(message)
 
-    def receive_dead_letters(self, max_messages: int = 10, wait: float = 0.0) -> list[Message]:
-        """Pull from the dead-letter subscription (option or ``<subscription>-dlq``)."""
+    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
+        # The dead-letter subscription: the option, or ``<subscription>-dlq``.
         if self._dead_letter_subscription is None:
             raise ConfigurationError(
                 "this broker has no dead-letter subscription: open it on a subscription "
                 "or pass dead_letter_subscription"
             )
-        received = self._pull(self._dead_letter_subscription, max_messages, wait)
-        if self.claim_check is None:
-            return received
-        from iris_cloud.claimcheck import restore
-
-        return [restore(m, self.claim_check) for m in received]
+        return self._pull(self._dead_letter_subscription, max_messages, wait)
 
     def close(self) -> None:
         """Flush pending publishes and close both clients."""
