@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pluggy
 import pytest
 from click.testing import CliRunner
-from iris_cloud import hookspecs, open_broker, open_store, plugins
+from iris_cloud import hookimpl, hookspecs, open_broker, open_store, plugins
 from iris_cloud.cli import main
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.ports import MessageBroker, ObjectStore
@@ -177,3 +178,88 @@ def test_require_server_fails_when_required(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("IRIS_CLOUD_REQUIRE_EMULATORS", "1")
     with pytest.raises(pytest.fail.Exception, match=r"required.*port in use"):
         require_server("port in use")
+
+
+# -- lazy scheme targets -------------------------------------------------------------
+
+
+class LazyBroker(MemoryBroker):
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> LazyBroker:
+        return cls("lazy-" + url.partition("://")[2], **options)
+
+
+class LazyStore(MemoryStore):
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> LazyStore:
+        return cls("lazy-" + url.partition("://")[2], **options)
+
+
+class _LazyPlugin:
+    """A plugin that names its classes by import path, as the cloud providers do."""
+
+    __name__ = "LazyPlugin"
+
+    def __init__(self, broker: str, store: str) -> None:
+        self.broker, self.store = broker, store
+
+    @hookimpl
+    def iris_cloud_broker_schemes(self) -> dict[str, str]:
+        return {"lazyq": self.broker}
+
+    @hookimpl
+    def iris_cloud_store_schemes(self) -> dict[str, str]:
+        return {"lazys": self.store}
+
+
+@pytest.fixture
+def lazy_plugin(
+    builtin_plugins_only: pluggy.PluginManager, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[_LazyPlugin]:
+    monkeypatch.setattr(plugins, "failed", {})
+    # This module is in sys.modules under the name pytest gave it.
+    plugin = _LazyPlugin(f"{__name__}:LazyBroker", f"{__name__}:LazyStore")
+    builtin_plugins_only.register(plugin, name="lazy")
+    yield plugin
+
+
+def test_import_path_targets_resolve_on_open(lazy_plugin: _LazyPlugin) -> None:
+    assert plugins.served_schemes("broker") == ["lazyq", "local", "mem"]
+    with open_broker("lazyq://lazy-queue") as b:
+        assert isinstance(b, LazyBroker)
+    with open_store("lazys://lazy-bucket") as s:
+        assert isinstance(s, LazyStore)
+    assert plugins.broker_schemes()["lazyq"] is LazyBroker
+
+
+def test_import_path_that_fails_names_scheme_and_path(lazy_plugin: _LazyPlugin) -> None:
+    lazy_plugin.broker = "iris_cloud_nowhere.broker:Broker"
+    with pytest.raises(ConfigurationError) as exc:
+        open_broker("lazyq://q")
+    assert "'lazyq'" in str(exc.value)
+    assert "iris_cloud_nowhere.broker:Broker" in str(exc.value)
+    assert "ModuleNotFoundError" in str(exc.value)
+    # The listing leaves the broken scheme out and records why.
+    info = {p.name: p for p in plugins.providers()}["lazy"]
+    assert set(info.broker_schemes) == set() and set(info.store_schemes) == {"lazys"}
+    assert "iris_cloud_nowhere" in plugins.failed["lazy:lazyq"]
+    result = CliRunner().invoke(main, ["providers"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "not loaded lazy:lazyq" in " ".join(result.output.split())
+    result = CliRunner().invoke(main, ["providers", "--json"], catch_exceptions=False)
+    errors = {p["name"]: p["error"] for p in json.loads(result.output) if "error" in p}
+    assert "ModuleNotFoundError" in errors["lazy:lazyq"]
+
+
+def test_import_path_to_a_non_broker_is_refused(lazy_plugin: _LazyPlugin) -> None:
+    lazy_plugin.store = f"{__name__}:LazyBroker"
+    with pytest.raises(ConfigurationError, match=r"'lazys'.*not a subclass of ObjectStore"):
+        open_store("lazys://bucket")
+
+
+def test_profile_check_does_not_import_providers(lazy_plugin: _LazyPlugin) -> None:
+    lazy_plugin.broker = "iris_cloud_nowhere.broker:Broker"
+    # Naming the scheme in a profile is fine; the import happens when it is opened.
+    from iris_cloud.config import Profile
+
+    Profile.from_dict({"orders": "lazyq://orders"}, side="integrator")

@@ -375,7 +375,7 @@ class Profile(BaseModel):
 
     @model_validator(mode="after")
     def _check_schemes(self) -> Self:
-        from iris_cloud.plugins import broker_schemes, store_schemes
+        from iris_cloud.plugins import served_schemes, unserved_scheme_message
 
         problems = []
         for role, spec in ROLES.items():
@@ -386,18 +386,9 @@ class Profile(BaseModel):
             for suffix, ep in candidates:
                 if ep is None:
                     continue
-                schemes = broker_schemes() if spec.kind == "broker" else store_schemes()
-                if ep.scheme not in schemes:
-                    from iris_cloud.plugins import KNOWN_SCHEMES
-
-                    hint = (
-                        f"; install {KNOWN_SCHEMES[ep.scheme]}"
-                        if ep.scheme in KNOWN_SCHEMES
-                        else ""
-                    )
+                if ep.scheme not in served_schemes(spec.kind):
                     problems.append(
-                        f"{role}{suffix}.url: no {spec.kind} provider for scheme {ep.scheme!r} "
-                        f"(installed: {', '.join(sorted(schemes)) or 'none'}){hint}"
+                        f"{role}{suffix}.url: {unserved_scheme_message(ep.scheme, spec.kind)}"
                     )
         if problems:
             raise ValueError("; ".join(problems))

@@ -22,16 +22,23 @@ hookimpl = pluggy.HookimplMarker("iris_cloud")
 
 
 @hookspec
-def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
+def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker] | str]:
     """Return the broker URL schemes this plugin serves, e.g. ``{"awssqs": SqsBroker}``.
 
-    Each class opens an endpoint with ``cls.from_url(url, **options)``.
+    Each class opens an endpoint with ``cls.from_url(url, **options)``. A value
+    may instead be an import path, ``"package.module:Class"``: the module is
+    then imported only when a URL of that scheme is opened, so a process that
+    uses one provider does not pay for importing every installed SDK.
     """
 
 
 @hookspec
-def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
-    """Return the object-store URL schemes this plugin serves, e.g. ``{"s3": S3Store}``."""
+def iris_cloud_store_schemes() -> dict[str, type[ObjectStore] | str]:
+    """Return the object-store URL schemes this plugin serves, e.g. ``{"s3": S3Store}``.
+
+    As for brokers, a value may be an import path ``"package.module:Class"``,
+    imported when a URL of that scheme is first opened.
+    """
 
 
 @hookspec

@@ -9,9 +9,10 @@ from __future__ import annotations
 import importlib
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points, version
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pluggy
@@ -25,10 +26,13 @@ __all__ = [
     "broker_schemes",
     "failed",
     "get_plugin_manager",
+    "lazy_exports",
     "open_broker",
     "open_store",
     "providers",
+    "served_schemes",
     "store_schemes",
+    "unserved_scheme_message",
 ]
 
 ENTRY_POINT_GROUP = "iris_cloud"
@@ -88,46 +92,104 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             distributions[ep.name] = (ep.dist.name, ep.dist.version)
 
 
-def _schemes(results: list[dict[str, Any]]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
+Kind = Literal["broker", "store"]
+SchemeTarget = type[Any] | str
+"""What a scheme hook maps a scheme to: the class, or ``"module:Class"`` to import on use."""
+
+
+def _merged(results: list[dict[str, SchemeTarget]]) -> dict[str, SchemeTarget]:
+    merged: dict[str, SchemeTarget] = {}
     # pluggy returns the last-registered plugin first; let it win over built-ins.
     for mapping in reversed(results):
         merged.update(mapping)
     return merged
 
 
+def _targets(kind: Kind) -> dict[str, SchemeTarget]:
+    hook = get_plugin_manager().hook
+    if kind == "broker":
+        return _merged(hook.iris_cloud_broker_schemes())
+    return _merged(hook.iris_cloud_store_schemes())
+
+
+def _load(scheme: str, target: SchemeTarget, kind: Kind) -> type[Any]:
+    base = MessageBroker if kind == "broker" else ObjectStore
+    cls = target
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"the {kind} provider for scheme {scheme!r} cannot be imported "
+                f"({target}): {type(exc).__name__}: {exc}"
+            ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigurationError(
+            f"the {kind} provider for scheme {scheme!r} is {target!r}, "
+            f"not a subclass of {base.__name__}"
+        )
+    return cls
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports each export from its module on first access.
+
+    A provider package uses it so that importing the package (as loading its
+    plugin does) does not import the cloud SDK::
+
+        __getattr__ = lazy_exports(__name__, {"SqsBroker": "iris_cloud_aws.broker"})
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(exports[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def served_schemes(kind: Kind) -> list[str]:
+    """The URL schemes of ``kind`` (``"broker"`` or ``"store"``) served, without importing them."""
+    return sorted(_targets(kind))
+
+
 def broker_schemes() -> dict[str, type[MessageBroker]]:
-    """Every broker URL scheme the loaded plugins serve."""
-    return _schemes(get_plugin_manager().hook.iris_cloud_broker_schemes())
+    """Every broker URL scheme the loaded plugins serve, each class imported."""
+    return {s: _load(s, t, "broker") for s, t in _targets("broker").items()}
 
 
 def store_schemes() -> dict[str, type[ObjectStore]]:
-    """Every object-store URL scheme the loaded plugins serve."""
-    return _schemes(get_plugin_manager().hook.iris_cloud_store_schemes())
+    """Every object-store URL scheme the loaded plugins serve, each class imported."""
+    return {s: _load(s, t, "store") for s, t in _targets("store").items()}
 
 
-def _resolve(url: str, schemes: dict[str, Any], kind: str) -> Any:
+def unserved_scheme_message(scheme: str, kind: Kind) -> str:
+    """Why ``scheme`` cannot be opened: the installed schemes and the package to install."""
+    installed = ", ".join(served_schemes(kind)) or "none"
+    hint = f"; install {KNOWN_SCHEMES[scheme]}" if scheme in KNOWN_SCHEMES else ""
+    return f"no {kind} provider for scheme {scheme!r} (installed: {installed}){hint}"
+
+
+def _resolve(url: str, kind: Kind) -> Any:
     scheme = urlsplit(url).scheme
     if not scheme:
         raise ConfigurationError(f"{kind} URL has no scheme (expected e.g. 'mem://name')")
-    if scheme in schemes:
-        return schemes[scheme]
-    installed = ", ".join(sorted(schemes)) or "none"
-    hint = f"; install {KNOWN_SCHEMES[scheme]}" if scheme in KNOWN_SCHEMES else ""
-    raise ConfigurationError(
-        f"no {kind} provider for scheme {scheme!r} (installed: {installed}){hint}"
-    )
+    targets = _targets(kind)
+    if scheme not in targets:
+        raise ConfigurationError(unserved_scheme_message(scheme, kind))
+    return _load(scheme, targets[scheme], kind)
 
 
 def open_broker(url: str, **options: Any) -> MessageBroker:
     """Open the broker endpoint ``url`` with the provider that serves its scheme."""
-    cls: type[MessageBroker] = _resolve(url, broker_schemes(), "broker")
+    cls: type[MessageBroker] = _resolve(url, "broker")
     return cls.from_url(url, **options)
 
 
 def open_store(url: str, **options: Any) -> ObjectStore:
     """Open the object store ``url`` with the provider that serves its scheme."""
-    cls: type[ObjectStore] = _resolve(url, store_schemes(), "store")
+    cls: type[ObjectStore] = _resolve(url, "store")
     return cls.from_url(url, **options)
 
 
@@ -143,25 +205,35 @@ class ProviderInfo:
 
 
 def providers() -> list[ProviderInfo]:
-    """Every loaded plugin that serves at least one scheme."""
+    """Every loaded plugin that serves at least one scheme, its classes imported.
+
+    A scheme whose class cannot be imported is left out and recorded in
+    :data:`failed`, as a plugin that cannot be loaded is.
+    """
     pm = get_plugin_manager()
     infos = []
     for plugin in pm.get_plugins():
-        brokers: dict[str, type[MessageBroker]] = getattr(
-            plugin, "iris_cloud_broker_schemes", dict
-        )()
-        stores: dict[str, type[ObjectStore]] = getattr(plugin, "iris_cloud_store_schemes", dict)()
-        if not brokers and not stores:
-            continue
         name = pm.get_name(plugin) or repr(plugin)
+        loaded: dict[str, dict[str, type[Any]]] = {}
+        kind: Kind
+        for kind in ("broker", "store"):
+            hook = getattr(plugin, f"iris_cloud_{kind}_schemes", dict)
+            loaded[kind] = {}
+            for scheme, target in hook().items():
+                try:
+                    loaded[kind][scheme] = _load(scheme, target, kind)
+                except ConfigurationError as exc:
+                    failed[f"{name}:{scheme}"] = str(exc)
+        if not loaded["broker"] and not loaded["store"]:
+            continue
         dist_name, dist_version = distributions.get(name, ("iris-cloud", version("iris-cloud")))
         infos.append(
             ProviderInfo(
                 name=name,
                 distribution=dist_name,
                 version=dist_version,
-                broker_schemes=brokers,
-                store_schemes=stores,
+                broker_schemes=loaded["broker"],
+                store_schemes=loaded["store"],
             )
         )
     return sorted(infos, key=lambda i: i.name)

@@ -8,8 +8,8 @@ from dataclasses import asdict
 import click
 from rich.table import Table
 
+from iris_cloud import plugins
 from iris_cloud.cli.common import console
-from iris_cloud.plugins import providers as loaded_providers
 
 __all__ = ["register"]
 
@@ -18,7 +18,7 @@ __all__ = ["register"]
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def providers_command(as_json: bool) -> None:
     """List loaded providers, their versions, URL schemes and capabilities."""
-    infos = loaded_providers()
+    infos = plugins.providers()
     if as_json:
         out = [
             {
@@ -30,6 +30,9 @@ def providers_command(as_json: bool) -> None:
             }
             for i in infos
         ]
+        out.extend(
+            {"name": name, "error": reason} for name, reason in sorted(plugins.failed.items())
+        )
         click.echo(json.dumps(out, indent=2))
         return
     table = Table(title="iris-cloud providers")
@@ -83,6 +86,8 @@ def providers_command(as_json: bool) -> None:
                 yes[c.native_watch],
             )
     console.print(caps)
+    for name, reason in sorted(plugins.failed.items()):
+        console.print(f"[red]not loaded[/red] {name}: {reason}", highlight=False)
 
 
 def register(cli: click.Group) -> None:

@@ -3,26 +3,26 @@
 Registered through the ``iris_cloud`` entry-point group (``aws``), so
 ``iris_cloud.open_broker("awssqs://...")`` and ``open_store("s3://...")``
 find these classes once the package is installed.
+
+The classes are named by import path, so loading the plugin (every CLI start,
+every ``open_broker``) does not import the SDK; that happens when a URL of
+the scheme is first opened.
 """
 
 from __future__ import annotations
 
 from iris_cloud import hookimpl
-from iris_cloud.ports import MessageBroker, ObjectStore
-
-from iris_cloud_aws.broker import SqsBroker
-from iris_cloud_aws.store import S3Store
 
 __all__ = ["iris_cloud_broker_schemes", "iris_cloud_store_schemes"]
 
 
 @hookimpl
-def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
+def iris_cloud_broker_schemes() -> dict[str, str]:
     """``awssqs`` -> :class:`SqsBroker`."""
-    return {"awssqs": SqsBroker}
+    return {"awssqs": "iris_cloud_aws.broker:SqsBroker"}
 
 
 @hookimpl
-def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
+def iris_cloud_store_schemes() -> dict[str, str]:
     """``s3`` -> :class:`S3Store`."""
-    return {"s3": S3Store}
+    return {"s3": "iris_cloud_aws.store:S3Store"}

@@ -3,24 +3,24 @@
 Registered through the ``iris_cloud`` entry point (``azure``), so
 ``iris_cloud.open_broker("azuresb://...")`` and ``open_store("azblob://...")``
 find these classes once ``iris-cloud-azure`` is installed.
+
+The classes are named by import path, so loading the plugin (every CLI start,
+every ``open_broker``) does not import the SDK; that happens when a URL of
+the scheme is first opened.
 """
 
 from __future__ import annotations
 
 from iris_cloud.hookspecs import hookimpl
-from iris_cloud.ports import MessageBroker, ObjectStore
-
-from iris_cloud_azure.broker import ServiceBusBroker
-from iris_cloud_azure.store import AzureBlobStore
 
 
 @hookimpl
-def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
+def iris_cloud_broker_schemes() -> dict[str, str]:
     """``azuresb``: Azure Service Bus queues and topic subscriptions."""
-    return {ServiceBusBroker.scheme: ServiceBusBroker}
+    return {"azuresb": "iris_cloud_azure.broker:ServiceBusBroker"}
 
 
 @hookimpl
-def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
+def iris_cloud_store_schemes() -> dict[str, str]:
     """``azblob``: Azure Blob Storage containers."""
-    return {AzureBlobStore.scheme: AzureBlobStore}
+    return {"azblob": "iris_cloud_azure.store:AzureBlobStore"}

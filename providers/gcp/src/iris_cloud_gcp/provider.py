@@ -2,26 +2,26 @@
 
 Serves ``gcppubsub://`` brokers (:class:`~iris_cloud_gcp.broker.PubSubBroker`)
 and ``gs://`` stores (:class:`~iris_cloud_gcp.store.GcsStore`).
+
+The classes are named by import path, so loading the plugin (every CLI start,
+every ``open_broker``) does not import the SDK; that happens when a URL of
+the scheme is first opened.
 """
 
 from __future__ import annotations
 
 from iris_cloud import hookimpl
-from iris_cloud.ports import MessageBroker, ObjectStore
-
-from iris_cloud_gcp.broker import PubSubBroker
-from iris_cloud_gcp.store import GcsStore
 
 __all__ = ["iris_cloud_broker_schemes", "iris_cloud_store_schemes"]
 
 
 @hookimpl
-def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
+def iris_cloud_broker_schemes() -> dict[str, str]:
     """``gcppubsub://projects/P/topics/T`` and ``.../subscriptions/S``."""
-    return {PubSubBroker.scheme: PubSubBroker}
+    return {"gcppubsub": "iris_cloud_gcp.broker:PubSubBroker"}
 
 
 @hookimpl
-def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
+def iris_cloud_store_schemes() -> dict[str, str]:
     """``gs://BUCKET/PREFIX``."""
-    return {GcsStore.scheme: GcsStore}
+    return {"gs": "iris_cloud_gcp.store:GcsStore"}
