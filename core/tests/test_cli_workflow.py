@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,10 +270,13 @@ def test_check_full_rights_and_no_consumption(tmp_path: Path) -> None:
         "read": "yes",
         "delete": "yes",
     }
-    assert "abandoned" in " ".join(checks["events"]["notes"])
-    # The real message is still there, and no probe object was left behind.
+    assert checks["events"]["rights"]["receive"] == "yes"
+    assert checks["events"]["notes"] == []
+    # The real message was peeked, not taken: its first delivery is still to
+    # come. No probe object was left behind.
     [real] = queue(config, "events", settle="abandon")
     assert real.message_id == "real-one"
+    assert real.delivery_count == 1
     assert [
         p.name for p in (tmp_path / "images").iterdir() if not p.name.startswith(".iris-cloud")
     ] == []
@@ -321,3 +325,26 @@ def test_check_fails_when_a_needed_right_is_missing(tmp_path: Path) -> None:
     )
     out = run("check", "--config", str(config))
     assert out.exit_code == 1
+
+
+def test_check_where_the_service_cannot_peek() -> None:
+    from dataclasses import replace
+
+    from iris_cloud.cli.workflow import EndpointCheck, _check_receive
+    from iris_cloud.providers.memory import MemoryBroker
+
+    with MemoryBroker(f"nopeek-{uuid.uuid4().hex[:8]}") as broker:
+        broker.capabilities = replace(broker.capabilities, peek=False)
+        broker.send(Message(body=b"{}", message_id="real-one"))
+        check = EndpointCheck("events", "mem://x", "receive")
+        _check_receive(broker, check, receive_probe=False)
+        assert check.rights == {"receive": "untested"}
+        assert "--receive-probe" in check.notes[0]
+        assert check.ok  # untested is not a failure
+        probed = EndpointCheck("events", "mem://x", "receive")
+        _check_receive(broker, probed, receive_probe=True)
+        assert probed.rights == {"receive": "yes"}
+        assert "delivery count rose by 1" in probed.notes[0]
+        [again] = broker.receive(wait=1)
+        assert (again.message_id, again.delivery_count) == ("real-one", 2)
+        broker.complete(again)

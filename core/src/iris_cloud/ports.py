@@ -76,6 +76,8 @@ class Capabilities:
     """Deliveries after which the service dead-letters by itself, if it does."""
     delivery_count_exact: bool = True
     """``Message.delivery_count`` is the service's own count, not an estimate."""
+    peek: bool = False
+    """``peek`` shows waiting messages without locking them or counting a delivery."""
     # store
     conditional_create: bool = True
     """``put(overwrite=False)`` is enforced atomically by the service."""
@@ -265,6 +267,21 @@ class MessageBroker(ABC):
                     self.abandon(held)
                 raise
         return restored
+
+    def peek(self, max_messages: int = 1) -> list[Message]:
+        """Look at up to ``max_messages`` messages, oldest first, without taking them.
+
+        Nothing changes: no lock is taken and no delivery is counted, so a
+        peeked message's ``delivery_count`` is the deliveries so far. It needs
+        the receive right, returns at once, and what it returns cannot be
+        settled; claim-checked bodies stay pointers. Services that cannot look
+        without taking (SQS, Pub/Sub) say so in ``capabilities.peek``, and this
+        raises :class:`ConfigurationError` there.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot peek: the service has no way to look at a "
+            "message without receiving it (capabilities.peek is False)"
+        )
 
     @abstractmethod
     def _receive(self, max_messages: int, wait: float) -> list[Message]:

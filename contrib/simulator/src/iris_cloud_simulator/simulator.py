@@ -165,6 +165,9 @@ class _Inbound(MessageBroker):
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
         return self.inner.receive(max_messages, wait)
 
+    def peek(self, max_messages: int = 1) -> list[Message]:
+        return self.inner.peek(max_messages)
+
     def complete(self, message: Message) -> None:
         with self._lock:
             if id(message) in self._rejected:

@@ -29,6 +29,7 @@ from iris_cloud.errors import (
     PermissionDenied,
     ValidationError,
 )
+from iris_cloud.ports import MessageBroker
 
 __all__ = ["EndpointCheck", "check_profile", "register"]
 
@@ -484,15 +485,31 @@ def _attempt(call: Callable[[], Any], check: EndpointCheck, right: str) -> Any:
     return result
 
 
-def _check_broker(profile: Profile, role: str, check: EndpointCheck, send_probe: bool) -> None:
+def _check_receive(broker: MessageBroker, check: EndpointCheck, receive_probe: bool) -> None:
+    if broker.capabilities.peek:
+        # Peeking needs the receive right and takes nothing: no lock, no delivery.
+        _attempt(lambda: broker.peek(), check, "receive")
+        return
+    if not receive_probe:
+        check.rights["receive"] = "untested"
+        check.notes.append(
+            "this service cannot look without taking a message; --receive-probe takes one "
+            "and gives it back"
+        )
+        return
+    got = _attempt(lambda: broker.receive(max_messages=1, wait=0), check, "receive")
+    for msg in got or []:
+        broker.abandon(msg)
+        check.notes.append("received 1 message and gave it back (its delivery count rose by 1)")
+
+
+def _check_broker(
+    profile: Profile, role: str, check: EndpointCheck, send_probe: bool, receive_probe: bool
+) -> None:
     from iris_cloud.ports import Message
 
     with profile.open_broker(role) as broker:
-        # Receiving locks a real message: give it back at once, uncounted work.
-        got = _attempt(lambda: broker.receive(max_messages=1, wait=0), check, "receive")
-        for msg in got or []:
-            broker.abandon(msg)
-            check.notes.append("received 1 message and abandoned it at once")
+        _check_receive(broker, check, receive_probe)
         if not send_probe:
             check.rights["send"] = "untested"
             return
@@ -555,12 +572,18 @@ def _check_store(profile: Profile, role: str, check: EndpointCheck, write_probe:
 
 
 def check_profile(
-    profile: Profile, *, send_probe: bool = False, write_probe: bool = True
+    profile: Profile,
+    *,
+    send_probe: bool = False,
+    write_probe: bool = True,
+    receive_probe: bool = False,
 ) -> list[EndpointCheck]:
     """Connect to every endpoint of ``profile`` and find out what its credentials may do.
 
-    Brokers: receive (whatever arrives is abandoned at once), send only with
-    ``send_probe`` (the probe is taken back where receiving is allowed).
+    Brokers: receive, by a peek where the service has one (nothing is taken);
+    elsewhere only with ``receive_probe`` (one message is received and given
+    back at once, which counts a delivery). Send only with ``send_probe``
+    (the probe is taken back where receiving is allowed).
     Stores: list, write a probe object (unless ``write_probe`` is false),
     read and delete only that probe.
     """
@@ -570,7 +593,7 @@ def check_profile(
         check = EndpointCheck(role, mask_url(endpoint.url), profile.direction(role))
         try:
             if ROLES[role].kind == "broker":
-                _check_broker(profile, role, check, send_probe)
+                _check_broker(profile, role, check, send_probe, receive_probe)
             else:
                 _check_store(profile, role, check, write_probe)
         except IrisCloudError as exc:
@@ -581,12 +604,19 @@ def check_profile(
 
 @click.command("check")
 @click.option("--send-probe", is_flag=True, help="Also send a probe message to each queue.")
+@click.option(
+    "--receive-probe",
+    is_flag=True,
+    help="Where the service cannot peek (SQS, Pub/Sub), test receive by taking one message "
+    "and giving it back at once; this counts a delivery on it.",
+)
 @click.option("--no-write", is_flag=True, help="Do not write probe objects to stores.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @_profile_options
 @_errors
 def check_command(
     send_probe: bool,
+    receive_probe: bool,
     no_write: bool,
     as_json: bool,
     profile_name: str | None,
@@ -595,13 +625,17 @@ def check_command(
     """Report, per endpoint of the profile, what the credentials may do.
 
     Rights: send, receive (brokers); list, write, read, delete (stores).
-    Nothing that is not the check's own is changed: received messages are
-    abandoned at once, probe objects are written under .iris-cloud-check/ and
-    deleted when allowed, and nothing is sent unless --send-probe. Exits 1
-    when a right this side needs (e.g. send on orders) is missing.
+    Nothing that is not the check's own is changed: receive is tested by a
+    peek where the service has one (local, mem, Service Bus) and is reported
+    "untested" elsewhere unless --receive-probe; probe objects are written
+    under .iris-cloud-check/ and deleted when allowed; nothing is sent unless
+    --send-probe. Exits 1 when a right this side needs (e.g. send on orders)
+    is missing.
     """
     profile = _load(profile_name, config_file)
-    checks = check_profile(profile, send_probe=send_probe, write_probe=not no_write)
+    checks = check_profile(
+        profile, send_probe=send_probe, write_probe=not no_write, receive_probe=receive_probe
+    )
     if as_json:
         click.echo(
             json.dumps(

@@ -196,6 +196,7 @@ class LocalBroker(MessageBroker):
         lock_renewal=True,
         max_delivery_count=DEFAULT_MAX_DELIVERY_COUNT,
         delivery_count_exact=True,
+        peek=True,
     )
 
     def __init__(
@@ -326,6 +327,23 @@ class LocalBroker(MessageBroker):
     def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         return self._poll(self.dead_letter_queue, max_messages, wait, None)
 
+    def peek(self, max_messages: int = 1) -> list[Message]:
+        """The oldest ``max_messages`` messages of the queue, locked or not, left as they are."""
+        self.access.require("receive", f"peek at queue {self.queue!r}")
+        if max_messages < 1:
+            raise ConfigurationError("max_messages must be at least 1")
+        with self._lock, _sqlite_errors(f"peek at queue {self.queue!r}"):
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE queue = ? "  # noqa: S608 - constant columns
+                    "ORDER BY id LIMIT ?",
+                    (self.queue, max_messages),
+                )
+                .fetchall()
+            )
+        return [self._message(self.queue, row) for row in rows]
+
     def _poll(self, queue: str, max_messages: int, wait: float, limit: int | None) -> list[Message]:
         self.access.require("receive", f"receive from queue {queue!r}")
         if max_messages < 1:
@@ -402,8 +420,13 @@ class LocalBroker(MessageBroker):
             )
 
     def _message(
-        self, queue: str, row: tuple[Any, ...], token: str, locked_until: datetime
+        self,
+        queue: str,
+        row: tuple[Any, ...],
+        token: str | None = None,
+        locked_until: datetime | None = None,
     ) -> Message:
+        # Without a token the row is peeked, not claimed: no delivery is counted.
         (
             row_id,
             delivery_count,
@@ -424,13 +447,13 @@ class LocalBroker(MessageBroker):
             content_type=content_type,
             subject=subject,
             properties=json.loads(properties),
-            delivery_count=delivery_count + 1,
+            delivery_count=delivery_count + (token is not None),
             enqueued_at=datetime.fromtimestamp(enqueued_at, UTC),
             lock_token=token,
             locked_until=locked_until,
             dead_letter_reason=reason,
             dead_letter_description=description,
-            raw=_Handle(queue, row_id),
+            raw=None if token is None else _Handle(queue, row_id),
         )
 
     # settlement

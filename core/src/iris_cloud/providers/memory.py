@@ -146,6 +146,7 @@ class MemoryBroker(MessageBroker):
         lock_renewal=True,
         max_delivery_count=DEFAULT_MAX_DELIVERY_COUNT,
         delivery_count_exact=True,
+        peek=True,
     )
 
     def __init__(
@@ -234,6 +235,25 @@ class MemoryBroker(MessageBroker):
         dead = self._queue.dead
         assert dead is not None  # a main queue always has its dead-letter queue
         return self._take(dead, max_messages, wait, None)
+
+    def peek(self, max_messages: int = 1) -> list[Message]:
+        """The oldest ``max_messages`` messages of the queue, locked or not, left as they are."""
+        self._check_open()
+        self.access.require("receive", f"peek at mem://{self.name}")
+        if max_messages < 1:
+            raise ConfigurationError("max_messages must be at least 1")
+        q = self._queue
+        with q.cond:
+            entries = sorted(q.entries.values(), key=lambda e: e.seq)[:max_messages]
+            return [
+                replace(
+                    e.message,
+                    properties=dict(e.message.properties),
+                    delivery_count=e.delivery_count,
+                    enqueued_at=e.enqueued_at,
+                )
+                for e in entries
+            ]
 
     def _take(self, q: _Queue, max_messages: int, wait: float, limit: int | None) -> list[Message]:
         self._check_open()

@@ -590,6 +590,32 @@ class BrokerContract:
             assert dead[0].dead_letter_reason == "ClaimCheckFailed"
             b.complete(dead[0])
 
+    # peek -------------------------------------------------------------------
+    def test_peek_takes_nothing(self, broker: MessageBroker) -> None:
+        if not broker.capabilities.peek:
+            with pytest.raises(ConfigurationError, match="cannot peek"):
+                broker.peek()
+            return
+        assert broker.peek(10) == []
+        broker.send([Message(body=b"first", properties={"n": 1}), b"second"])
+        for _ in range(3):
+            peeked = broker.peek(10)
+            assert [m.body for m in peeked] == [b"first", b"second"]
+        assert peeked[0].properties == {"n": 1}
+        assert {m.delivery_count for m in peeked} == {0}
+        with pytest.raises(ConfigurationError):
+            broker.complete(peeked[0])
+        # Nothing was locked or counted: both arrive now, each on its first delivery.
+        got = _drain(broker, 2, timeout=10)
+        assert sorted(m.body for m in got) == [b"first", b"second"]
+        assert [m.delivery_count for m in got] == [1, 1]
+        # Held messages are still there to see (Service Bus counts a delivery
+        # only when the lock is given up, so the count is not compared).
+        assert sorted(m.body for m in broker.peek(10)) == [b"first", b"second"]
+        for m in got:
+            broker.complete(m)
+        assert broker.peek(10) == []
+
     # permissions ----------------------------------------------------------
     def test_send_only_cannot_receive(self, broker_env: BrokerContractEnv, queue_url: str) -> None:
         b = broker_env.open_send_only(queue_url)
@@ -601,6 +627,10 @@ class BrokerContract:
                 b.receive(max_messages=1, wait=0.2)
             assert exc.value.right == "receive"
             assert "receive" in str(exc.value)
+            if b.capabilities.peek:
+                with pytest.raises(PermissionDenied) as exc:
+                    b.peek()
+                assert exc.value.right == "receive"
         with broker_env.open(queue_url) as full:
             msg = self._receive_one(full)
             assert msg.body == b"allowed"

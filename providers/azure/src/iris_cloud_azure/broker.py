@@ -102,6 +102,7 @@ class ServiceBusBroker(MessageBroker):
         lock_renewal=True,
         max_delivery_count=None,
         delivery_count_exact=True,
+        peek=True,
         conditional_create=False,
     )
 
@@ -335,6 +336,17 @@ class ServiceBusBroker(MessageBroker):
         # The ``$deadletterqueue`` sub-queue, under peek-lock like the main one.
         return self._receive_from(self._get_receiver(dead_letter=True), max_messages, wait)
 
+    def peek(self, max_messages: int = 1) -> list[Message]:
+        """The oldest ``max_messages`` messages (a Service Bus peek), locked or not, untouched."""
+        if max_messages < 1:
+            raise ConfigurationError("max_messages must be at least 1")
+        receiver = self._get_receiver()
+        with translate(f"peek at {self._where}", "receive"):
+            # Without a sequence number the receiver browses on from its last
+            # peek or receive; from 1 it is always the oldest.
+            peeked = receiver.peek_messages(max_message_count=max_messages, sequence_number=1)
+        return [self._from_sdk(m, None) for m in peeked]
+
     def _receive_from(
         self, receiver: ServiceBusReceiver, max_messages: int, wait: float
     ) -> list[Message]:
@@ -345,7 +357,8 @@ class ServiceBusBroker(MessageBroker):
         return [self._from_sdk(m, receiver) for m in received]
 
     @staticmethod
-    def _from_sdk(sdk: ServiceBusReceivedMessage, receiver: ServiceBusReceiver) -> Message:
+    def _from_sdk(sdk: ServiceBusReceivedMessage, receiver: ServiceBusReceiver | None) -> Message:
+        # ``receiver`` is None for a peeked message: not delivered, not settleable.
         properties = {
             str(_text(k)): _text(v) for k, v in (sdk.application_properties or {}).items()
         }
@@ -358,13 +371,13 @@ class ServiceBusBroker(MessageBroker):
             properties=properties,
             # AMQP's delivery-count counts earlier attempts; ours counts this one too
             # (1 on first delivery), like SQS's receive count and Pub/Sub's attempt.
-            delivery_count=int(sdk.delivery_count or 0) + 1,
+            delivery_count=int(sdk.delivery_count or 0) + (receiver is not None),
             enqueued_at=sdk.enqueued_time_utc,
             lock_token=str(sdk.lock_token) if sdk.lock_token else None,
             locked_until=sdk.locked_until_utc,
             dead_letter_reason=_text(sdk.dead_letter_reason),
             dead_letter_description=_text(sdk.dead_letter_error_description),
-            raw=_Held(sdk, receiver),
+            raw=None if receiver is None else _Held(sdk, receiver),
         )
 
     @staticmethod
