@@ -332,6 +332,21 @@ def test_run_returns_zero_after_stop(profile: Profile) -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_stop_before_the_run_is_honoured_and_it_can_run_again(profile: Profile) -> None:
+    app = IrisApp()
+    app.on(Event)(lambda e, ctx: None)
+    send(profile, "events", event())
+    with Consumer.from_profile(app, profile, roles=("events",)) as consumer:
+        consumer.stop()
+        started = time.monotonic()
+        first = consumer.run_until(timeout=10)
+        assert time.monotonic() - started < 5
+        assert not consumer.stopping
+        second = consumer.run_until(lambda s: s.completed >= 1, timeout=10)
+    assert first.completed == 0
+    assert second.completed == 1
+
+
 def test_fatal_receive_error_is_raised(tmp_path: Path) -> None:
     data = make_profile("mem", tmp_path).events
     assert data is not None

@@ -417,8 +417,6 @@ class Consumer:
         default handlers, so a third one kills the process.
         """
         previous: dict[signal.Signals, Any] = {}
-        # Cleared before the handlers exist, so a signal arriving at once is not lost.
-        self._stop.clear()
         if threading.current_thread() is threading.main_thread():
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -447,7 +445,6 @@ class Consumer:
         In-flight messages are finished and settled before it returns. Raises
         the error that stopped a receiver for good (e.g. PermissionDenied).
         """
-        self._stop.clear()
         return self._run(predicate, timeout)
 
     def _run(
@@ -486,6 +483,10 @@ class Consumer:
                 t.join()
             pool.shutdown(wait=True)
             self._renewer.stop()
+            # Cleared when a run ends, not when one starts: a stop() (or a
+            # signal) that comes before or as the run begins is honoured, and
+            # the consumer can run again afterwards.
+            self._stop.clear()
             self._running = False
         if self._fatal is not None:
             raise self._fatal
@@ -493,7 +494,6 @@ class Consumer:
 
     def start(self) -> threading.Thread:
         """Run in a background thread (the demo, embedding); :meth:`stop` then :meth:`join`."""
-        self._stop.clear()
         thread = threading.Thread(
             target=self._run_in_background, name="iris-cloud-consumer", daemon=True
         )

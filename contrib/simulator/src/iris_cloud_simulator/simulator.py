@@ -415,9 +415,7 @@ class Simulator:
 
     def _run_consumer(self) -> None:
         try:
-            # Our own stop event ends it too: a stop() that came before the
-            # consumer started must not be lost.
-            self.consumer.run_until(lambda _: self._stop.is_set())
+            self.consumer.run_until()
         except IrisCloudError as exc:
             log.error("simulator stopped: %s", type(exc).__name__)
             self._stop.set()
