@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import os
-import threading
+import time
 import urllib.request
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound
-from iris_cloud.ports import ObjectInfo
+from iris_cloud.testing import Watcher
 from iris_cloud_aws import S3Store
 from iris_cloud_aws.testing import MotoServer
 
@@ -172,34 +172,14 @@ def test_watch_follows_s3_notifications(moto: MotoServer, name: str) -> None:
     store = S3Store.from_url(f"s3://{bucket}/site", **options)
     assert store.capabilities.native_watch
     store.put("inbox/existing.jpg", b"old")
-    stop = threading.Event()
-    seen: list[ObjectInfo] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            for obj in store.watch("inbox/", poll_interval=1, stop=stop):
-                seen.append(obj)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    # The watcher lists what exists when first iterated; let it get there.
-    threading.Event().wait(1.0)
-    store.put("inbox/a b+c.jpg", b"spaces and plus")
-    store.put("outbox/not-mine.jpg", b"x")
-    store.put("inbox/big.dcm", io.BytesIO(b"d" * 6 * MIB))  # multipart: two events in moto
-    moto.client("s3").put_object(Bucket=bucket, Key="elsewhere.jpg", Body=b"outside prefix")
-    deadline = threading.Event()
-    for _ in range(40):
-        if len(seen) >= 2:
-            break
-        deadline.wait(0.25)
-    deadline.wait(1.5)  # room for a duplicate event to show up
-    stop.set()
-    thread.join(timeout=25)
-    assert not errors, errors
+    with Watcher(store, "inbox/", poll_interval=1) as watcher:
+        store.put("inbox/a b+c.jpg", b"spaces and plus")
+        store.put("outbox/not-mine.jpg", b"x")
+        store.put("inbox/big.dcm", io.BytesIO(b"d" * 6 * MIB))  # multipart: two events in moto
+        moto.client("s3").put_object(Bucket=bucket, Key="elsewhere.jpg", Body=b"outside prefix")
+        watcher.wait_for(2)
+        time.sleep(1.5)  # room for a duplicate event to show up
+    seen = watcher.seen
     assert sorted(o.name for o in seen) == ["inbox/a b+c.jpg", "inbox/big.dcm"]
     sizes = {o.name: o.size for o in seen}
     assert sizes == {"inbox/a b+c.jpg": 15, "inbox/big.dcm": 6 * MIB}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 from google.oauth2 import service_account
 from iris_cloud.errors import ConfigurationError, IrisCloudError, NotFound
 from iris_cloud.plugins import providers
-from iris_cloud.ports import ObjectInfo
+from iris_cloud.testing import Watcher
 from iris_cloud_gcp.store import GcsStore, _UploadStream
 from iris_cloud_gcp.testing import GcpServers, GcsEmulator, PubSubAdmin
 
@@ -324,33 +323,23 @@ def test_watch_through_notifications(servers: GcpServers, bucket: str) -> None:
             emulator_host=servers.pubsub_host,
         )
         assert store.capabilities.native_watch
-        stop = threading.Event()
-        seen: list[ObjectInfo] = []
-
-        def run() -> None:
-            for info in store.watch("eyes/", poll_interval=0.2, stop=stop):
-                seen.append(info)
-                if len(seen) == 2:
-                    stop.set()
-
-        watcher = threading.Thread(target=run, daemon=True)
-        watcher.start()
         client = servers.gcs.client()
-        for key, event in [
-            ("inbox/eyes/od.jpg", "OBJECT_FINALIZE"),
-            ("inbox/other/x.jpg", "OBJECT_FINALIZE"),  # outside the watched prefix
-            ("inbox/eyes/od.jpg", "OBJECT_METADATA_UPDATE"),  # not a new object
-            ("inbox/eyes/os.jpg", "OBJECT_FINALIZE"),
-        ]:
-            store.put(
-                key.removeprefix("inbox/"), b"jpeg", content_type="image/jpeg", overwrite=True
-            )
-            blob = client.bucket(bucket).get_blob(key)
-            assert blob is not None
-            _notify(admin, topic, blob._properties, event)
-        watcher.join(timeout=15)
-        stop.set()
-        assert [o.name for o in seen] == ["eyes/od.jpg", "eyes/os.jpg"]
+        with Watcher(store, "eyes/", poll_interval=0.2) as watcher:
+            for key, event in [
+                ("inbox/eyes/od.jpg", "OBJECT_FINALIZE"),
+                ("inbox/other/x.jpg", "OBJECT_FINALIZE"),  # outside the watched prefix
+                ("inbox/eyes/od.jpg", "OBJECT_METADATA_UPDATE"),  # not a new object
+                ("inbox/eyes/os.jpg", "OBJECT_FINALIZE"),
+            ]:
+                store.put(
+                    key.removeprefix("inbox/"), b"jpeg", content_type="image/jpeg", overwrite=True
+                )
+                blob = client.bucket(bucket).get_blob(key)
+                assert blob is not None
+                _notify(admin, topic, blob._properties, event)
+            seen = watcher.wait_for(2)
+            time.sleep(0.5)  # room for a stray third
+        assert [o.name for o in watcher.seen] == ["eyes/od.jpg", "eyes/os.jpg"]
         assert all(o.size == 4 and o.content_type == "image/jpeg" for o in seen)
         assert seen[0].last_modified is not None and seen[0].etag
         # Everything was acknowledged: nothing comes back.

@@ -10,6 +10,8 @@
 * Ready-made environments for the built-in providers, e.g. to run the suite
   or the workflow against them: :class:`MemoryBrokerEnv`, :class:`MemoryStoreEnv`,
   :class:`LocalBrokerEnv`, :class:`LocalStoreEnv`.
+* :class:`Watcher` — ``store.watch`` in a thread, entered once it has listed
+  what exists, for tests of notification-fed watches.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from iris_cloud.testing.envs import (
     builtin_profile_dict,
 )
 from iris_cloud.testing.plugin import emulators_required, require_server
+from iris_cloud.testing.watcher import Watcher
 
 __all__ = [
     "BrokerContract",
@@ -39,6 +42,7 @@ __all__ = [
     "MemoryStoreEnv",
     "StoreContract",
     "StoreContractEnv",
+    "Watcher",
     "builtin_profile_dict",
     "emulators_required",
     "large_object_mb",

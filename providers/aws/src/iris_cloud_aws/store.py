@@ -19,7 +19,6 @@ import logging
 import math
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -28,7 +27,15 @@ from typing import IO, Any, ClassVar, Self, cast
 from urllib.parse import unquote_plus
 
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
-from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, check_object_name, read_full
+from iris_cloud.ports import (
+    Capabilities,
+    Message,
+    ObjectInfo,
+    ObjectStore,
+    check_object_name,
+    read_full,
+)
+from iris_cloud.watching import watch_notifications
 
 from iris_cloud_aws._session import AwsSession, as_bool, as_int, parse_endpoint
 from iris_cloud_aws.errors import aws_errors
@@ -155,7 +162,6 @@ class S3Store(ObjectStore):
             "s3", s3={"addressing_style": addressing_style}, signature_version="s3v4"
         )
         self._notification_queue = notification_queue
-        self._sqs: Any = None
         can_sign = session.can_sign if signed_urls is None else signed_urls and session.can_sign
         self.capabilities = replace(
             type(self).capabilities, signed_urls=can_sign, native_watch=bool(notification_queue)
@@ -406,58 +412,35 @@ class S3Store(ObjectStore):
         """Yield objects as they appear under ``prefix`` until ``stop`` is set.
 
         With ``notification_queue`` the bucket's S3 event notifications are
-        read from that SQS queue (long polling); otherwise the core polls
-        :meth:`list`. Notifications are deleted from the queue once the
-        objects they announce were yielded (at least once): give each watcher
-        a queue of its own, since events outside ``prefix`` are deleted too.
+        read from that SQS queue (long polling) by the core's notification
+        watch; otherwise the core polls :meth:`list`. A notification is deleted
+        once the objects it announces were yielded: give each watcher a queue
+        of its own, since events outside ``prefix`` are deleted too.
         """
         if not self._notification_queue:
             yield from super().watch(
                 prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
             )
             return
-        stop = stop or threading.Event()
-        queue_url = self._notification_queue_url()
-        # A multipart upload announces itself twice (moto) and SQS delivers at
-        # least once: remember recent (key, etag) pairs.
-        seen: OrderedDict[tuple[str, str | None], None] = OrderedDict()
-        # As the polling watch does: objects present now are skipped (events
-        # for them may still sit in the queue) unless include_existing.
-        for obj in self.list(prefix):
-            seen[(obj.name, obj.etag)] = None
-            if include_existing:
-                yield obj
-        wait_s = min(20, max(1, math.ceil(poll_interval)))
-        while not stop.is_set():
-            with aws_errors("ReceiveMessage", f"notification queue of {self.bucket}"):
-                resp = self._sqs.receive_message(
-                    QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s
-                )
-            for msg in resp.get("Messages", []):
-                for obj in self._created(str(msg.get("Body", "")), prefix):
-                    key = (obj.name, obj.etag)
-                    if key in seen:
-                        continue
-                    seen[key] = None
-                    if len(seen) > 10_000:
-                        seen.popitem(last=False)
-                    yield obj
-                with aws_errors("DeleteMessage", f"notification queue of {self.bucket}"):
-                    self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
+        from iris_cloud_aws.broker import SqsBroker
 
-    def _notification_queue_url(self) -> str:
-        if self._sqs is None:
-            self._sqs = self._aws.client("sqs")
         queue = str(self._notification_queue)
-        if queue.startswith(("https://", "http://")):
-            return queue
-        with aws_errors("GetQueueUrl", f"queue {queue}"):
-            return str(self._sqs.get_queue_url(QueueName=queue)["QueueUrl"])
+        where = "queue_url" if queue.startswith(("https://", "http://")) else "queue_name"
+        with SqsBroker(self._aws, **{where: queue}) as notifications:
+            yield from watch_notifications(
+                self,
+                notifications,
+                self._created,
+                prefix,
+                poll_interval=poll_interval,
+                stop=stop,
+                include_existing=include_existing,
+            )
 
-    def _created(self, body: str, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects created under ``prefix`` that an S3 event notification announces."""
+    def _created(self, message: Message) -> Iterator[ObjectInfo]:
+        """Objects created in this store that an S3 event notification announces."""
         try:
-            event = json.loads(body)
+            event = json.loads(message.body)
         except ValueError:
             log.warning("ignoring a notification that is not JSON")
             return
@@ -471,7 +454,7 @@ class S3Store(ObjectStore):
             obj = s3.get("object") or {}
             # Event keys are URL-encoded with '+' for spaces.
             key = unquote_plus(str(obj.get("key", "")))
-            if not key.startswith(self.prefix + prefix):
+            if not key.startswith(self.prefix):
                 continue
             yield ObjectInfo(
                 name=key[len(self.prefix) :],
@@ -480,10 +463,8 @@ class S3Store(ObjectStore):
             )
 
     def close(self) -> None:
-        """Close the clients' connection pools."""
-        for client in (self._s3, self._sqs):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception as exc:  # closing must not mask the caller's error
-                    log.debug("closing an AWS client failed: %s", type(exc).__name__)
+        """Close the S3 client's connection pool."""
+        try:
+            self._s3.close()
+        except Exception as exc:  # closing must not mask the caller's error
+            log.debug("closing the S3 client failed: %s", type(exc).__name__)

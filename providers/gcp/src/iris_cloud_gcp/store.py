@@ -37,18 +37,18 @@ import io
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import IO, Any, Self, cast
 from urllib.parse import urlsplit
 
 import google.auth.transport.requests
-from google.api_core import exceptions as gexc
 from google.auth.credentials import Signing
-from google.cloud import pubsub_v1, storage
+from google.cloud import storage
 from google.cloud.storage.fileio import BlobReader
 from iris_cloud.errors import ConfigurationError, NotFound
-from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, check_object_name
+from iris_cloud.ports import Capabilities, Message, ObjectInfo, ObjectStore, check_object_name
+from iris_cloud.watching import watch_notifications
 
 from iris_cloud_gcp._clients import (
     GoogleAuth,
@@ -56,7 +56,6 @@ from iris_cloud_gcp._clients import (
     merge_query,
     pubsub_emulator_host,
     resolve_auth,
-    subscriber_client,
 )
 from iris_cloud_gcp.errors import gcp_errors
 
@@ -236,8 +235,6 @@ class GcsStore(ObjectStore):
         self._chunk = chunk_size
         self._notification_subscription = notification_subscription
         self._pubsub_emulator = pubsub_emulator
-        self._subscriber: pubsub_v1.SubscriberClient | None = None
-        self._lock = threading.Lock()
         self.capabilities = Capabilities(
             # gcp-storage-emulator accepts ifGenerationMatch=0 and overwrites anyway.
             conditional_create=not emulator,
@@ -437,69 +434,51 @@ class GcsStore(ObjectStore):
         """Yield objects as they appear under ``prefix`` until ``stop`` is set.
 
         With ``notification_subscription`` the objects come from the bucket's
-        Pub/Sub notifications (OBJECT_FINALIZE); each notification is
-        acknowledged once the caller asks for the next object, so one the
-        caller did not get to is redelivered. Other events and objects outside
-        the store's prefix are acknowledged and skipped: the subscription
-        should belong to this watcher. Without it, the store polls ``list``.
+        Pub/Sub notifications (OBJECT_FINALIZE), read by the core's
+        notification watch: a notification is acknowledged once the objects
+        it announces were yielded, so one the caller did not get to is
+        redelivered. Other events and objects outside the store's prefix are
+        acknowledged and skipped: the subscription should belong to this
+        watcher. Without it, the store polls ``list``.
         """
         if self._notification_subscription is None:
             yield from super().watch(
                 prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
             )
             return
-        stop = stop or threading.Event()
-        if include_existing:
-            yield from self.list(prefix)
-        yield from self._watch_notifications(prefix, poll_interval, stop)
+        from iris_cloud_gcp.broker import PubSubBroker
 
-    def _notification_subscriber(self) -> pubsub_v1.SubscriberClient:
-        with self._lock:
-            if self._subscriber is None:
-                auth = self._auth or resolve_auth(emulator=self._pubsub_emulator is not None)
-                self._subscriber = subscriber_client(auth, self._pubsub_emulator)
-            return self._subscriber
+        notifications = PubSubBroker(
+            topic=None,
+            subscription=self._notification_subscription,
+            auth=self._auth or resolve_auth(emulator=self._pubsub_emulator is not None),
+            emulator_host=self._pubsub_emulator,
+        )
+        with notifications:
+            yield from watch_notifications(
+                self,
+                notifications,
+                self._finalized,
+                prefix,
+                poll_interval=max(poll_interval, 0.5),
+                stop=stop,
+                include_existing=include_existing,
+            )
 
-    def _watch_notifications(
-        self, prefix: str, poll_interval: float, stop: threading.Event
-    ) -> Iterator[ObjectInfo]:
-        path = self._notification_subscription
-        assert path is not None
-        subscriber = self._notification_subscriber()
-        wanted = self._key(prefix)
-        while not stop.is_set():
-            try:
-                with gcp_errors("receive", path):
-                    response = subscriber.pull(
-                        subscription=path,
-                        max_messages=100,
-                        timeout=max(poll_interval, 0.5),
-                        retry=None,
-                    )
-            except gexc.DeadlineExceeded:
-                continue
-            for received in response.received_messages:
-                info = self._notification_info(received.message, wanted)
-                if info is not None:
-                    yield info
-                with gcp_errors("receive", path):
-                    subscriber.acknowledge(subscription=path, ack_ids=[received.ack_id])
-                if stop.is_set():
-                    return
-
-    def _notification_info(self, message: Any, wanted: str) -> ObjectInfo | None:
-        attributes: Mapping[str, str] = message.attributes
+    def _finalized(self, message: Message) -> Iterator[ObjectInfo]:
+        """The object of this store that an OBJECT_FINALIZE notification announces."""
+        attributes = message.properties
         if attributes.get("eventType") != "OBJECT_FINALIZE":
-            return None
+            return
         if attributes.get("bucketId") != self._bucket_name:
-            return None
-        key = attributes.get("objectId", "")
-        if not key.startswith(wanted):
-            return None
-        if attributes.get("payloadFormat") == "JSON_API_V1" and message.data:
-            resource = json.loads(message.data)
+            return
+        key = str(attributes.get("objectId", ""))
+        if not key.startswith(self._prefix):
+            return
+        if attributes.get("payloadFormat") == "JSON_API_V1" and message.body:
+            resource = json.loads(message.body)
             updated = resource.get("updated")
-            return ObjectInfo(
+            yield ObjectInfo(
                 name=key[len(self._prefix) :],
                 size=int(resource.get("size", 0)),
                 content_type=resource.get("contentType"),
@@ -509,16 +488,13 @@ class GcsStore(ObjectStore):
                     datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
                 ),
             )
+            return
         # payloadFormat NONE: the notification names the object only.
         try:
-            return self._info(key[len(self._prefix) :])
+            yield self._info(key[len(self._prefix) :])
         except NotFound:
-            return None  # deleted again before we looked
+            return  # deleted again before we looked
 
     def close(self) -> None:
-        """Close the HTTP session and, if one was opened, the notification subscriber."""
-        with self._lock:
-            if self._subscriber is not None:
-                self._subscriber.close()
-                self._subscriber = None
+        """Close the HTTP session."""
         self._client.close()

@@ -1,0 +1,66 @@
+"""``ObjectStore.watch`` fed by the service's notifications, read through a broker.
+
+S3 event notifications arrive on an SQS queue, Event Grid's BlobCreated events
+on a Service Bus queue, Cloud Storage's OBJECT_FINALIZE notifications on a
+Pub/Sub subscription: each is a queue, which the :class:`MessageBroker` port
+already reads. What differs is only the shape of one notification, so a
+provider supplies a parser and this module does the rest once: skipping what
+existed at the start, completing a notification only after the objects it
+announces were handed out, and not handing out one object twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+
+from iris_cloud.ports import Message, MessageBroker, ObjectInfo, ObjectStore
+
+__all__ = ["NotificationParser", "watch_notifications"]
+
+NotificationParser = Callable[[Message], Iterable[ObjectInfo]]
+"""Turns one notification into the objects it announces as created, named as
+the store names them (its prefix removed); anything else yields nothing."""
+
+# Recent (name, etag) pairs remembered to drop repeats: services deliver at
+# least once and some announce one upload twice (S3 multipart on moto).
+_REMEMBER = 10_000
+
+
+def watch_notifications(
+    store: ObjectStore,
+    broker: MessageBroker,
+    parse: NotificationParser,
+    prefix: str = "",
+    *,
+    poll_interval: float = 1.0,
+    stop: threading.Event | None = None,
+    include_existing: bool = False,
+) -> Iterator[ObjectInfo]:
+    """Yield objects created under ``prefix`` as ``broker``'s notifications announce them.
+
+    As the polling ``watch`` does, objects present at the start are skipped
+    unless ``include_existing`` (then they come first). A notification is
+    completed once the caller has taken every object it announces, so one
+    the caller never got to is delivered again. Notifications of other events,
+    other prefixes or other shapes are completed and skipped: give each
+    watcher a queue or subscription of its own.
+    """
+    stop = stop or threading.Event()
+    seen: OrderedDict[tuple[str, str | None], None] = OrderedDict()
+    for obj in store.list(prefix):
+        seen[(obj.name, obj.etag)] = None
+        if include_existing:
+            yield obj
+    while not stop.is_set():
+        for msg in broker.receive(max_messages=10, wait=poll_interval):
+            for obj in parse(msg):
+                key = (obj.name, obj.etag)
+                if not obj.name.startswith(prefix) or key in seen:
+                    continue
+                seen[key] = None
+                if len(seen) > _REMEMBER:
+                    seen.popitem(last=False)
+                yield obj
+            broker.complete(msg)
