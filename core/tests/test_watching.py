@@ -74,3 +74,10 @@ def test_notification_not_taken_is_delivered_again() -> None:
     stream.close()
     [again] = broker.receive(wait=5)
     assert (again.body, again.delivery_count) == (_note("a.jpg"), 2)
+
+
+def test_etags_are_kept_unquoted() -> None:
+    # Services quote ETags in some replies and not others; one form compares.
+    assert ObjectInfo(name="a", size=1, etag='"0x8D4"').etag == "0x8D4"
+    assert ObjectInfo(name="a", size=1, etag="0x8D4").etag == "0x8D4"
+    assert ObjectInfo(name="a", size=1, etag='""').etag is None

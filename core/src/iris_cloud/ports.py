@@ -152,7 +152,13 @@ class ObjectInfo:
     content_type: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     etag: str | None = None
+    """The version tag, unquoted: services quote it in some replies and not in
+    others, and one form keeps put / info / list / watch results comparable."""
     last_modified: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.etag is not None:
+            object.__setattr__(self, "etag", self.etag.strip('"') or None)
 
 
 class MessageBroker(ABC):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
+import time
+import uuid
 from collections.abc import Iterator
 
 import iris_cloud
 import pytest
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
-from iris_cloud.testing import StoreContract
+from iris_cloud.testing import StoreContract, Watcher
+from iris_cloud_azure.broker import ServiceBusBroker
 from iris_cloud_azure.store import (
     KEY_MARKER,
     VALUE_MARKER,
@@ -17,7 +21,7 @@ from iris_cloud_azure.store import (
     encode_metadata,
     sas_permissions,
 )
-from iris_cloud_azure.testing import AzuriteServer, BlobStoreEnv, unique_name
+from iris_cloud_azure.testing import AzuriteServer, BlobStoreEnv, ServiceBusServer, unique_name
 
 
 @pytest.fixture
@@ -288,3 +292,85 @@ def test_open_store_resolves_azblob(azurite_server: AzuriteServer, container: st
     store.put("via-plugin", b"p")
     assert store.get("via-plugin") == b"p"
     store.close()
+
+
+# -- watch through Event Grid events --------------------------------------------------------
+
+
+def _blob_created(
+    store: AzureBlobStore, name: str, *, container: str | None = None, cloud_events: bool = False
+) -> bytes:
+    """The BlobCreated event Event Grid delivers to Service Bus for blob ``name``."""
+    props = store.container_client.get_blob_client(name).get_blob_properties()
+    account = (
+        "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/"
+        + store.container_client.account_name
+    )
+    subject = f"/blobServices/default/containers/{container or store.container}/blobs/{name}"
+    data = {
+        "api": "PutBlockList",
+        "eTag": props.etag.strip('"'),
+        "contentType": props.content_settings.content_type,
+        "contentLength": props.size,
+        "blobType": "BlockBlob",
+        "url": f"https://example.blob.core.windows.net/{store.container}/{name}",
+    }
+    if cloud_events:
+        event = {"specversion": "1.0", "type": "Microsoft.Storage.BlobCreated", "source": account}
+    else:
+        event = {"eventType": "Microsoft.Storage.BlobCreated", "topic": account}
+    return json.dumps({**event, "id": str(uuid.uuid4()), "subject": subject, "data": data}).encode()
+
+
+def test_watch_follows_event_grid_blob_created(
+    azurite_server: AzuriteServer, sb_server: ServiceBusServer, container: str
+) -> None:
+    queue = unique_name("blob-events")
+    sb_server.create_queue(queue)
+    store = AzureBlobStore.from_url(
+        azurite_server.store_url(container, "site"),
+        connection_string=azurite_server.connection_string,
+        notification_queue=sb_server.url(queue),
+        notification_connection_string=sb_server.connection_string(),
+    )
+    assert store.capabilities.native_watch
+    grid = ServiceBusBroker.from_url(
+        sb_server.url(queue), connection_string=sb_server.connection_string()
+    )
+    with store, grid:
+        store.put("inbox/old.jpg", b"old", content_type="image/jpeg")
+        with Watcher(store, "inbox/", poll_interval=0.5) as watcher:
+            store.put("inbox/od 1.jpg", b"left eye", content_type="image/jpeg")
+            store.put("inbox/os.dcm", b"right eye", content_type="application/dicom")
+            store.put("outbox/x.jpg", b"elsewhere")
+            grid.send(
+                [
+                    _blob_created(store, "site/inbox/old.jpg"),  # existed when the watch began
+                    b"not json",
+                    _blob_created(store, "site/outbox/x.jpg"),  # outside the watched prefix
+                    _blob_created(store, "site/inbox/od 1.jpg", container="other"),
+                    json.dumps({"eventType": "Microsoft.Storage.BlobDeleted"}).encode(),
+                    _blob_created(store, "site/inbox/od 1.jpg"),
+                    _blob_created(store, "site/inbox/od 1.jpg"),  # delivered twice
+                    _blob_created(store, "site/inbox/os.dcm", cloud_events=True),
+                ]
+            )
+            watcher.wait_for(2)
+            time.sleep(1.0)  # room for a stray third
+        seen = watcher.seen
+        assert [o.name for o in seen] == ["inbox/od 1.jpg", "inbox/os.dcm"]
+        assert [o.size for o in seen] == [8, 9]
+        assert seen[1].content_type == "application/dicom"
+        # The ETag matches the one the store reports, so dedupe against listings works.
+        assert seen[0].etag == store.info("inbox/od 1.jpg").etag
+        # Every event was settled, the skipped ones too.
+        assert grid.peek(10) == []
+
+
+def test_notification_queue_must_be_service_bus(azurite_server: AzuriteServer) -> None:
+    with pytest.raises(ConfigurationError, match="notification_queue"):
+        AzureBlobStore.from_url(
+            azurite_server.store_url("c1"),
+            connection_string=azurite_server.connection_string,
+            notification_queue="https://example.queue.core.windows.net/events",
+        )

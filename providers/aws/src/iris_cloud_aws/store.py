@@ -65,12 +65,6 @@ STORE_OPTIONS = frozenset(
 )
 
 
-def _etag(value: Any) -> str | None:
-    # S3 quotes ETags in headers and listings; one unquoted form everywhere
-    # keeps put / info / list / watch results comparable.
-    return str(value).strip('"') if value else None
-
-
 def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:
     """Metadata as S3 can carry it: HTTP headers are ASCII, so other values go
     RFC 2047-encoded (``=?UTF-8?B?...?=``), the form S3 itself returns them in."""
@@ -229,7 +223,7 @@ class S3Store(ObjectStore):
             size=total,
             content_type=content_type,
             metadata=dict(metadata),
-            etag=_etag(etag),
+            etag=etag,
         )
 
     def _multipart(
@@ -347,7 +341,7 @@ class S3Store(ObjectStore):
             size=int(resp.get("ContentLength", 0)),
             content_type=resp.get("ContentType"),
             metadata=_decode_metadata(dict(resp.get("Metadata") or {})),
-            etag=_etag(resp.get("ETag")),
+            etag=resp.get("ETag"),
             last_modified=resp.get("LastModified"),
         )
 
@@ -371,7 +365,7 @@ class S3Store(ObjectStore):
                 yield ObjectInfo(
                     name=str(item["Key"])[cut:],
                     size=int(item.get("Size", 0)),
-                    etag=_etag(item.get("ETag")),
+                    etag=item.get("ETag"),
                     last_modified=item.get("LastModified"),
                 )
 
@@ -459,7 +453,7 @@ class S3Store(ObjectStore):
             yield ObjectInfo(
                 name=key[len(self.prefix) :],
                 size=int(obj.get("size", 0)),
-                etag=_etag(obj.get("eTag")),
+                etag=obj.get("eTag"),
             )
 
     def close(self) -> None:

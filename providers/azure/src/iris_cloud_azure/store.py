@@ -6,6 +6,12 @@ Credentials (keyword options, never URL parameters): ``connection_string``,
 none is given and azure-identity is installed, ``DefaultAzureCredential``.
 ``account_url`` points at another endpoint (Azurite, sovereign clouds).
 
+``watch`` polls the listing, or, with ``notification_queue`` (an
+``azuresb://`` queue or topic subscription that an Event Grid subscription of
+the storage account delivers ``Microsoft.Storage.BlobCreated`` events to, in
+the Event Grid or the CloudEvents schema), follows those events; the queue's
+credential is ``notification_connection_string`` or the broker's default.
+
 Uploads are staged in blocks of ``block_size`` with at most
 ``max_concurrency`` blocks in flight, so memory stays constant whatever the
 object's size; the block list is committed last, with ``If-None-Match: *``
@@ -15,8 +21,11 @@ when ``overwrite=False``, so a failed or refused upload commits nothing.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import math
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,9 +44,12 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 from iris_cloud.errors import AlreadyExists, ConfigurationError
-from iris_cloud.ports import Capabilities, ObjectInfo, ObjectStore, read_full
+from iris_cloud.ports import Capabilities, Message, ObjectInfo, ObjectStore, read_full
+from iris_cloud.watching import watch_notifications
 
 from iris_cloud_azure.errors import translate
+
+log = logging.getLogger("iris_cloud_azure.store")
 
 __all__ = [
     "AzureBlobStore",
@@ -56,6 +68,8 @@ DEFAULT_READ_CHUNK_SIZE = 1024 * 1024
 MAX_BLOCKS = 50_000  # Azure's limit of blocks in one block blob
 CREDENTIAL_OPTIONS = ("connection_string", "sas_url", "sas_token", "account_key", "credential")
 TUNING_OPTIONS = ("block_size", "max_concurrency", "page_size", "read_chunk_size")
+NOTIFICATION_OPTIONS = ("notification_queue", "notification_connection_string")
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 
 # Metadata names must be C# identifiers and values ASCII header text. Other
 # names / values are stored encoded behind these markers and decoded on read;
@@ -167,7 +181,13 @@ class AzureBlobStore(ObjectStore):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         page_size: int | None = None,
         auth: str = "custom",
+        notification_queue: str | None = None,
+        notification_connection_string: str | None = None,
     ) -> None:
+        if notification_queue is not None and not notification_queue.startswith("azuresb://"):
+            raise ConfigurationError(
+                "notification_queue must be an azuresb:// queue or topic subscription URL"
+            )
         if block_size < 1 or max_concurrency < 1 or (page_size is not None and page_size < 1):
             raise ConfigurationError("block_size, max_concurrency and page_size must be positive")
         self._client = container_client
@@ -176,13 +196,19 @@ class AzureBlobStore(ObjectStore):
         self._max_concurrency = max_concurrency
         self._page_size = page_size
         self._auth = auth
+        self._notification_queue = notification_queue
+        self._notification_connection_string = notification_connection_string
         can_sign = self._shared_key() is not None
+        native_watch = notification_queue is not None
         if sas_permission is None:
-            self.capabilities = Capabilities(conditional_create=True, signed_urls=can_sign)
+            self.capabilities = Capabilities(
+                conditional_create=True, signed_urls=can_sign, native_watch=native_watch
+            )
         else:
             self.capabilities = Capabilities(
                 conditional_create=True,
                 signed_urls=can_sign,
+                native_watch=native_watch,
                 can_read="r" in sas_permission,
                 can_list="l" in sas_permission,
                 can_write="w" in sas_permission or "c" in sas_permission,
@@ -213,7 +239,12 @@ class AzureBlobStore(ObjectStore):
                     f"credentials do not belong in the URL ({secret!r}): pass them as options"
                 )
         settings = {**query, **options}
-        unknown = set(settings) - {*CREDENTIAL_OPTIONS, *TUNING_OPTIONS, "account_url"}
+        unknown = set(settings) - {
+            *CREDENTIAL_OPTIONS,
+            *TUNING_OPTIONS,
+            *NOTIFICATION_OPTIONS,
+            "account_url",
+        }
         if unknown:
             raise ConfigurationError(f"unknown azblob option(s): {', '.join(sorted(unknown))}")
         given = [k for k in CREDENTIAL_OPTIONS if settings.get(k)]
@@ -268,6 +299,8 @@ class AzureBlobStore(ObjectStore):
             max_concurrency=int(settings.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)),
             page_size=int(settings["page_size"]) if settings.get("page_size") else None,
             auth=kind,
+            notification_queue=settings.get("notification_queue") or None,
+            notification_connection_string=settings.get("notification_connection_string") or None,
         )
 
     def __repr__(self) -> str:
@@ -456,6 +489,74 @@ class AzureBlobStore(ObjectStore):
             expiry=datetime.now(UTC) + expires,
         )
         return f"{blob.url}?{token}"
+
+    # -- watching ----------------------------------------------------------------------
+    def watch(
+        self,
+        prefix: str = "",
+        *,
+        poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+        include_existing: bool = False,
+    ) -> Iterator[ObjectInfo]:
+        """Yield blobs as they appear under ``prefix`` until ``stop`` is set.
+
+        With ``notification_queue`` the storage account's BlobCreated events
+        (Event Grid → Service Bus) are followed by the core's notification
+        watch: an event is completed once its blob was yielded. Events for
+        other containers, prefixes or event types are completed and skipped:
+        give each watcher a queue or subscription of its own. Otherwise the
+        core polls :meth:`list`.
+        """
+        if self._notification_queue is None:
+            yield from super().watch(
+                prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
+            )
+            return
+        from iris_cloud_azure.broker import ServiceBusBroker
+
+        credential = self._notification_connection_string
+        options = {"connection_string": credential} if credential else {}
+        with ServiceBusBroker.from_url(self._notification_queue, **options) as notifications:
+            yield from watch_notifications(
+                self,
+                notifications,
+                self._blobs_created,
+                prefix,
+                poll_interval=poll_interval,
+                stop=stop,
+                include_existing=include_existing,
+            )
+
+    def _blobs_created(self, message: Message) -> Iterator[ObjectInfo]:
+        """The blobs of this store a BlobCreated event announces (Event Grid or CloudEvents)."""
+        try:
+            payload = json.loads(message.body)
+        except ValueError:
+            log.warning("ignoring a notification that is not JSON")
+            return
+        account = f"/storageAccounts/{self._client.account_name}"
+        for event in payload if isinstance(payload, list) else [payload]:
+            if not isinstance(event, dict):
+                continue
+            if (event.get("eventType") or event.get("type")) != BLOB_CREATED:
+                continue
+            source = str(event.get("topic") or event.get("source") or "")
+            if source and not source.endswith(account):
+                continue
+            # /blobServices/default/containers/CONTAINER/blobs/NAME, the name unencoded.
+            head, found, key = str(event.get("subject", "")).partition("/blobs/")
+            if not found or head.rsplit("/", 1)[-1] != self.container:
+                continue
+            if not key.startswith(self._prefix):
+                continue
+            data = event.get("data") or {}
+            yield ObjectInfo(
+                name=key[len(self._prefix) :],
+                size=int(data.get("contentLength") or 0),
+                content_type=data.get("contentType"),
+                etag=data.get("eTag"),
+            )
 
     def close(self) -> None:
         """Close the SDK client's HTTP session."""
