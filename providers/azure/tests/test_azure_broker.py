@@ -35,6 +35,20 @@ class TestServiceBusContract(BrokerContract):
         return sb_env
 
 
+class TestServiceBusContractIrisShaped(BrokerContract):
+    """The contract once more with the kind of credentials IRIS hands out.
+
+    Entity-scoped SAS policies without Manage (Send+Listen for the full-rights
+    side, Send-only and Listen-only for the permission tests) and a claim-check
+    container reached through a container SAS URL: nothing in the provider
+    may lean on Manage rights or an account key.
+    """
+
+    @pytest.fixture
+    def broker_env(self, sb_env: ServiceBusBrokerEnv) -> ServiceBusBrokerEnv:
+        return sb_env.iris_shaped_view()
+
+
 @pytest.fixture
 def queue(sb_server: ServiceBusServer) -> str:
     name = unique_name("unit")

@@ -16,6 +16,7 @@ test suites turn that into a skip, or a failure when
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import secrets
 import shutil
@@ -44,6 +45,7 @@ __all__ = [
     "LISTEN_KEY",
     "MANAGE_KEY",
     "SEND_KEY",
+    "SEND_LISTEN_KEY",
     "AzuriteServer",
     "BlobStoreEnv",
     "ServerUnavailable",
@@ -316,6 +318,8 @@ SEND_KEY = "iris-send"
 """Key name with the Send right only (what IRIS hands out for ``orders``)."""
 LISTEN_KEY = "iris-listen"
 """Key name with the Listen right only (what IRIS hands out for ``events`` / ``results``)."""
+SEND_LISTEN_KEY = "iris-send-listen"
+"""Key name with Send and Listen but not Manage: the most an IRIS-style policy grants."""
 
 
 @dataclass
@@ -385,8 +389,9 @@ def servicebus(
 ) -> Iterator[ServiceBusServer]:
     """Run the Service Bus emulator of ``iris-cloud-emulators`` on a free port.
 
-    Three keys with fresh random secrets: :data:`MANAGE_KEY` (all rights),
-    :data:`SEND_KEY` (Send) and :data:`LISTEN_KEY` (Listen).
+    Four keys with fresh random secrets: :data:`MANAGE_KEY` (all rights),
+    :data:`SEND_KEY` (Send), :data:`LISTEN_KEY` (Listen) and
+    :data:`SEND_LISTEN_KEY` (Send and Listen).
     """
     try:
         from iris_cloud_emulators.servicebus import ServiceBusEmulator
@@ -398,6 +403,7 @@ def servicebus(
         f"{MANAGE_KEY}:{secrets.token_urlsafe(24)}:Manage",
         f"{SEND_KEY}:{secrets.token_urlsafe(24)}:Send",
         f"{LISTEN_KEY}:{secrets.token_urlsafe(24)}:Listen",
+        f"{SEND_LISTEN_KEY}:{secrets.token_urlsafe(24)}:Send,Listen",
     ]
     options: dict[str, Any] = {
         "queues": list(queues),
@@ -428,12 +434,31 @@ class ServiceBusBrokerEnv:
     kept until :meth:`close`. Send-only / receive-only brokers use the
     Send / Listen keys, as IRIS hands them out; the claim-check store is a
     container on Azurite when one is given, else in memory.
+
+    ``full_key`` is the key of :meth:`open` (Manage by default). With
+    ``iris_shaped`` it is :data:`SEND_LISTEN_KEY` and the claim-check
+    container is reached through a container SAS URL: entity-scoped SAS
+    policies without Manage, the only kind of credential IRIS hands out.
     """
 
-    def __init__(self, azurite_server: AzuriteServer | None = None) -> None:
+    def __init__(
+        self, azurite_server: AzuriteServer | None = None, *, iris_shaped: bool = False
+    ) -> None:
         self.azurite = azurite_server
+        self.iris_shaped = iris_shaped
+        self.full_key = SEND_LISTEN_KEY if iris_shaped else MANAGE_KEY
         self._servers: dict[tuple[float, int], ServiceBusServer] = {}
         self._stack = contextlib.ExitStack()
+
+    def iris_shaped_view(self) -> ServiceBusBrokerEnv:
+        """This environment with IRIS-shaped credentials, sharing its emulators.
+
+        Closing the original closes them; the view needs no closing.
+        """
+        view = copy.copy(self)
+        view.iris_shaped = True
+        view.full_key = SEND_LISTEN_KEY
+        return view
 
     def server(self, lock_seconds: float, max_delivery_count: int) -> ServiceBusServer:
         """The emulator for these settings, started on first use."""
@@ -470,8 +495,8 @@ class ServiceBusBrokerEnv:
         )
 
     def open(self, url: str, *, claim_check: ObjectStore | None = None) -> Any:
-        """Open ``url`` with the Manage key."""
-        return self._open(url, MANAGE_KEY, claim_check)
+        """Open ``url`` with :attr:`full_key`, scoped to the entity."""
+        return self._open(url, self.full_key, claim_check)
 
     def open_send_only(self, url: str) -> Any:
         """Open ``url`` with the Send-only key."""
@@ -487,7 +512,12 @@ class ServiceBusBrokerEnv:
             from iris_cloud.providers.memory import MemoryStore
 
             return MemoryStore.from_url(f"mem://{unique_name('claim-check')}")
-        return BlobStoreEnv(self.azurite, page_size=None).new_store()
+        blobs = BlobStoreEnv(self.azurite, page_size=None)
+        store = blobs.new_store()
+        if not self.iris_shaped:
+            return store
+        sas_url = self.azurite.container_sas_url(store.container, "racwdl")
+        return blobs._open(store.container, sas_url=sas_url)
 
     def close(self) -> None:
         """Stop every emulator this environment started."""
