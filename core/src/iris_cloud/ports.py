@@ -19,7 +19,7 @@ import tempfile
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -39,6 +39,7 @@ __all__ = [
     "Capabilities",
     "Message",
     "MessageBroker",
+    "NotificationParser",
     "ObjectInfo",
     "ObjectStore",
     "check_object_name",
@@ -159,6 +160,11 @@ class ObjectInfo:
     def __post_init__(self) -> None:
         if self.etag is not None:
             object.__setattr__(self, "etag", self.etag.strip('"') or None)
+
+
+NotificationParser = Callable[[Message], Iterable[ObjectInfo]]
+"""Turns one notification into the objects it announces as created, named as
+the store names them (its prefix removed); anything else yields nothing."""
 
 
 class MessageBroker(ABC):
@@ -535,9 +541,27 @@ class ObjectStore(ABC):
     ) -> Iterator[ObjectInfo]:
         """Yield objects as they appear under ``prefix`` until ``stop`` is set.
 
-        The default polls :meth:`list`; providers with service notifications
-        override it. Existing objects are skipped unless ``include_existing``.
+        Existing objects are skipped unless ``include_existing``. Where the
+        provider has notifications configured (``capabilities.native_watch``),
+        they are followed (see :mod:`iris_cloud.watching`); otherwise
+        :meth:`list` is polled every ``poll_interval`` seconds.
         """
+        source = self._notifications()
+        if source is not None:
+            from iris_cloud.watching import watch_notifications
+
+            broker, parse = source
+            with broker:
+                yield from watch_notifications(
+                    self,
+                    broker,
+                    parse,
+                    prefix,
+                    poll_interval=poll_interval,
+                    stop=stop,
+                    include_existing=include_existing,
+                )
+            return
         stop = stop or threading.Event()
         seen: set[tuple[str, str | None]] = set()
         if not include_existing:
@@ -549,6 +573,16 @@ class ObjectStore(ABC):
                     seen.add(key)
                     yield obj
             stop.wait(poll_interval)
+
+    def _notifications(
+        self,
+    ) -> tuple[MessageBroker, NotificationParser] | None:
+        """The broker carrying this store's object-created notifications, and their parser.
+
+        A new broker each call (``watch`` closes it); ``None`` when none is
+        configured, and ``watch`` then polls.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - stores without connections need no cleanup
         """Release connections."""

@@ -4,24 +4,22 @@ S3 event notifications arrive on an SQS queue, Event Grid's BlobCreated events
 on a Service Bus queue, Cloud Storage's OBJECT_FINALIZE notifications on a
 Pub/Sub subscription: each is a queue, which the :class:`MessageBroker` port
 already reads. What differs is only the shape of one notification, so a
-provider supplies a parser and this module does the rest once: skipping what
-existed at the start, completing a notification only after the objects it
-announces were handed out, and not handing out one object twice.
+provider's ``ObjectStore._notifications`` supplies the broker and a parser,
+and ``ObjectStore.watch`` hands them to this module, which does the rest
+once: skipping what existed at the start, completing a notification only
+after the objects it announces were handed out, and not handing out one
+object twice.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 
-from iris_cloud.ports import Message, MessageBroker, ObjectInfo, ObjectStore
+from iris_cloud.ports import MessageBroker, NotificationParser, ObjectInfo, ObjectStore
 
 __all__ = ["NotificationParser", "watch_notifications"]
-
-NotificationParser = Callable[[Message], Iterable[ObjectInfo]]
-"""Turns one notification into the objects it announces as created, named as
-the store names them (its prefix removed); anything else yields nothing."""
 
 # Recent (name, etag) pairs remembered to drop repeats: services deliver at
 # least once and some announce one upload twice (S3 multipart on moto).

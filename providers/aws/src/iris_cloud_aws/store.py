@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import re
-import threading
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -30,12 +29,13 @@ from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, Permi
 from iris_cloud.ports import (
     Capabilities,
     Message,
+    MessageBroker,
+    NotificationParser,
     ObjectInfo,
     ObjectStore,
     check_object_name,
     read_full,
 )
-from iris_cloud.watching import watch_notifications
 
 from iris_cloud_aws._session import AwsSession, as_bool, as_int, parse_endpoint
 from iris_cloud_aws.errors import aws_errors
@@ -395,41 +395,17 @@ class S3Store(ObjectStore):
             )
 
     # -- watching ----------------------------------------------------------------------
-    def watch(
+    def _notifications(
         self,
-        prefix: str = "",
-        *,
-        poll_interval: float = 1.0,
-        stop: threading.Event | None = None,
-        include_existing: bool = False,
-    ) -> Iterator[ObjectInfo]:
-        """Yield objects as they appear under ``prefix`` until ``stop`` is set.
-
-        With ``notification_queue`` the bucket's S3 event notifications are
-        read from that SQS queue (long polling) by the core's notification
-        watch; otherwise the core polls :meth:`list`. A notification is deleted
-        once the objects it announces were yielded: give each watcher a queue
-        of its own, since events outside ``prefix`` are deleted too.
-        """
+    ) -> tuple[MessageBroker, NotificationParser] | None:
+        # The bucket's S3 event notifications, on the SQS queue they go to.
         if not self._notification_queue:
-            yield from super().watch(
-                prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
-            )
-            return
+            return None
         from iris_cloud_aws.broker import SqsBroker
 
         queue = str(self._notification_queue)
         where = "queue_url" if queue.startswith(("https://", "http://")) else "queue_name"
-        with SqsBroker(self._aws, **{where: queue}) as notifications:
-            yield from watch_notifications(
-                self,
-                notifications,
-                self._created,
-                prefix,
-                poll_interval=poll_interval,
-                stop=stop,
-                include_existing=include_existing,
-            )
+        return SqsBroker(self._aws, **{where: queue}), self._created
 
     def _created(self, message: Message) -> Iterator[ObjectInfo]:
         """Objects created in this store that an S3 event notification announces."""

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import re
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -44,8 +43,15 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 from iris_cloud.errors import AlreadyExists, ConfigurationError
-from iris_cloud.ports import Capabilities, Message, ObjectInfo, ObjectStore, read_full
-from iris_cloud.watching import watch_notifications
+from iris_cloud.ports import (
+    Capabilities,
+    Message,
+    MessageBroker,
+    NotificationParser,
+    ObjectInfo,
+    ObjectStore,
+    read_full,
+)
 
 from iris_cloud_azure.errors import translate
 
@@ -491,42 +497,17 @@ class AzureBlobStore(ObjectStore):
         return f"{blob.url}?{token}"
 
     # -- watching ----------------------------------------------------------------------
-    def watch(
+    def _notifications(
         self,
-        prefix: str = "",
-        *,
-        poll_interval: float = 1.0,
-        stop: threading.Event | None = None,
-        include_existing: bool = False,
-    ) -> Iterator[ObjectInfo]:
-        """Yield blobs as they appear under ``prefix`` until ``stop`` is set.
-
-        With ``notification_queue`` the storage account's BlobCreated events
-        (Event Grid → Service Bus) are followed by the core's notification
-        watch: an event is completed once its blob was yielded. Events for
-        other containers, prefixes or event types are completed and skipped:
-        give each watcher a queue or subscription of its own. Otherwise the
-        core polls :meth:`list`.
-        """
+    ) -> tuple[MessageBroker, NotificationParser] | None:
+        # The account's BlobCreated events, delivered by Event Grid to Service Bus.
         if self._notification_queue is None:
-            yield from super().watch(
-                prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
-            )
-            return
+            return None
         from iris_cloud_azure.broker import ServiceBusBroker
 
         credential = self._notification_connection_string
         options = {"connection_string": credential} if credential else {}
-        with ServiceBusBroker.from_url(self._notification_queue, **options) as notifications:
-            yield from watch_notifications(
-                self,
-                notifications,
-                self._blobs_created,
-                prefix,
-                poll_interval=poll_interval,
-                stop=stop,
-                include_existing=include_existing,
-            )
+        return ServiceBusBroker.from_url(self._notification_queue, **options), self._blobs_created
 
     def _blobs_created(self, message: Message) -> Iterator[ObjectInfo]:
         """The blobs of this store a BlobCreated event announces (Event Grid or CloudEvents)."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import IO, Any, Self, cast
@@ -47,8 +46,15 @@ from google.auth.credentials import Signing
 from google.cloud import storage
 from google.cloud.storage.fileio import BlobReader
 from iris_cloud.errors import ConfigurationError, NotFound
-from iris_cloud.ports import Capabilities, Message, ObjectInfo, ObjectStore, check_object_name
-from iris_cloud.watching import watch_notifications
+from iris_cloud.ports import (
+    Capabilities,
+    Message,
+    MessageBroker,
+    NotificationParser,
+    ObjectInfo,
+    ObjectStore,
+    check_object_name,
+)
 
 from iris_cloud_gcp._clients import (
     GoogleAuth,
@@ -423,47 +429,21 @@ class GcsStore(ObjectStore):
         return url
 
     # -- watching --------------------------------------------------------------
-    def watch(
+    def _notifications(
         self,
-        prefix: str = "",
-        *,
-        poll_interval: float = 1.0,
-        stop: threading.Event | None = None,
-        include_existing: bool = False,
-    ) -> Iterator[ObjectInfo]:
-        """Yield objects as they appear under ``prefix`` until ``stop`` is set.
-
-        With ``notification_subscription`` the objects come from the bucket's
-        Pub/Sub notifications (OBJECT_FINALIZE), read by the core's
-        notification watch: a notification is acknowledged once the objects
-        it announces were yielded, so one the caller did not get to is
-        redelivered. Other events and objects outside the store's prefix are
-        acknowledged and skipped: the subscription should belong to this
-        watcher. Without it, the store polls ``list``.
-        """
+    ) -> tuple[MessageBroker, NotificationParser] | None:
+        # The bucket's OBJECT_FINALIZE notifications, on their Pub/Sub subscription.
         if self._notification_subscription is None:
-            yield from super().watch(
-                prefix, poll_interval=poll_interval, stop=stop, include_existing=include_existing
-            )
-            return
+            return None
         from iris_cloud_gcp.broker import PubSubBroker
 
-        notifications = PubSubBroker(
+        broker = PubSubBroker(
             topic=None,
             subscription=self._notification_subscription,
             auth=self._auth or resolve_auth(emulator=self._pubsub_emulator is not None),
             emulator_host=self._pubsub_emulator,
         )
-        with notifications:
-            yield from watch_notifications(
-                self,
-                notifications,
-                self._finalized,
-                prefix,
-                poll_interval=max(poll_interval, 0.5),
-                stop=stop,
-                include_existing=include_existing,
-            )
+        return broker, self._finalized
 
     def _finalized(self, message: Message) -> Iterator[ObjectInfo]:
         """The object of this store that an OBJECT_FINALIZE notification announces."""
