@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from iris_cloud.errors import ValidationError
 from iris_cloud.model import (
     Cpt,
     EvaluationType,
@@ -322,6 +323,36 @@ def test_datetime_forms(text: str, expected: str) -> None:
     want = datetime.fromisoformat(expected)
     assert event.timestamp == want
     assert (event.timestamp.tzinfo is None) == (want.tzinfo is None)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("2/30/2000", "date_format"),  # no such day
+        ("13/1/2000", "date_format"),  # no such month
+        ("1/1/200", "date_format"),  # three-digit year
+        ("1//2000", "date_format"),
+        ("1/1/2000 25:00", "date_format"),
+        ("a/b/cdef", "date_format"),
+    ],
+)
+def test_bad_us_dates_are_refused(text: str, kind: str) -> None:
+    doc = _load("order-update.json")
+    doc["Patient"]["Dob"] = text
+    with pytest.raises(ValidationError) as exc:
+        parse_message(json.dumps(doc))
+    [error] = exc.value.errors
+    assert (error.path, error.type) == ("Patient.Dob", kind)
+    assert text not in str(exc.value)
+
+
+@pytest.mark.parametrize("text", ["2/30/2000", "13/1/2000", "1/1/200", "1/1/2000 25:00"])
+def test_bad_us_datetimes_are_refused(text: str) -> None:
+    doc = _load("event-order-graded.json")
+    doc["Timestamp"] = text
+    with pytest.raises(ValidationError) as exc:
+        parse_message(json.dumps(doc))
+    assert [e.path for e in exc.value.errors] == ["Timestamp"]
 
 
 def test_cpt_code_as_object_is_kept() -> None:

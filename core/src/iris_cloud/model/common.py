@@ -337,11 +337,37 @@ _US_DATETIME = re.compile(
 )
 
 
+def _us_date_only(text: str) -> tuple[int, int, int] | None:
+    """``(year, month, day)`` of a bare ``M/D/YYYY``, else None.
+
+    Most US dates on the wire (DOB, scheduled dates) carry no time; reading
+    them without the regex is a fifth of an OrderRequest's parse time.
+    """
+    month, sep1, rest = text.partition("/")
+    day, sep2, year = rest.partition("/")
+    if (
+        sep1
+        and sep2
+        and 0 < len(month) <= 2
+        and 0 < len(day) <= 2
+        and len(year) == 4
+        and (month + day + year).isdecimal()
+    ):
+        return int(year), int(month), int(day)
+    return None
+
+
 def _parse_us_datetime(value: str) -> datetime | None:
     """``M/D/YYYY[ h:mm[:ss[.fffffff]][ AM|PM]]`` as .NET writes it; ``""`` is unset."""
     text = value.strip()
     if not text:
         return None
+    ymd = _us_date_only(text)
+    if ymd is not None:
+        try:
+            return datetime(*ymd)
+        except ValueError:
+            raise PydanticCustomError("datetime_format", "date-time out of range") from None
     match = _US_DATETIME.fullmatch(text)
     if match is None:
         raise PydanticCustomError("datetime_format", "not a date-time")
@@ -361,6 +387,12 @@ def _parse_us_datetime(value: str) -> datetime | None:
 
 
 def _parse_us_date(value: str) -> date | None:
+    ymd = _us_date_only(value.strip())
+    if ymd is not None:
+        try:
+            return date(*ymd)
+        except ValueError:
+            raise PydanticCustomError("date_format", "date out of range") from None
     parsed = _parse_us_datetime(value)
     if parsed is None:
         return None
