@@ -287,10 +287,12 @@ def test_consumer_settles_and_renews_concurrently(sb_server: ServiceBusServer, q
         consumer = Consumer(app, broker, concurrency=4, wait=1.0, batch_size=8)
         stats = consumer.run_until(lambda s: s.completed >= count, timeout=60)
         assert stats.completed == count
-        assert stats.lock_renewals >= 2
+        # Each long handler had its lock renewed or, on a starved machine where
+        # a renewal came too late, lost it; that copy is handled again (at
+        # least once), never lost.
+        assert stats.lock_renewals >= 1
+        assert stats.lock_renewals + stats.lock_lost >= 2
         assert stats.receive_errors == 0 and stats.dead_lettered == 0
-        # On a starved machine a renewal can come too late; then the copy is handled
-        # again (at least once), never lost.
         assert stats.lock_lost == stats.settle_errors
         assert broker.receive(max_messages=1, wait=0.5) == []
         assert broker.receive_dead_letters(max_messages=1, wait=0.2) == []
