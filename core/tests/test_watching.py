@@ -81,3 +81,30 @@ def test_etags_are_kept_unquoted() -> None:
     assert ObjectInfo(name="a", size=1, etag='"0x8D4"').etag == "0x8D4"
     assert ObjectInfo(name="a", size=1, etag="0x8D4").etag == "0x8D4"
     assert ObjectInfo(name="a", size=1, etag='""').etag is None
+
+
+def test_unreadable_and_unavailable_notifications_do_not_stop_the_watch() -> None:
+    from iris_cloud.errors import Unavailable
+
+    store, broker = _endpoints()
+    calls = {"flaky": 0}
+
+    def parse(msg: Message) -> Iterator[ObjectInfo]:
+        note = json.loads(msg.body)  # ValueError for a malformed payload
+        if note["name"] == "flaky.jpg":
+            calls["flaky"] += 1
+            if calls["flaky"] == 1:
+                raise Unavailable("lookup failed for now")
+        yield ObjectInfo(name=note["name"], size=1, etag="e1")
+
+    broker.send([b"{malformed", _note("flaky.jpg"), _note("fine.jpg")])
+    stop = threading.Event()
+    got = []
+    for obj in watch_notifications(store, broker, parse, poll_interval=0.2, stop=stop):
+        got.append(obj.name)
+        if len(got) == 2:
+            stop.set()
+    # The unavailable one came back after its delay; the malformed one is gone.
+    assert got == ["fine.jpg", "flaky.jpg"]
+    assert calls["flaky"] == 2
+    assert broker.peek(10) == []

@@ -13,13 +13,17 @@ object twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from iris_cloud.errors import IrisCloudError
 from iris_cloud.ports import MessageBroker, NotificationParser, ObjectInfo, ObjectStore
 
 __all__ = ["NotificationParser", "watch_notifications"]
+
+log = logging.getLogger("iris_cloud.watching")
 
 # Recent (name, etag) pairs remembered to drop repeats: services deliver at
 # least once and some announce one upload twice (S3 multipart on moto).
@@ -43,7 +47,9 @@ def watch_notifications(
     completed once the caller has taken every object it announces, so one
     the caller never got to is delivered again. Notifications of other events,
     other prefixes or other shapes are completed and skipped: give each
-    watcher a queue or subscription of its own.
+    watcher a queue or subscription of its own. One the parser cannot read
+    (a malformed payload) is skipped with a warning; one it cannot look up
+    for now (a retryable error) is abandoned to come back.
     """
     stop = stop or threading.Event()
     seen: OrderedDict[tuple[str, str | None], None] = OrderedDict()
@@ -53,7 +59,23 @@ def watch_notifications(
             yield obj
     while not stop.is_set():
         for msg in broker.receive(max_messages=10, wait=poll_interval):
-            for obj in parse(msg):
+            try:
+                announced = list(parse(msg))
+            except IrisCloudError as exc:
+                if not exc.retryable:
+                    raise
+                # The parser could not look the object up for now: later.
+                log.warning("notification %s abandoned: %s", msg.message_id, exc)
+                broker.abandon(msg, delay=poll_interval)
+                continue
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A notification of a shape the parser cannot read will never
+                # read better; stopping the watch on it would stop it for good.
+                log.warning(
+                    "notification %s skipped, unreadable: %s", msg.message_id, type(exc).__name__
+                )
+                announced = []
+            for obj in announced:
                 key = (obj.name, obj.etag)
                 if not obj.name.startswith(prefix) or key in seen:
                     continue
