@@ -316,7 +316,12 @@ class _FlakyStore(MemoryStore):
         raise Unavailable("store is down for maintenance")
 
 
-def test_claim_check_unavailable_abandons_only_that_message() -> None:
+def test_claim_check_unavailable_abandons_only_that_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from iris_cloud import ports
+
+    monkeypatch.setattr(ports, "CLAIM_CHECK_RETRY_DELAY", 0.5)
     name = _name()
     bucket = _name()
     with MemoryBroker(name, claim_check=MemoryStore(bucket)) as writer:
@@ -325,10 +330,11 @@ def test_claim_check_unavailable_abandons_only_that_message() -> None:
         got = reader.receive(max_messages=10, wait=1)
         assert [m.body for m in got] == [b"small"]
         reader.complete(got[0])
-        # Abandoned, not dead-lettered: it comes back once the store is up.
+        # Abandoned with a delay, not dead-lettered: it comes back once the store is up.
         assert reader.receive_dead_letters(wait=0.1) == []
     with MemoryBroker(name, claim_check=MemoryStore(bucket)) as healthy:
-        (back,) = healthy.receive(wait=1)
+        assert healthy.receive(wait=0.1) == []
+        (back,) = healthy.receive(wait=3)
         assert len(back.body) == healthy.capabilities.max_message_bytes + 1
         assert back.delivery_count == 2
 

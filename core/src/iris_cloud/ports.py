@@ -48,6 +48,10 @@ __all__ = [
 
 log = logging.getLogger("iris_cloud.ports")
 
+CLAIM_CHECK_RETRY_DELAY = 5.0
+"""Seconds before a message whose payload could not be fetched for now comes back
+(where ``capabilities.delayed_retry``), so a store outage is not a busy loop."""
+
 PropertyValue = str | int | float | bool
 BinarySource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | Path
 
@@ -249,7 +253,8 @@ class MessageBroker(ABC):
         A message whose pointer is malformed or whose payload is gone can never
         be handled: it goes to the dead-letter queue (reason
         ``ClaimCheckFailed``) and is left out. One whose payload cannot be
-        fetched for now is abandoned and left out, to come back later. When
+        fetched for now is abandoned and left out, to come back after
+        :data:`CLAIM_CHECK_RETRY_DELAY`. When
         the claim-check store refuses or is misconfigured, every message of
         the batch is abandoned and the error is raised: that is for the
         operator to fix, not the messages' fault.
@@ -273,7 +278,7 @@ class MessageBroker(ABC):
                     log.warning(
                         "claim check of message %s failed, abandoned: %s", msg.message_id, exc
                     )
-                    self.abandon(msg)
+                    self.abandon(msg, delay=CLAIM_CHECK_RETRY_DELAY)
                     continue
                 for held in [*restored, *received[index:]]:
                     self.abandon(held)
