@@ -321,7 +321,7 @@ def test_claim_check_unavailable_abandons_only_that_message(
 ) -> None:
     from iris_cloud import ports
 
-    monkeypatch.setattr(ports, "CLAIM_CHECK_RETRY_DELAY", 0.5)
+    monkeypatch.setattr(ports, "CLAIM_CHECK_RETRY_DELAY", 2.0)
     name = _name()
     bucket = _name()
     with MemoryBroker(name, claim_check=MemoryStore(bucket)) as writer:
@@ -334,7 +334,7 @@ def test_claim_check_unavailable_abandons_only_that_message(
         assert reader.receive_dead_letters(wait=0.1) == []
     with MemoryBroker(name, claim_check=MemoryStore(bucket)) as healthy:
         assert healthy.receive(wait=0.1) == []
-        (back,) = healthy.receive(wait=3)
+        (back,) = healthy.receive(wait=6)
         assert len(back.body) == healthy.capabilities.max_message_bytes + 1
         assert back.delivery_count == 2
 
