@@ -434,12 +434,7 @@ class IrisClient:
         transaction_id: str | None = None,
     ) -> Sent:
         """Cancel (``CA``) the order with this LocalId (or the LocalId of ``order``)."""
-        return self._send_order(
-            self._short_request(order, OrderControlCode.CANCEL, site_local_id),
-            OrderControlCode.CANCEL,
-            transaction_id,
-            False,
-        )
+        return self._send_short(order, OrderControlCode.CANCEL, site_local_id, transaction_id)
 
     def resend(
         self,
@@ -449,16 +444,18 @@ class IrisClient:
         transaction_id: str | None = None,
     ) -> Sent:
         """Ask IRIS to send the order's result again (``ResendResult``)."""
-        return self._send_order(
-            self._short_request(order, OrderControlCode.RESEND_RESULT, site_local_id),
-            OrderControlCode.RESEND_RESULT,
-            transaction_id,
-            False,
+        return self._send_short(
+            order, OrderControlCode.RESEND_RESULT, site_local_id, transaction_id
         )
 
-    def _short_request(
-        self, order: OrderRequest | str, code: OrderControlCode, site_local_id: str | None
-    ) -> dict[str, Any]:
+    def _send_short(
+        self,
+        order: OrderRequest | str,
+        code: OrderControlCode,
+        site_local_id: str | None,
+        transaction_id: str | None,
+    ) -> Sent:
+        # Cancel and resend carry only the identifiers, and no images to check.
         if isinstance(order, OrderRequest):
             local_id = order.order.local_id
             guid = order.client_guid
@@ -473,7 +470,7 @@ class IrisClient:
         }
         if site_local_id:
             data["Site"] = {"LocalId": site_local_id}
-        return data
+        return self._send_order(data, code, transaction_id, False)
 
     def _send_order(
         self,
