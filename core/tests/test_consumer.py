@@ -28,6 +28,7 @@ from iris_cloud.model import (
     OrderResult,
 )
 from iris_cloud.ports import Message, MessageBroker
+from iris_cloud.providers.memory import MemoryBroker
 from wfhelpers import PROVIDERS, make_profile, new_order, profile_dict, sample
 
 pytestmark = pytest.mark.timeout(60)
@@ -468,3 +469,39 @@ def test_start_stop_join_in_background(profile: Profile) -> None:
         consumer.stop()
         stats = consumer.join(10)
     assert stats.handled == 1 and stats.completed == 1
+
+
+class _LateRenewalBroker(MemoryBroker):
+    """A renewal that reaches the service only after the handler's message was completed."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name, **options)
+        self.completed = threading.Event()
+        self.renewing = threading.Event()
+
+    def complete(self, message: Message) -> None:
+        super().complete(message)
+        self.completed.set()
+
+    def renew_lock(self, message: Message) -> Any:
+        self.renewing.set()
+        self.completed.wait(10)
+        return super().renew_lock(message)  # raises LockLost: the message is gone
+
+
+def test_a_renewal_overtaken_by_the_settle_is_not_a_lost_lock() -> None:
+    broker = _LateRenewalBroker(f"late-{uuid.uuid4().hex[:8]}", lock_seconds=1.0)
+    broker.send(event())
+    app = IrisApp()
+
+    @app.on(Event)
+    def handle(evt: Event, ctx: Context) -> None:
+        # Return once the renewer has started a renewal, so the settle overtakes it.
+        assert broker.renewing.wait(10)
+
+    with Consumer(app, broker) as consumer:
+        stats = consumer.run_until(lambda s: s.completed >= 1, timeout=15)
+        time.sleep(0.2)  # the overtaken renewal has come back by now
+        stats = consumer.snapshot()
+    assert stats.completed == 1
+    assert stats.lock_lost == 0 and stats.settle_errors == 0

@@ -278,6 +278,12 @@ class _Renewer:
             ctx.broker.renew_lock(ctx.message)
             self.consumer._count("lock_renewals")
         except LockLost:
+            with self._lock:
+                running = id(ctx) in self._due
+            if not running:
+                # The handler returned while this renewal was on its way and the
+                # message was settled: its lock ended with it, nothing was lost.
+                return
             ctx.lock_lost = True
             self.consumer._count("lock_lost")
             log.warning("lock lost while handling message_id=%s", ctx.message.message_id)
