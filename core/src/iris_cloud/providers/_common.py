@@ -1,4 +1,8 @@
-"""What the built-in providers share: URL options, the ``access`` emulation, settlement checks."""
+"""What the providers share: URL options, the ``access`` emulation, settlement checks.
+
+The built-in providers use all of it; the cloud providers use the option
+converters, so that ``true``/``yes``/``1`` mean the same in every URL.
+"""
 
 from __future__ import annotations
 

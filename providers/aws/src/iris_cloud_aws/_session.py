@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 import boto3
 from botocore.config import Config
 from iris_cloud.errors import ConfigurationError
+from iris_cloud.providers._common import parse_bool
 
 from iris_cloud_aws.errors import aws_errors
 
@@ -83,14 +84,7 @@ def as_bool(options: Mapping[str, Any], name: str, default: bool) -> bool:
     value = options.get(name)
     if value is None or value == "":
         return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"option {name} must be true or false")
+    return parse_bool(name)(value)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 from iris_cloud.errors import ConfigurationError
+from iris_cloud.providers._common import parse_bool
 
 __all__ = [
     "CREDENTIAL_OPTIONS",
@@ -80,14 +81,10 @@ def merge_query(query: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
 def as_bool(value: Any, name: str) -> bool:
     """A boolean option from a keyword (bool) or a URL / profile string."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
+    # An empty URL parameter (``?emulator=``) means false here.
+    if isinstance(value, str) and not value.strip():
         return False
-    raise ConfigurationError(f"option {name} must be true or false, not {value!r}")
+    return parse_bool(name)(value)
 
 
 def as_int(value: Any, name: str, *, minimum: int = 0) -> int:
