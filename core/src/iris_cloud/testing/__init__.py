@@ -6,7 +6,7 @@
   :class:`StoreContractEnv` (see :mod:`iris_cloud.testing.contract` and
   docs/contract-suite.md).
 * :func:`require_server` — fail (CI) or skip (elsewhere) when a test server
-  cannot start.
+  cannot start; :func:`stop_process` — stop one that was started.
 * Ready-made environments for the built-in providers, e.g. to run the suite
   or the workflow against them: :class:`MemoryBrokerEnv`, :class:`MemoryStoreEnv`,
   :class:`LocalBrokerEnv`, :class:`LocalStoreEnv`.
@@ -31,6 +31,7 @@ from iris_cloud.testing.envs import (
     builtin_profile_dict,
 )
 from iris_cloud.testing.plugin import emulators_required, require_server
+from iris_cloud.testing.processes import stop_process
 from iris_cloud.testing.watcher import Watcher
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "emulators_required",
     "large_object_mb",
     "require_server",
+    "stop_process",
 ]

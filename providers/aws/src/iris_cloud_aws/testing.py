@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from iris_cloud.testing.processes import stop_process
 
 if TYPE_CHECKING:
     from iris_cloud_aws.broker import SqsBroker
@@ -307,12 +308,7 @@ def _in_process() -> Iterator[str]:
                 time.sleep(0.1)
         yield endpoint
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         log.close()
 
 

@@ -20,7 +20,6 @@ import copy
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -32,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
+
+from iris_cloud.testing.processes import stop_process
 
 if TYPE_CHECKING:
     from iris_cloud.ports import ObjectStore
@@ -123,20 +124,6 @@ def _wait_for_port(
             return
         time.sleep(0.1)
     raise ServerUnavailable(f"server did not listen on {host}:{port} within {timeout:.0f}s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server's whole process group (npx and node are separate processes)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 @dataclass
@@ -249,7 +236,7 @@ def azurite(
             try:
                 _wait_for_port(proc, host, port, startup_timeout, log)
             except ServerUnavailable as exc:
-                _stop(proc)
+                stop_process(proc, group=True)
                 # Another process may have taken the port between probe and bind.
                 if "EADDRINUSE" in str(exc):
                     continue
@@ -257,7 +244,7 @@ def azurite(
             try:
                 yield AzuriteServer(host=host, port=port)
             finally:
-                _stop(proc)
+                stop_process(proc, group=True)
             return
         raise ServerUnavailable("azurite-blob: no free port after 3 attempts")
     finally:

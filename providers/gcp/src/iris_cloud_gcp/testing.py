@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from iris_cloud.testing.processes import stop_process
+
 if TYPE_CHECKING:
     from google.cloud import pubsub_v1, storage
     from iris_cloud.ports import ObjectStore
@@ -154,12 +156,7 @@ def gcs_emulator(timeout: float = 30.0) -> Iterator[GcsEmulator]:
             _wait_http(endpoint + "/", proc, log, timeout)
             yield GcsEmulator(endpoint)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc)
 
 
 class GcsStoreEnv:
@@ -250,12 +247,7 @@ def pubsub_emulator_process(min_ack_deadline: int = 1, timeout: float = 30.0) ->
             raise EmulatorUnavailable(f"the Pub/Sub emulator process did not start: {line}")
         yield line.split("=", 1)[1]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
 
