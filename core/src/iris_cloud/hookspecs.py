@@ -44,3 +44,15 @@ def iris_cloud_store_schemes() -> dict[str, type[ObjectStore] | str]:
 @hookspec
 def iris_cloud_register_commands(cli: click.Group) -> None:
     """Add commands to the ``iris-cloud`` command group (``cli.add_command(...)``)."""
+
+
+@hookspec
+def iris_cloud_register_provisioners(provision: click.Group, deprovision: click.Group) -> None:
+    """Add a cloud's ``provision`` and ``deprovision`` subcommands.
+
+    ``iris-cloud provision aws NAME`` and ``iris-cloud deprovision aws NAME``
+    are the AWS provider's: it calls ``provision.add_command(...)`` and
+    ``deprovision.add_command(...)`` with commands named after its cloud. The
+    shared pieces (plans, role tables, profile files) are in
+    :mod:`iris_cloud.provisioning`.
+    """

@@ -11,9 +11,18 @@ the scheme is first opened.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from iris_cloud import hookimpl
 
-__all__ = ["iris_cloud_broker_schemes", "iris_cloud_store_schemes"]
+if TYPE_CHECKING:
+    import click
+
+__all__ = [
+    "iris_cloud_broker_schemes",
+    "iris_cloud_register_provisioners",
+    "iris_cloud_store_schemes",
+]
 
 
 @hookimpl
@@ -26,3 +35,12 @@ def iris_cloud_broker_schemes() -> dict[str, str]:
 def iris_cloud_store_schemes() -> dict[str, str]:
     """``s3`` -> :class:`S3Store`."""
     return {"s3": "iris_cloud_aws.store:S3Store"}
+
+
+@hookimpl
+def iris_cloud_register_provisioners(provision: click.Group, deprovision: click.Group) -> None:
+    """``provision aws`` and ``deprovision aws``."""
+    from iris_cloud_aws.provision_cli import deprovision_aws, provision_aws
+
+    provision.add_command(provision_aws)
+    deprovision.add_command(deprovision_aws)
