@@ -72,3 +72,39 @@ def test_exchange_on_provisioned_aws(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert not moto.client("sqs").list_queues(QueueNamePrefix=name).get("QueueUrls")
         buckets = [b["Name"] for b in moto.client("s3").list_buckets()["Buckets"]]
         assert not [b for b in buckets if b.startswith(name)]
+
+
+def test_exchange_on_provisioned_gcp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    testing = _testing_module("iris_cloud_gcp.testing")
+    name = f"x{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "exchange"
+    with _server("GCS + Pub/Sub emulators", testing.gcp_servers) as servers:
+        where = [
+            "--project",
+            servers.project,
+            "--pubsub-emulator-host",
+            servers.pubsub_host,
+            "--storage-endpoint",
+            servers.gcs.endpoint,
+        ]
+        result = CliRunner().invoke(
+            main,
+            [
+                "provision",
+                "gcp",
+                name,
+                "--out",
+                str(out),
+                "--client-guid",
+                CLIENT_GUID,
+                "--ack-deadline",
+                "5",
+                *where,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        integrator = _load(out, "integrator", monkeypatch)
+        iris = _load(out, "iris", monkeypatch)
+        run_exchange(integrator, iris, tmp_path / "simulator")  # type: ignore[arg-type]
+        result = CliRunner().invoke(main, ["deprovision", "gcp", name, "--yes", "--force", *where])
+        assert result.exit_code == 0, result.output

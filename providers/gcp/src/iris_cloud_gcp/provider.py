@@ -10,9 +10,18 @@ the scheme is first opened.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from iris_cloud import hookimpl
 
-__all__ = ["iris_cloud_broker_schemes", "iris_cloud_store_schemes"]
+if TYPE_CHECKING:
+    import click
+
+__all__ = [
+    "iris_cloud_broker_schemes",
+    "iris_cloud_register_provisioners",
+    "iris_cloud_store_schemes",
+]
 
 
 @hookimpl
@@ -25,3 +34,12 @@ def iris_cloud_broker_schemes() -> dict[str, str]:
 def iris_cloud_store_schemes() -> dict[str, str]:
     """``gs://BUCKET/PREFIX``."""
     return {"gs": "iris_cloud_gcp.store:GcsStore"}
+
+
+@hookimpl
+def iris_cloud_register_provisioners(provision: click.Group, deprovision: click.Group) -> None:
+    """``provision gcp`` and ``deprovision gcp``."""
+    from iris_cloud_gcp.provision_cli import deprovision_gcp, provision_gcp
+
+    provision.add_command(provision_gcp)
+    deprovision.add_command(deprovision_gcp)
