@@ -7,6 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from iris_cloud.cli.provision import (
+    plan_options,
+    removal_options,
+    report,
+    report_removed,
+    show_plan,
+    with_options,
+)
 
 __all__ = ["deprovision_aws", "provision_aws"]
 
@@ -40,38 +48,21 @@ def _caller(
     return session, str(session.region_name), account
 
 
-def _common(fn: Any) -> Any:
-    options = [
-        click.argument("name"),
-        click.option("--region", help="AWS region (default: boto3's configuration)."),
-        click.option("--endpoint-url", help="A custom endpoint (moto, LocalStack, VPC endpoint)."),
-        click.option("--profile-name", help="The AWS CLI profile whose credentials provision."),
-        click.option("--account", help="The account id (default: asked of STS)."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+_common = with_options(
+    click.argument("name"),
+    click.option("--region", help="AWS region (default: boto3's configuration)."),
+    click.option("--endpoint-url", help="A custom endpoint (moto, LocalStack, VPC endpoint)."),
+    click.option("--profile-name", help="The AWS CLI profile whose credentials provision."),
+    click.option("--account", help="The account id (default: asked of STS)."),
+)
 
 
 @click.command("aws")
 @_common
-@click.option("--dry-run", is_flag=True, help="Print the plan, create nothing.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "cloudformation"]),
-    default="table",
-    show_default=True,
-    help="How to print the plan; cloudformation prints a template and creates nothing.",
+@plan_options(
+    ["table", "json", "cloudformation"],
+    "Where integrator.toml, iris.toml and their 0600 .env files go.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where integrator.toml, iris.toml and their 0600 .env files go.",
-)
-@click.option("--client-guid", help="The integrator's ClientGuid, written to both profiles.")
 @click.option("--max-receive-count", default=5, show_default=True, help="Receives before a DLQ.")
 @click.option("--visibility-timeout", default=60, show_default=True, help="Seconds.")
 @click.option("--claim-check-days", default=7, show_default=True, help="Payload expiry.")
@@ -100,7 +91,6 @@ def provision_aws(
     from iris_cloud.cli.common import console
     from iris_cloud.provisioning import (
         ProvisionError,
-        print_plan,
         read_env_file,
         write_profiles,
     )
@@ -125,10 +115,7 @@ def provision_aws(
             click.echo(json.dumps(aws.cloudformation_template(plan), indent=2))
             return
         if dry_run:
-            if fmt == "json":
-                click.echo(json.dumps(plan.to_dict(), indent=2))
-            else:
-                print_plan(plan, console)
+            show_plan(plan, fmt)
             return
         known = {}
         for side in plan.identities:
@@ -149,9 +136,7 @@ def provision_aws(
         header=f"iris-cloud exchange {name} on AWS, written by `iris-cloud provision aws`.\n"
         "Secrets are environment references: `set -a; . ./<side>.env` before use.",
     )
-    console.print(f"exchange {name}: {len(done.done)} resources in place")
-    for path in written:
-        console.print(f"  wrote {path}")
+    report(name, done.done, written)
     for side in plan.identities:
         if side not in done.keys:
             console.print(f"  {side}: kept the access key already in {out / (side + '.env')}")
@@ -159,8 +144,7 @@ def provision_aws(
 
 @click.command("aws")
 @_common
-@click.option("--force", is_flag=True, help="Also empty and remove buckets holding objects.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@removal_options
 def deprovision_aws(
     name: str,
     region: str | None,
@@ -171,7 +155,6 @@ def deprovision_aws(
     yes: bool,
 ) -> None:
     """Remove exchange NAME: its IAM users and keys, queues and (empty) buckets."""
-    from iris_cloud.cli.common import console
     from iris_cloud.provisioning import ProvisionError
 
     from iris_cloud_aws import provision as aws
@@ -189,6 +172,4 @@ def deprovision_aws(
         removed = aws.destroy(plan, session, endpoint_url=endpoint_url, force=force)
     except ProvisionError as exc:
         raise click.ClickException(str(exc)) from None
-    console.print(f"exchange {name}: removed {len(removed.removed)}")
-    for item in removed.kept:
-        console.print(f"  kept {item}: it holds objects (--force removes it)")
+    report_removed(name, removed.removed, removed.kept)

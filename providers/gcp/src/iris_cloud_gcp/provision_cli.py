@@ -2,46 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import click
+from iris_cloud.cli.provision import (
+    plan_options,
+    removal_options,
+    report,
+    report_removed,
+    show_plan,
+    with_options,
+)
 
 __all__ = ["deprovision_gcp", "provision_gcp"]
 
 
-def _common(fn: Any) -> Any:
-    options = [
-        click.argument("name"),
-        click.option("--project", required=True, help="The Google Cloud project."),
-        click.option("--pubsub-emulator-host", help="HOST:PORT of a Pub/Sub emulator."),
-        click.option("--storage-endpoint", help="URL of a Cloud Storage emulator."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+_common = with_options(
+    click.argument("name"),
+    click.option("--project", required=True, help="The Google Cloud project."),
+    click.option("--pubsub-emulator-host", help="HOST:PORT of a Pub/Sub emulator."),
+    click.option("--storage-endpoint", help="URL of a Cloud Storage emulator."),
+)
 
 
 @click.command("gcp")
 @_common
-@click.option("--dry-run", is_flag=True, help="Print the plan, create nothing.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="How --dry-run prints the plan.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where integrator.toml, iris.toml and iam.sh go.",
-)
-@click.option("--client-guid", help="The integrator's ClientGuid, written to both profiles.")
+@plan_options(["table", "json"], "Where integrator.toml, iris.toml and iam.sh go.")
 @click.option("--max-delivery-attempts", default=5, show_default=True)
 @click.option("--ack-deadline", default=60, show_default=True, help="Seconds.")
 @click.option("--claim-check-days", default=7, show_default=True)
@@ -66,8 +52,7 @@ def provision_gcp(
     service accounts and their bindings are in iam.sh (gcloud) for the
     project's owner to run.
     """
-    from iris_cloud.cli.common import console
-    from iris_cloud.provisioning import ProvisionError, print_plan, write_profiles
+    from iris_cloud.provisioning import ProvisionError, write_profiles
 
     from iris_cloud_gcp import provision as gcp
 
@@ -82,10 +67,7 @@ def provision_gcp(
             notifications=storage_endpoint is None,
         )
         if dry_run:
-            if fmt == "json":
-                click.echo(json.dumps(plan.to_dict(), indent=2))
-            else:
-                print_plan(plan, console)
+            show_plan(plan, fmt)
             return
         done = gcp.apply(
             plan,
@@ -114,15 +96,12 @@ def provision_gcp(
     script = out / "iam.sh"
     script.write_text(gcp.iam_script(plan, project), encoding="utf-8")
     script.chmod(0o700)
-    console.print(f"exchange {name}: {len(done.done)} resources in place")
-    for path in [*written, script]:
-        console.print(f"  wrote {path}")
+    report(name, done.done, [*written, script])
 
 
 @click.command("gcp")
 @_common
-@click.option("--force", is_flag=True, help="Also empty and remove buckets holding objects.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@removal_options
 def deprovision_gcp(
     name: str,
     project: str,
@@ -150,7 +129,5 @@ def deprovision_gcp(
         )
     except ProvisionError as exc:
         raise click.ClickException(str(exc)) from None
-    console.print(f"exchange {name}: removed {len(done.done)}")
-    for item in done.kept:
-        console.print(f"  kept {item}: it holds objects (--force removes it)")
+    report_removed(name, done.done, done.kept)
     console.print("the service accounts are removed with gcloud iam service-accounts delete")
