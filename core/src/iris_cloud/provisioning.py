@@ -34,6 +34,7 @@ __all__ = [
     "read_env_file",
     "replace_block",
     "role_table",
+    "role_table_is_current",
     "write_profiles",
 ]
 
@@ -191,6 +192,26 @@ def replace_block(text: str, table: str, *, generator: str) -> str:
     if not pattern.search(text):
         raise ValueError(f"no {begin!r} ... {end!r} block in the page")
     return pattern.sub(lambda _: f"{begin}\n{table}{end}", text, count=1)
+
+
+def role_table_is_current(
+    page: Path,
+    grants: Sequence[Grant],
+    resource_names: Mapping[str, str],
+    *,
+    generator: str,
+    update: bool = False,
+) -> bool:
+    """Whether docs ``page`` holds the current :func:`role_table` of ``grants``.
+
+    With ``update`` a stale table is rewritten in place (and ``True`` returned).
+    """
+    text = page.read_text(encoding="utf-8")
+    current = replace_block(text, role_table(grants, resource_names), generator=generator)
+    if current != text and update:
+        page.write_text(current, encoding="utf-8")
+        return True
+    return current == text
 
 
 # ------------------------------------------------------------------ profiles

@@ -22,8 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner, Result
 from iris_cloud.cli import main
-from iris_cloud.config import load_profile
-from iris_cloud.provisioning import read_env_file, replace_block, role_table
+from iris_cloud.config import ROLES, load_profile
+from iris_cloud.provisioning import read_env_file, role_table_is_current
 from iris_cloud_aws import provision as aws
 from iris_cloud_aws.testing import MotoServer, least_privilege_credentials
 
@@ -257,15 +257,7 @@ def test_generated_profiles_open_unchanged(
     iris = load_profile(config_file=out / "iris.toml")
     assert integrator.side == "integrator" and iris.side == "platform"
     assert integrator.client_guid == guid
-    assert set(integrator.roles()) == {
-        "orders",
-        "events",
-        "results",
-        "gradings",
-        "images",
-        "results_store",
-        "claim_check",
-    }
+    assert set(integrator.roles()) == set(ROLES)
     with integrator.open_broker("orders") as orders:
         orders.send([_message()])
     with iris.open_broker("orders") as received:
@@ -316,9 +308,10 @@ def test_cloudformation_template_deploys_on_moto(moto: MotoServer, exchange: str
 
 
 def test_the_role_table_in_docs_is_generated_from_the_grants() -> None:
-    table = role_table(aws.GRANTS, aws.doc_resource_names())
-    text = DOCS.read_text(encoding="utf-8")
-    current = replace_block(text, table, generator="iris_cloud_aws.provision")
-    if os.environ.get("IRIS_CLOUD_UPDATE_DOCS") == "1":
-        DOCS.write_text(current, encoding="utf-8")
-    assert current == text, "docs/aws.md's role table is stale: IRIS_CLOUD_UPDATE_DOCS=1 pytest"
+    assert role_table_is_current(
+        DOCS,
+        aws.GRANTS,
+        aws.doc_resource_names(),
+        generator="iris_cloud_aws.provision",
+        update=os.environ.get("IRIS_CLOUD_UPDATE_DOCS") == "1",
+    ), "docs/aws.md's role table is stale: IRIS_CLOUD_UPDATE_DOCS=1 pytest"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from iris_cloud.cli import main
-from iris_cloud.provisioning import replace_block, role_table
+from iris_cloud.provisioning import role_table_is_current
 from iris_cloud.testing import require_server
 from iris_cloud_gcp import provision as gcp
 from iris_cloud_gcp.testing import EmulatorUnavailable, GcpServers, gcp_servers
@@ -111,9 +111,10 @@ def test_provision_and_deprovision_on_the_emulators(servers: GcpServers, tmp_pat
 
 
 def test_the_role_table_in_docs_is_generated_from_the_grants() -> None:
-    table = role_table(gcp.GRANTS, gcp.doc_resource_names())
-    text = DOCS.read_text(encoding="utf-8")
-    current = replace_block(text, table, generator="iris_cloud_gcp.provision")
-    if os.environ.get("IRIS_CLOUD_UPDATE_DOCS") == "1":
-        DOCS.write_text(current, encoding="utf-8")
-    assert current == text, "docs/gcp.md's role table is stale: IRIS_CLOUD_UPDATE_DOCS=1 pytest"
+    assert role_table_is_current(
+        DOCS,
+        gcp.GRANTS,
+        gcp.doc_resource_names(),
+        generator="iris_cloud_gcp.provision",
+        update=os.environ.get("IRIS_CLOUD_UPDATE_DOCS") == "1",
+    ), "docs/gcp.md's role table is stale: IRIS_CLOUD_UPDATE_DOCS=1 pytest"

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from iris_cloud.config import ROLES
 from iris_cloud.provisioning import Grant, Plan, ProvisionError, Resource
 
 __all__ = [
@@ -354,15 +355,7 @@ def profiles(
     return out
 
 
-_PROFILE_ROLES = (
-    "orders",
-    "events",
-    "results",
-    "gradings",
-    "images",
-    "results_store",
-    "claim_check",
-)
+_PROFILE_ROLES = tuple(ROLES)
 
 
 def _order(key: str) -> int:

@@ -452,20 +452,20 @@ def destroy(
     pub, sub, gcs = _clients(project, pubsub_emulator_host, storage_endpoint)
     out = Done()
     try:
-        for res in (r for r in plan.resources if r.kind == "pubsub subscription"):
-            with _step("pubsub.subscriptions.delete", f"delete {res.name}", out.done):
-                try:
-                    sub.delete_subscription(request={"subscription": res.name})
-                    out.done.append(f"subscription {res.name}")
-                except NotFound:
-                    pass
-        for res in (r for r in plan.resources if r.kind == "pubsub topic"):
-            with _step("pubsub.topics.delete", f"delete {res.name}", out.done):
-                try:
-                    pub.delete_topic(request={"topic": res.name})
-                    out.done.append(f"topic {res.name}")
-                except NotFound:
-                    pass
+        # subscriptions before the topics they read
+        deleters = (
+            ("pubsub subscription", "pubsub.subscriptions.delete", sub.delete_subscription),
+            ("pubsub topic", "pubsub.topics.delete", pub.delete_topic),
+        )
+        for kind, permission, delete in deleters:
+            what = "subscription" if kind == "pubsub subscription" else "topic"
+            for res in (r for r in plan.resources if r.kind == kind):
+                with _step(permission, f"delete {res.name}", out.done):
+                    try:
+                        delete(request={what: res.name})
+                        out.done.append(f"{what} {res.name}")
+                    except NotFound:
+                        pass
         for res in (r for r in plan.resources if r.kind == "gcs bucket"):
             with _step("storage.buckets.delete", f"delete bucket {res.name}", out.done):
                 try:
