@@ -315,3 +315,58 @@ def test_the_role_table_in_docs_is_generated_from_the_grants() -> None:
         generator="iris_cloud_aws.provision",
         update=os.environ.get("IRIS_CLOUD_UPDATE_DOCS") == "1",
     ), "docs/aws.md's role table is stale: IRIS_CLOUD_UPDATE_DOCS=1 pytest"
+
+
+def test_a_changed_setting_converges_on_the_next_run(
+    moto: MotoServer, exchange: str, tmp_path: Path
+) -> None:
+    assert run(moto, "provision", "aws", exchange, "--out", str(tmp_path)).exit_code == 0
+    again = run(
+        moto,
+        "provision",
+        "aws",
+        exchange,
+        "--out",
+        str(tmp_path),
+        "--max-receive-count",
+        "9",
+        "--visibility-timeout",
+        "30",
+    )
+    assert again.exit_code == 0, again.output
+    url = _q(plan_of(moto, exchange).resource("queue:events"))
+    attrs = moto.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    assert attrs["Attributes"]["VisibilityTimeout"] == "30"
+    assert json.loads(attrs["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == 9
+    run(moto, "deprovision", "aws", exchange, "--yes", "--force")
+
+
+def test_keys_not_in_the_env_files_are_not_multiplied(
+    moto: MotoServer, exchange: str, tmp_path: Path
+) -> None:
+    # Lost .env files: each run makes a new key while there is room, then says what to do.
+    for attempt in range(2):
+        out = tmp_path / f"run{attempt}"
+        assert run(moto, "provision", "aws", exchange, "--out", str(out)).exit_code == 0
+    third = run(moto, "provision", "aws", exchange, "--out", str(tmp_path / "run2"))
+    assert third.exit_code == 1
+    assert "already has two access keys" in third.output and "iam:DeleteAccessKey" in third.output
+    run(moto, "deprovision", "aws", exchange, "--yes", "--force")
+
+
+def test_a_dry_run_needs_no_credentials(moto: MotoServer, exchange: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["provision", "aws", exchange, "--region", "eu-central-1", "--dry-run", "--format", "json"],
+        env={
+            "AWS_ACCESS_KEY_ID": None,
+            "AWS_SECRET_ACCESS_KEY": None,
+            "AWS_PROFILE": None,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert "arn:aws:sqs:eu-central-1:ACCOUNT_ID:" in json.dumps(plan["policies"])
