@@ -92,6 +92,8 @@ def test_a_provision_error_says_what_exists_or_that_nothing_does() -> None:
     assert "Nothing was created" in str(ProvisionError("stopped"))
     message = str(ProvisionError("stopped", done=["queue a", "bucket b"]))
     assert "Already in place: queue a, bucket b" in message and "Run provision again" in message
+    removing = str(ProvisionError("stopped", done=["user u"], removing=True))
+    assert "Removed so far: user u. Run deprovision again" in removing
 
 
 def test_plan_to_dict_is_json_ready() -> None:

@@ -44,12 +44,16 @@ SIDES: tuple[ProvisionSide, ...] = ("integrator", "iris")
 
 
 class ProvisionError(IrisCloudError):
-    """Provisioning stopped part-way: the message names the step, the missing right
-    (when that was the cause) and what exists already; running again completes it."""
+    """Provisioning (or, with ``removing``, deprovisioning) stopped part-way: the
+    message names the step, the missing right (when that was the cause) and what
+    exists already (or was removed); running again completes it."""
 
-    def __init__(self, message: str, *, done: Sequence[str] = ()) -> None:
+    def __init__(self, message: str, *, done: Sequence[str] = (), removing: bool = False) -> None:
         self.done = list(done)
-        if self.done:
+        if removing:
+            removed = ", ".join(self.done) or "nothing"
+            message += f". Removed so far: {removed}. Run deprovision again to finish"
+        elif self.done:
             message += (
                 f". Already in place: {', '.join(self.done)}. Run provision again to finish, "
                 "or deprovision to remove them"

@@ -370,3 +370,65 @@ def test_a_dry_run_needs_no_credentials(moto: MotoServer, exchange: str) -> None
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert "arn:aws:sqs:eu-central-1:ACCOUNT_ID:" in json.dumps(plan["policies"])
+
+
+def test_the_printed_caller_policy_is_enough_to_provision_and_deprovision(
+    moto: MotoServer, exchange: str, tmp_path: Path, enforced: None
+) -> None:
+    printed = run(moto, "provision", "aws", exchange, "--format", "caller-policy")
+    assert printed.exit_code == 0, printed.output
+    iam = moto.client("iam")
+    user = f"{exchange}-operator"
+    iam.create_user(UserName=user)
+    policy = json.loads(printed.output)
+    # moto checks CreateQueue of a queue that does not exist yet, and every IAM
+    # user action, against resource "*" (AWS against the queue's / user's ARN):
+    # here those two get "*"; the rest of the scoping is checked as written.
+    policy["Statement"].append({"Effect": "Allow", "Action": "sqs:CreateQueue", "Resource": "*"})
+    # moto also authorizes DeleteObjects (the batch) as s3:DeleteObject on the bucket.
+    for statement in policy["Statement"]:
+        if statement.get("Sid") == "Users":
+            statement["Resource"] = "*"
+        if statement.get("Sid") == "EmptyBuckets":
+            statement["Resource"] = [statement["Resource"], statement["Resource"][:-2]]
+    iam.put_user_policy(UserName=user, PolicyName="caller", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    caller = {
+        "aws_access_key_id": key["AccessKeyId"],
+        "aws_secret_access_key": key["SecretAccessKey"],
+    }
+    out = tmp_path / "x"
+    result = run(
+        moto, "provision", "aws", exchange, "--versioning", "--out", str(out), creds=caller
+    )
+    assert result.exit_code == 0, result.output
+    moto.client("s3").put_object(Bucket=f"{exchange}-images", Key="a", Body=b"x")
+    result = run(moto, "deprovision", "aws", exchange, "--yes", "--force", creds=caller)
+    assert result.exit_code == 0, result.output
+    assert not moto.client("sqs").list_queues(QueueNamePrefix=exchange).get("QueueUrls")
+    left = [u["UserName"] for u in iam.list_users()["Users"] if u["UserName"].startswith(exchange)]
+    assert left == [user]
+    # and it reaches nothing outside the exchange's names
+    other = f"y{exchange}"
+    refused = run(moto, "provision", "aws", other, "--account", "123456789012", creds=caller)
+    assert refused.exit_code == 1 and "grant IAM action s3:CreateBucket" in refused.output
+    run(moto, "deprovision", "aws", other, "--yes")
+
+
+def test_objects_that_cannot_be_deleted_are_reported(
+    moto: MotoServer, exchange: str, tmp_path: Path, enforced: None
+) -> None:
+    assert run(moto, "provision", "aws", exchange, "--out", str(tmp_path)).exit_code == 0
+    moto.client("s3").put_object(Bucket=f"{exchange}-images", Key="a", Body=b"x")
+    # everything but deleting objects: the batch delete refuses each key
+    caller = least_privilege_credentials(
+        moto, ["sqs:*", "iam:*", "s3:ListBucketVersions", "s3:DeleteBucket"]
+    )
+    result = run(moto, "deprovision", "aws", exchange, "--yes", "--force", creds=caller)
+    assert result.exit_code == 1
+    assert f"1 objects of bucket {exchange}-images could not be deleted (AccessDenied)" in (
+        result.output
+    )
+    assert f"Removed so far: user {exchange}-integrator" in result.output
+    assert "Run deprovision again" in result.output
+    assert run(moto, "deprovision", "aws", exchange, "--yes", "--force").exit_code == 0

@@ -30,6 +30,7 @@ __all__ = [
     "Provisioned",
     "apply",
     "build_plan",
+    "caller_policy",
     "cloudformation_template",
     "destroy",
     "doc_resource_names",
@@ -305,6 +306,57 @@ def _statement(sid: str, actions: list[str], resource: str) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
 
 
+_CALLER: dict[str, tuple[str, ...]] = {
+    "sqs": (
+        "sqs:CreateQueue",
+        "sqs:SetQueueAttributes",
+        "sqs:DeleteQueue",
+    ),
+    "s3": (
+        "s3:CreateBucket",
+        "s3:PutBucketPublicAccessBlock",
+        "s3:PutEncryptionConfiguration",
+        "s3:PutLifecycleConfiguration",
+        "s3:PutBucketNotification",
+        "s3:PutBucketVersioning",
+        "s3:ListBucketVersions",
+        "s3:DeleteBucket",
+    ),
+    "s3-objects": ("s3:DeleteObject", "s3:DeleteObjectVersion"),
+    "iam": (
+        "iam:CreateUser",
+        "iam:TagUser",
+        "iam:PutUserPolicy",
+        "iam:ListAccessKeys",
+        "iam:CreateAccessKey",
+        "iam:DeleteAccessKey",
+        "iam:ListUserPolicies",
+        "iam:DeleteUserPolicy",
+        "iam:DeleteUser",
+    ),
+}
+"""What ``provision`` and ``deprovision`` themselves call, by resource kind."""
+
+
+def caller_policy(plan: Plan, *, region: str, account: str) -> dict[str, Any]:
+    """The policy the *caller* of ``provision`` / ``deprovision`` needs for ``plan``.
+
+    Scoped to the exchange's own names (``NAME-*``), so an operator may hand
+    it to whoever runs the command (``--format caller-policy``).
+    """
+    name = plan.name
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            _statement("Queues", list(_CALLER["sqs"]), f"arn:aws:sqs:{region}:{account}:{name}-*"),
+            _statement("Buckets", list(_CALLER["s3"]), f"arn:aws:s3:::{name}-*"),
+            _statement("EmptyBuckets", list(_CALLER["s3-objects"]), f"arn:aws:s3:::{name}-*/*"),
+            _statement("Users", list(_CALLER["iam"]), f"arn:aws:iam::{account}:user/{name}-*"),
+            _statement("WhoAmI", ["sts:GetCallerIdentity"], "*"),
+        ],
+    }
+
+
 # ------------------------------------------------------------------ profiles
 
 
@@ -378,7 +430,7 @@ _DENIED = {"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperatio
 
 
 @contextmanager
-def _step(action: str, target: str, done: list[str]) -> Iterator[None]:
+def _step(action: str, target: str, done: list[str], *, removing: bool = False) -> Iterator[None]:
     # Every call says which IAM action it is, so a refusal can name what to grant.
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -391,11 +443,14 @@ def _step(action: str, target: str, done: list[str]) -> Iterator[None]:
             raise ProvisionError(
                 f"the caller's credentials may not {action} on {target}: grant IAM action {action}",
                 done=done,
+                removing=removing,
             ) from exc
-        raise ProvisionError(f"{action} on {target} failed ({code or status})", done=done) from exc
+        raise ProvisionError(
+            f"{action} on {target} failed ({code or status})", done=done, removing=removing
+        ) from exc
     except BotoCoreError as exc:
         raise ProvisionError(
-            f"{action} on {target} failed ({type(exc).__name__})", done=done
+            f"{action} on {target} failed ({type(exc).__name__})", done=done, removing=removing
         ) from exc
 
 
@@ -562,24 +617,24 @@ def destroy(plan: Plan, session: Any, *, endpoint_url: str | None, force: bool =
     out = Removed()
     for user in plan.identities.values():
         try:
-            with _step("iam:ListAccessKeys", f"user {user}", out.removed):
+            with _step("iam:ListAccessKeys", f"user {user}", out.removed, removing=True):
                 keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
         except ProvisionError as exc:
             if _code(exc.__cause__) == "NoSuchEntity":
                 continue
             raise
         for key in keys:
-            with _step("iam:DeleteAccessKey", f"user {user}", out.removed):
+            with _step("iam:DeleteAccessKey", f"user {user}", out.removed, removing=True):
                 iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
-        with _step("iam:DeleteUserPolicy", f"user {user}", out.removed):
+        with _step("iam:DeleteUserPolicy", f"user {user}", out.removed, removing=True):
             for policy in iam.list_user_policies(UserName=user)["PolicyNames"]:
                 iam.delete_user_policy(UserName=user, PolicyName=policy)
-        with _step("iam:DeleteUser", f"user {user}", out.removed):
+        with _step("iam:DeleteUser", f"user {user}", out.removed, removing=True):
             iam.delete_user(UserName=user)
         out.removed.append(f"user {user}")
     for res in (r for r in plan.resources if r.kind == "s3 bucket"):
         try:
-            with _step("s3:ListBucketVersions", f"bucket {res.name}", out.removed):
+            with _step("s3:ListBucketVersions", f"bucket {res.name}", out.removed, removing=True):
                 listing = s3.list_object_versions(Bucket=res.name)
         except ProvisionError as exc:
             if _code(exc.__cause__) == "NoSuchBucket":
@@ -593,13 +648,13 @@ def destroy(plan: Plan, session: Any, *, endpoint_url: str | None, force: bool =
         if objects and not force:
             out.kept.append(f"bucket {res.name}")
             continue
-        with _step("s3:DeleteObject", f"bucket {res.name}", out.removed):
-            _empty(s3, res.name, listing)
-        with _step("s3:DeleteBucket", f"bucket {res.name}", out.removed):
+        with _step("s3:DeleteObject", f"bucket {res.name}", out.removed, removing=True):
+            _empty(s3, res.name, listing, out.removed)
+        with _step("s3:DeleteBucket", f"bucket {res.name}", out.removed, removing=True):
             s3.delete_bucket(Bucket=res.name)
         out.removed.append(f"bucket {res.name}")
     for res in (r for r in plan.resources if r.kind == "sqs queue"):
-        with _step("sqs:DeleteQueue", f"queue {res.name}", out.removed):
+        with _step("sqs:DeleteQueue", f"queue {res.name}", out.removed, removing=True):
             try:
                 sqs.delete_queue(QueueUrl=res.settings["url"])
             except ClientError as exc:
@@ -610,7 +665,7 @@ def destroy(plan: Plan, session: Any, *, endpoint_url: str | None, force: bool =
     return out
 
 
-def _empty(s3: Any, bucket: str, listing: dict[str, Any]) -> None:
+def _empty(s3: Any, bucket: str, listing: dict[str, Any], done: list[str]) -> None:
     while True:
         objects = [
             {"Key": v["Key"], "VersionId": v["VersionId"]}
@@ -618,7 +673,18 @@ def _empty(s3: Any, bucket: str, listing: dict[str, Any]) -> None:
             for v in listing.get(part, [])
         ]
         if objects:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            errors = resp.get("Errors", [])
+            if errors:
+                # Quiet mode reports refusals per key instead of failing the call.
+                codes = sorted({str(e.get("Code")) for e in errors})
+                raise ProvisionError(
+                    f"{len(errors)} objects of bucket {bucket} could not be deleted "
+                    f"({', '.join(codes)}): grant IAM actions s3:DeleteObject and "
+                    "s3:DeleteObjectVersion",
+                    done=done,
+                    removing=True,
+                )
         if not listing.get("IsTruncated"):
             return
         listing = s3.list_object_versions(Bucket=bucket)

@@ -60,7 +60,7 @@ _common = with_options(
 @click.command("aws")
 @_common
 @plan_options(
-    ["table", "json", "cloudformation"],
+    ["table", "json", "cloudformation", "caller-policy"],
     "Where integrator.toml, iris.toml and their 0600 .env files go.",
 )
 @click.option("--max-receive-count", default=5, show_default=True, help="Receives before a DLQ.")
@@ -87,6 +87,9 @@ def provision_aws(
     Idempotent: running it again converges, and completes a run that stopped.
     Writes integrator.toml / iris.toml to --out, with each side's new access
     key in integrator.env / iris.env (0600; the secret is shown nowhere else).
+    --format cloudformation prints the plan as a template, --format
+    caller-policy the IAM policy whoever runs this command needs; neither
+    creates anything.
     """
     from iris_cloud.cli.common import console
     from iris_cloud.provisioning import (
@@ -98,7 +101,11 @@ def provision_aws(
     from iris_cloud_aws import provision as aws
 
     session, region_name, account_id = _caller(
-        region, profile_name, endpoint_url, account, dry_run=dry_run or fmt == "cloudformation"
+        region,
+        profile_name,
+        endpoint_url,
+        account,
+        dry_run=dry_run or fmt in ("cloudformation", "caller-policy"),
     )
     try:
         plan = aws.build_plan(
@@ -113,6 +120,10 @@ def provision_aws(
         )
         if fmt == "cloudformation":
             click.echo(json.dumps(aws.cloudformation_template(plan), indent=2))
+            return
+        if fmt == "caller-policy":
+            policy = aws.caller_policy(plan, region=region_name, account=account_id)
+            click.echo(json.dumps(policy, indent=2))
             return
         if dry_run:
             show_plan(plan, fmt)
