@@ -68,6 +68,20 @@ def test_bindings_are_exactly_the_role_table() -> None:
         theirs = {b["resource"] for b in plan.policies[other] if b["role"] == pub}
         assert not {r for r in mine & theirs if "-dead" not in r}
     script = gcp.iam_script(plan, "p1")
+    assert (
+        "notifications create gs://acme-images --topic=projects/p1/topics/acme-image-notifications"
+        in (script)
+    )
+    # the agent's grant comes before the notification that needs it
+    grant = script.index(
+        'acme-image-notifications --role roles/pubsub.publisher --member "$GCS_AGENT"'
+    )
+    assert grant < script.index("notifications create")
+    iris = gcp.profiles(plan, project="p1")["iris"]
+    assert iris["images"]["notification_subscription"] == (
+        "projects/p1/subscriptions/acme-image-notifications-sub"
+    )
+    assert iris["orders"]["credentials_file"] == {"env": gcp.env_name("acme", "iris")}
     for side in ("integrator", "iris"):
         for b in plan.policies[side]:
             assert f"--role {b['role']} --member {b['member']}" in script

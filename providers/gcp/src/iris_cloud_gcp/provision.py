@@ -6,7 +6,8 @@ through ``NAME-ROLE-sub-dlq``), the same for the images notifications, three
 buckets (uniform access, public access prevented; claim check with expiry and
 abort-incomplete-multipart rules) and the IAM bindings of two service
 accounts from :data:`GRANTS`. :func:`apply` creates the Pub/Sub and Cloud
-Storage resources idempotently; the service accounts and bindings are written
+Storage resources idempotently; the service accounts, bindings and the
+images notification (which needs the storage agent's grant first) are written
 as a ``gcloud`` script (:func:`iam_script`) for the project's owner to run,
 since neither emulator implements IAM.
 """
@@ -203,8 +204,9 @@ def build_plan(
     plan = Plan("gcp", name, resources, list(GRANTS), identities, {})
     plan.policies = {side: bindings(plan, side) for side in identities}
     plan.notes.append(
-        "the service accounts and their bindings are applied by the iam.sh script written to "
-        "--out (gcloud), not by this command; the Pub/Sub and Cloud Storage service agents need "
+        "the service accounts, their bindings and the images notification are applied by the "
+        "iam.sh script written to --out (gcloud), not by this command; the Pub/Sub and Cloud "
+        "Storage service agents need "
         "roles/pubsub.publisher on the dead-letter and notification topics and "
         "roles/pubsub.subscriber on the subscriptions (the script grants them too)"
     )
@@ -223,7 +225,9 @@ def bindings(plan: Plan, side: str) -> list[dict[str, str]]:
 
 
 def iam_script(plan: Plan, project: str) -> str:
-    """The ``gcloud`` commands that create both service accounts and every binding."""
+    """The ``gcloud`` commands for what needs IAM: both service accounts, every
+    binding, the service agents' grants, the images notification (which Cloud
+    Storage refuses before its agent may publish) and one key per account."""
     q = shlex.quote
     lines = [
         "#!/bin/sh",
@@ -250,6 +254,18 @@ def iam_script(plan: Plan, project: str) -> str:
         if "notification" in res.settings:
             topic = plan.resource("topic:image-notifications").name
             lines.append(_bind(topic, _PUB, '"$GCS_AGENT"'))
+    for res in plan.resources:
+        if "notification" in res.settings:
+            # after the agent's grant: Cloud Storage checks it may publish when
+            # the notification is created; listed first so a rerun adds no second one
+            bucket = q("gs://" + res.name)
+            topic = plan.resource("topic:image-notifications").name
+            lines.append(
+                f'gcloud storage buckets notifications list {bucket} --format="value(topic)" '
+                f"| grep -qx {q('//pubsub.googleapis.com/' + topic)} || "
+                f"gcloud storage buckets notifications create {bucket} --topic={q(topic)} "
+                "--event-types=OBJECT_FINALIZE --payload-format=json"
+            )
     for side, account in plan.identities.items():
         lines.append(
             f"gcloud iam service-accounts keys create {q(side + '-key.json')} "
@@ -421,17 +437,6 @@ def apply(
                 except Conflict:
                     with _step("storage.buckets.update", f"update bucket {res.name}", out.done):
                         bucket.patch()
-            if "notification" in res.settings:
-                note = res.settings["notification"]
-                with _step("storage.buckets.update", f"notify from bucket {res.name}", out.done):
-                    existing = {n.topic_name for n in bucket.list_notifications()}
-                    if note["topic"] not in existing:
-                        bucket.notification(
-                            topic_name=note["topic"],
-                            topic_project=project,
-                            event_types=note["event_types"],
-                            payload_format="JSON_API_V1",
-                        ).create()
             out.done.append(f"bucket {res.name}")
     finally:
         _close(pub, sub, gcs)

@@ -84,10 +84,19 @@ def provision_gcp(
         storage_endpoint=storage_endpoint,
         client_guid=client_guid,
     )
+    # The key files do not exist yet (iam.sh makes them); the .env files say where.
+    key_files = (
+        {}
+        if pubsub_emulator_host
+        else {
+            side: {gcp.env_name(name, side): str((out / f"{side}-key.json").resolve())}
+            for side in plan.identities
+        }
+    )
     written = write_profiles(
         out,
         data,
-        {},
+        key_files,
         header=(
             f"iris-cloud exchange {name} on Google Cloud, written by `iris-cloud provision gcp`.\n"
             "credentials_file is an environment reference to the key file iam.sh creates."
