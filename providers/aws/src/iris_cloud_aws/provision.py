@@ -483,7 +483,12 @@ def apply(
             try:
                 sqs.create_queue(QueueName=res.name, Attributes=attrs)
             except ClientError as exc:
-                if _code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
+                # the JSON protocol's name, and the query protocol's two
+                if _code(exc) not in (
+                    "QueueNameExists",
+                    "QueueAlreadyExists",
+                    "AWS.SimpleQueueService.QueueNameExists",
+                ):
                     raise
                 with _step("sqs:SetQueueAttributes", f"queue {res.name}", done):
                     sqs.set_queue_attributes(QueueUrl=res.settings["url"], Attributes=attrs)
