@@ -130,6 +130,7 @@ class ConsumerStats:
     poison: int = 0
     lock_renewals: int = 0
     lock_lost: int = 0
+    """Deliveries whose lock ended before they were settled (each counted once)."""
     receive_errors: int = 0
     settle_errors: int = 0
 
@@ -285,7 +286,7 @@ class _Renewer:
                 # message was settled: its lock ended with it, nothing was lost.
                 return
             ctx.lock_lost = True
-            self.consumer._count("lock_lost")
+            self.consumer._lost_lock(ctx.message)
             log.warning("lock lost while handling message_id=%s", ctx.message.message_id)
         except Exception as exc:
             log.warning(
@@ -363,6 +364,9 @@ class Consumer:
         self._slots = threading.Condition()
         self._inflight = 0
         self._attempts: dict[str, int] = {}
+        # Deliveries already counted in lock_lost (by id of the Message): the
+        # renewer and the settle that follows see the same loss.
+        self._lost: set[int] = set()
         self._busy_keys: set[str] = set()
         self._renewer = _Renewer(self)
         self._fatal: BaseException | None = None
@@ -537,6 +541,12 @@ class Consumer:
         with self._stats_lock:
             setattr(self.stats, name, getattr(self.stats, name) + n)
 
+    def _lost_lock(self, msg: Message) -> None:
+        with self._stats_lock:
+            if id(msg) not in self._lost:
+                self._lost.add(id(msg))
+                self.stats.lock_lost += 1
+
     # -- receiving -----------------------------------------------------------
     def _receive_loop(self, name: str, broker: MessageBroker, pool: ThreadPoolExecutor) -> None:
         failures = 0
@@ -600,6 +610,8 @@ class Consumer:
         except Exception:
             log.exception("unexpected error processing message_id=%s", msg.message_id)
         finally:
+            with self._stats_lock:
+                self._lost.discard(id(msg))
             with self._slots:
                 self._inflight -= 1
                 self._slots.notify_all()
@@ -748,7 +760,7 @@ class Consumer:
                 self._count("completed")
             return True
         except LockLost:
-            self._count("lock_lost")
+            self._lost_lock(msg)
             log.warning(
                 "could not %s message_id=%s: lock lost, it will be redelivered",
                 action,

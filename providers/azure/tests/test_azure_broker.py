@@ -293,6 +293,8 @@ def test_consumer_settles_and_renews_concurrently(sb_server: ServiceBusServer, q
         assert stats.lock_renewals >= 1
         assert stats.lock_renewals + stats.lock_lost >= 2
         assert stats.receive_errors == 0 and stats.dead_lettered == 0
-        assert stats.lock_lost == stats.settle_errors
+        # A delivery whose lock was lost comes back once more: one count each.
+        assert stats.received - stats.completed == stats.lock_lost
+        assert stats.settle_errors == 0
         assert broker.receive(max_messages=1, wait=0.5) == []
         assert broker.receive_dead_letters(max_messages=1, wait=0.2) == []
