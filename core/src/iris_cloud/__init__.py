@@ -40,9 +40,17 @@ from iris_cloud.model import (
     parse_message,
 )
 from iris_cloud.plugins import open_broker, open_store
-from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectInfo, ObjectStore
+from iris_cloud.ports import (
+    MAX_SIGNED_URL_EXPIRY,
+    Capabilities,
+    Message,
+    MessageBroker,
+    ObjectInfo,
+    ObjectStore,
+)
 
 __all__ = [
+    "MAX_SIGNED_URL_EXPIRY",
     "MODEL_VERSION",
     "AlreadyExists",
     "Capabilities",

@@ -35,6 +35,7 @@ from iris_cloud.errors import (
 )
 
 __all__ = [
+    "MAX_SIGNED_URL_EXPIRY",
     "BinarySource",
     "Capabilities",
     "Message",
@@ -51,6 +52,10 @@ log = logging.getLogger("iris_cloud.ports")
 CLAIM_CHECK_RETRY_DELAY = 5.0
 """Seconds before a message whose payload could not be fetched for now comes back
 (where ``capabilities.delayed_retry``), so a store outage is not a busy loop."""
+
+MAX_SIGNED_URL_EXPIRY = timedelta(days=7)
+"""Longest validity of a :meth:`ObjectStore.signed_url`: the most SigV4 (S3) and
+V4 (GCS) signatures allow, and a bound on how long a leaked Azure SAS stays good."""
 
 PropertyValue = str | int | float | bool
 BinarySource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | Path
@@ -526,11 +531,16 @@ class ObjectStore(ABC):
     ) -> str:
         """A URL that allows ``method`` on ``name`` until ``expires`` without our credentials.
 
-        Raises :class:`ConfigurationError` where the credentials cannot sign
-        (see ``capabilities.signed_urls``).
+        ``expires`` is 1 second to :data:`MAX_SIGNED_URL_EXPIRY` (7 days) on
+        every provider. Raises :class:`ConfigurationError` outside that range
+        and where the credentials cannot sign (see ``capabilities.signed_urls``).
         """
         if method.upper() not in ("GET", "PUT"):
             raise ConfigurationError(f"signed_url method must be GET or PUT, not {method!r}")
+        if not timedelta(seconds=1) <= expires <= MAX_SIGNED_URL_EXPIRY:
+            raise ConfigurationError(
+                f"signed_url expires must be 1 second to 7 days, not {expires}"
+            )
         return self._signed_url(check_object_name(name), method.upper(), expires)
 
     def _signed_url(self, name: str, method: str, expires: timedelta) -> str:

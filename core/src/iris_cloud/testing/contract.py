@@ -82,7 +82,14 @@ from iris_cloud.errors import (
     NotFound,
     PermissionDenied,
 )
-from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectInfo, ObjectStore
+from iris_cloud.ports import (
+    MAX_SIGNED_URL_EXPIRY,
+    Capabilities,
+    Message,
+    MessageBroker,
+    ObjectInfo,
+    ObjectStore,
+)
 
 __all__ = [
     "BrokerContract",
@@ -960,6 +967,27 @@ class StoreContract:
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
             assert 200 <= resp.status < 300
         assert store.get("signed/put.txt") == b"uploaded"
+
+    @pytest.mark.parametrize(
+        "expires",
+        [timedelta(days=7, seconds=1), timedelta(days=30), timedelta(0), timedelta(seconds=-60)],
+        ids=["7d+1s", "30d", "zero", "negative"],
+    )
+    def test_signed_url_expiry_is_bounded(self, store: ObjectStore, expires: timedelta) -> None:
+        # The same range on every provider, checked before any signing.
+        store.put("signed/bounded.txt", b"b")
+        with pytest.raises(ConfigurationError, match="1 second to 7 days"):
+            store.signed_url("signed/bounded.txt", "GET", expires)
+
+    def test_signed_url_for_seven_days_works(self, store: ObjectStore) -> None:
+        if not store.capabilities.signed_urls:
+            pytest.skip("provider cannot sign URLs (capabilities.signed_urls)")
+        store.put("signed/week.txt", b"week")
+        url = store.signed_url("signed/week.txt", "GET", MAX_SIGNED_URL_EXPIRY)
+        assert url.startswith(("http://", "https://"))
+        # http(s) only: checked just above.
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310
+            assert resp.read() == b"week"
 
     def test_signed_url_unsupported_raises(self, store: ObjectStore) -> None:
         if store.capabilities.signed_urls:

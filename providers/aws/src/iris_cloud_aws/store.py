@@ -50,8 +50,6 @@ MIB = 1024 * 1024
 MIN_PART = 5 * MIB
 """S3's smallest part (all but the last)."""
 MAX_PARTS = 10_000
-MAX_PRESIGN = timedelta(days=7)
-"""Longest validity of a SigV4 presigned URL."""
 
 STORE_OPTIONS = frozenset(
     {
@@ -382,8 +380,6 @@ class S3Store(ObjectStore):
             raise ConfigurationError(
                 f"{self._where(name)}: no credentials to sign URLs with (signed_urls is off)"
             )
-        if expires > MAX_PRESIGN or expires.total_seconds() < 1:
-            raise ConfigurationError("presigned S3 URLs are valid for 1 second to 7 days")
         operation = "get_object" if method == "GET" else "put_object"
         with aws_errors("GeneratePresignedUrl", self._where(name)):
             return str(

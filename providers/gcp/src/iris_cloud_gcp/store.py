@@ -408,8 +408,6 @@ class GcsStore(ObjectStore):
                 "key; use a service account key file or run as a service account with "
                 "iam.serviceAccounts.signBlob on itself"
             )
-        if expires > timedelta(days=7) or expires <= timedelta(0):
-            raise ConfigurationError("V4 signed URLs expire after more than 0 and at most 7 days")
         blob = self._bucket.blob(self._key(name))
         kwargs: dict[str, Any] = {}
         if self._emulator:
