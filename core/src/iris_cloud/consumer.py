@@ -150,6 +150,28 @@ def _arity(fn: Callable[..., object]) -> int:
     return 1 if len(positional) == 1 else 2
 
 
+def _handler_name(fn: Callable[..., object]) -> str:
+    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
+
+
+def _target_name(target: type | str) -> str:
+    return target.__name__ if isinstance(target, type) else repr(target)
+
+
+def _check_sync(fn: H) -> H:
+    """``fn`` if it is a plain callable; :class:`ConfigurationError` for coroutine functions."""
+    # An instance whose __call__ is async is a coroutine function in disguise.
+    call = getattr(fn, "__call__", None)  # noqa: B004
+    if any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, call)):
+        raise ConfigurationError(
+            f"handler {_handler_name(fn)} is async; handlers run in threads and must be "
+            "plain functions (wrap it: def handler(m, ctx): asyncio.run(coro(m, ctx)))"
+        )
+    if not callable(fn):
+        raise ConfigurationError(f"handler {fn!r} is not callable")
+    return fn
+
+
 class IrisApp:
     """Handlers by message type, as ``@app.on(OrderGradedEvent)``.
 
@@ -166,26 +188,50 @@ class IrisApp:
         self._fallback: tuple[Handler, int] | None = None
 
     def on(self, *targets: type | str) -> Callable[[H], H]:
-        """Register the decorated function for each of ``targets`` (classes or kind names)."""
+        """Register the decorated function for each of ``targets`` (classes or kind names).
+
+        One handler per target: registering a second one for the same class or
+        kind raises :class:`ConfigurationError` (call both from one function to
+        chain them). ``async def`` handlers are refused too: the consumer runs
+        handlers in threads and would complete the message without awaiting.
+        """
         if not targets:
             raise ConfigurationError("app.on() needs at least one message type")
+        for target in targets:
+            if not isinstance(target, str | type):
+                raise ConfigurationError("app.on() takes message classes or kind strings")
 
         def register(fn: H) -> H:
-            entry = (fn, _arity(fn))
+            entry = (fn, _arity(_check_sync(fn)))
+            # Every target is checked before any is registered, so a refused
+            # decorator leaves the app as it was.
+            for target in targets:
+                table: dict[Any, tuple[Handler, int]] = (
+                    self._by_kind if isinstance(target, str) else self._by_type
+                )
+                if target in table and table[target][0] != fn:
+                    raise ConfigurationError(
+                        f"a handler for {_target_name(target)} is already registered "
+                        f"({_handler_name(table[target][0])}); one handler per type: "
+                        "call both from one function to chain them"
+                    )
             for target in targets:
                 if isinstance(target, str):
                     self._by_kind[target] = entry
-                elif isinstance(target, type):
-                    self._by_type[target] = entry
                 else:
-                    raise ConfigurationError("app.on() takes message classes or kind strings")
+                    self._by_type[target] = entry
             return fn
 
         return register
 
     def fallback(self, fn: H) -> H:
-        """Register the handler for messages no other handler matches."""
-        self._fallback = (fn, _arity(fn))
+        """Register the handler for messages no other handler matches (only one)."""
+        entry = (fn, _arity(_check_sync(fn)))
+        if self._fallback is not None and self._fallback[0] != fn:
+            raise ConfigurationError(
+                f"a fallback handler is already registered ({_handler_name(self._fallback[0])})"
+            )
+        self._fallback = entry
         return fn
 
     def handler_for(self, message: IrisModel, kind: str) -> tuple[Handler, int] | None:
@@ -689,10 +735,13 @@ class Consumer:
         )
         self._renewer.add(ctx)
         try:
-            if arity == 1:
-                handler(model)
-            else:
-                handler(model, ctx)
+            returned = handler(model) if arity == 1 else handler(model, ctx)
+            if inspect.isawaitable(returned):
+                # A sync callable that hands back a coroutine (a lambda around an
+                # async function) did not do the work: completing would lose it.
+                if inspect.iscoroutine(returned):
+                    returned.close()
+                raise TypeError("handler returned an awaitable; handlers must do their work")
         except Exception as exc:
             self._failed(name, broker, msg, kind, attempt, exc)
             return
