@@ -26,6 +26,8 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
+from pydantic import BaseModel
+
 from iris_cloud.errors import (
     ConfigurationError,
     IrisCloudError,
@@ -43,6 +45,7 @@ __all__ = [
     "NotificationParser",
     "ObjectInfo",
     "ObjectStore",
+    "Sendable",
     "check_object_name",
     "read_full",
 ]
@@ -142,15 +145,44 @@ class Message:
         return len(self.body) + sum(len(k) + len(str(v)) for k, v in self.properties.items())
 
     @classmethod
-    def coerce(cls, value: Message | bytes | str) -> Message:
-        """A :class:`Message` from what callers pass to ``send``."""
+    def coerce(cls, value: Sendable) -> Message:
+        """A :class:`Message` from what callers pass to ``send``.
+
+        A pydantic model is sent as its JSON by alias (wire names); an IRIS
+        model as :func:`iris_cloud.client.message_for` makes it (the ids and
+        properties an :class:`~iris_cloud.client.IrisClient` gives it).
+        """
         if isinstance(value, Message):
             return value
         if isinstance(value, str):
             return cls(body=value.encode("utf-8"))
         if isinstance(value, bytes | bytearray | memoryview):
             return cls(body=bytes(value))
-        raise TypeError(f"cannot send a {type(value).__name__}; pass bytes, str or Message")
+        if isinstance(value, BaseModel):
+            return _model_message(value)
+        if isinstance(value, Mapping):
+            raise TypeError(_MAPPING_REFUSED)
+        raise TypeError(
+            f"cannot send a {type(value).__name__}; pass bytes, str, a pydantic model or Message"
+        )
+
+
+def _model_message(model: BaseModel) -> Message:
+    # Imported here: the client builds on the ports, not the other way round.
+    from iris_cloud.client import message_for
+    from iris_cloud.model import Event, GradingSubmission, OrderRequest, OrderResult
+
+    if isinstance(model, Event | GradingSubmission | OrderRequest | OrderResult):
+        return message_for(model)
+    return Message(body=model.model_dump_json(by_alias=True).encode("utf-8"))
+
+
+_MAPPING_REFUSED = (
+    "cannot send a dict or other mapping: serialise it first (json.dumps) or pass a pydantic model"
+)
+
+Sendable = Message | bytes | bytearray | memoryview | str | BaseModel
+"""One message as ``send`` takes it."""
 
 
 @dataclass(frozen=True)
@@ -196,16 +228,22 @@ class MessageBroker(ABC):
         """Open the endpoint named by ``url`` (``scheme://...``) with provider options."""
 
     # -- sending -------------------------------------------------------------
-    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         """Send one or more messages; returns their message ids in order.
 
-        Bodies over ``capabilities.max_message_bytes`` go to the claim-check
-        store when one is configured, otherwise :class:`MessageTooLarge` is
-        raised before anything is sent.
+        Each is a :class:`Message`, bytes, str or pydantic model (see
+        :meth:`Message.coerce`); a dict or other mapping raises ``TypeError``
+        (it is not one message per key). Bodies over
+        ``capabilities.max_message_bytes`` go to the claim-check store when
+        one is configured, otherwise :class:`MessageTooLarge` is raised before
+        anything is sent.
         """
-        items: list[Message | bytes | str]
-        if isinstance(messages, Message | bytes | str):
+        items: list[Sendable]
+        if isinstance(messages, Message | bytes | bytearray | memoryview | str | BaseModel):
             items = [messages]
+        elif isinstance(messages, Mapping):
+            # Iterating it would send one message per key.
+            raise TypeError(_MAPPING_REFUSED)
         else:
             items = list(messages)
         prepared = [self._prepare(Message.coerce(m)) for m in items]

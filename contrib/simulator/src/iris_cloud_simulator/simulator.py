@@ -73,7 +73,7 @@ from iris_cloud.model import (
     OrderRequest,
     OrderResult,
 )
-from iris_cloud.ports import Message, MessageBroker, ObjectStore
+from iris_cloud.ports import Message, MessageBroker, ObjectStore, Sendable
 from iris_cloud.workflows import ExamIdentifiers, identify_exam
 
 from iris_cloud_simulator.grading import AutoGrader, GradingMode, gradings_for
@@ -153,7 +153,7 @@ class _Inbound(MessageBroker):
     def __repr__(self) -> str:
         return f"_Inbound({self.inner!r})"
 
-    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         return self.inner.send(messages)
 
     def _send_batch(self, batch: list[Message]) -> None:

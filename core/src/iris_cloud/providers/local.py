@@ -70,7 +70,14 @@ from iris_cloud.errors import (
     Unavailable,
 )
 from iris_cloud.hookspecs import hookimpl
-from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectInfo, ObjectStore
+from iris_cloud.ports import (
+    Capabilities,
+    Message,
+    MessageBroker,
+    ObjectInfo,
+    ObjectStore,
+    Sendable,
+)
 from iris_cloud.providers._common import (
     BROKER_RIGHTS,
     DEAD_LETTER_SUFFIX,
@@ -281,7 +288,7 @@ class LocalBroker(MessageBroker):
         return self._db
 
     # sending
-    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         """Send messages (see :meth:`MessageBroker.send`); needs the ``send`` right."""
         # Checked before the base class offloads anything to the claim check.
         self.access.require("send", f"send to queue {self.queue!r}")

@@ -35,7 +35,14 @@ from urllib.parse import unquote, urlsplit
 
 from iris_cloud.errors import AlreadyExists, ConfigurationError, LockLost, NotFound
 from iris_cloud.hookspecs import hookimpl
-from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectInfo, ObjectStore
+from iris_cloud.ports import (
+    Capabilities,
+    Message,
+    MessageBroker,
+    ObjectInfo,
+    ObjectStore,
+    Sendable,
+)
 from iris_cloud.providers._common import (
     BROKER_RIGHTS,
     DEAD_LETTER_SUFFIX,
@@ -199,7 +206,7 @@ class MemoryBroker(MessageBroker):
             raise ConfigurationError(f"{self!r} is closed")
 
     # sending
-    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         """Send messages (see :meth:`MessageBroker.send`); needs the ``send`` right."""
         self._check_open()
         # Checked before the base class offloads anything to the claim check.

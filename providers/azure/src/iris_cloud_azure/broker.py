@@ -34,7 +34,7 @@ from azure.servicebus import (
 )
 from azure.servicebus.exceptions import MessageSizeExceededError
 from iris_cloud.errors import ConfigurationError, MessageTooLarge
-from iris_cloud.ports import Capabilities, Message, MessageBroker
+from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
 
 from iris_cloud_azure.errors import translate
 from iris_cloud_azure.store import default_credential
@@ -270,7 +270,7 @@ class ServiceBusBroker(MessageBroker):
             return receiver
 
     # -- sending ---------------------------------------------------------------------
-    def send(self, messages: Message | bytes | str | Iterable[Message | bytes | str]) -> list[str]:
+    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         """Send one or more messages; see :meth:`MessageBroker.send`.
 
         The send link is opened first so the claim-check threshold is the
