@@ -760,7 +760,7 @@ class Finding(IrisModel):
 
 
 class Note(IrisModel):
-    """A dated free-text note."""
+    """A dated free-text note. Repr hides the text (it may describe the patient)."""
 
     date: DateTimeValue | None = None
-    text: str | None = None
+    text: str | None = Field(default=None, repr=False)

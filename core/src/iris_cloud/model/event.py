@@ -40,12 +40,16 @@ __all__ = [
 
 
 class Event(IrisModel):
-    """Fields every event carries. Concrete events derive from it."""
+    """Fields every event carries. Concrete events derive from it.
+
+    Repr hides the patient's LocalId (MRN) and the free-text ``ErrorMessage``.
+    """
 
     transaction_id: OptionalGuid | None = None
     timestamp: DateTimeValue | None = None
     success: bool | None = None
-    error_message: str | None = None
+    # IRIS error texts may quote the rejected order's patient data.
+    error_message: str | None = Field(default=None, repr=False)
     result_object_type: str
     version: VersionString = Field(examples=[MODEL_VERSION])
     iris_order_id: OptionalInt | None = None
@@ -73,7 +77,7 @@ class _KnownEvent(Event):
 
 
 class _OrderEvent(_KnownEvent):
-    patient_local_id: str | None = None
+    patient_local_id: str | None = Field(default=None, repr=False)
 
 
 class OrderCreationReceipt(_OrderEvent):
@@ -125,7 +129,8 @@ class ResultsDeliveryReceipt(_KnownEvent):
     result_object_type: Literal["ResultsDeliveryReceipt"] = "ResultsDeliveryReceipt"
     time_delivered: DateTimeValue | None = None
     delivery_type: str | None = None
-    endpoint: str | None = None
+    # A fax number or address, possibly the patient's own.
+    endpoint: str | None = Field(default=None, repr=False)
     transmission_status: str | None = None
 
 

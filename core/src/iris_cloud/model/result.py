@@ -132,10 +132,10 @@ class ResultOrder(IrisModel):
     service_date: DateTimeValue | None = None
     local_id: str | None = None
     department_id: str | None = None
-    encounter_number: str | None = None
+    encounter_number: str | None = Field(default=None, repr=False)
     study_instance_unique_id: str | None = None
     orderable_identifier: str | None = None
-    additional_info: str | None = None
+    additional_info: str | None = Field(default=None, repr=False)
     state: str | None = None
     single_eye_only: bool | None = None
     missing_eye_reason: str | None = None
@@ -190,7 +190,11 @@ class CameraOperator(IrisModel):
 
 
 class OrderResult(IrisModel):
-    """A message on the results queue: the outcome of a graded order."""
+    """A message on the results queue: the outcome of a graded order.
+
+    Repr hides the patient's identifiers and name, the document, free texts
+    (notes, ``AdditionalInfo``, ``ErrorMessage``) and the encounter number.
+    """
 
     schema_uri: str | None = Field(default=None, alias="$schema")
     version: VersionString = Field(examples=[MODEL_VERSION])
@@ -210,5 +214,5 @@ class OrderResult(IrisModel):
     health_plan: HealthPlan | None = None
     cpt: Cpt | None = None
     success: bool | None = None
-    error_message: str | None = None
+    error_message: str | None = Field(default=None, repr=False)
     result_object_type: str | None = None

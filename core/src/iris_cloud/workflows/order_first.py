@@ -27,7 +27,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -73,10 +73,13 @@ _METADATA_KEYS = (
 
 @dataclass(frozen=True)
 class ExamIdentifiers:
-    """The identifiers that tie an exam image to its order (no PHI beyond the ids)."""
+    """The identifiers that tie an exam image to its order (no PHI beyond the ids).
+
+    Repr hides the patient's LocalId (MRN).
+    """
 
     order_local_id: str
-    patient_local_id: str | None = None
+    patient_local_id: str | None = field(default=None, repr=False)
     site_local_id: str | None = None
     client_guid: str | None = None
     image_local_id: str | None = None
