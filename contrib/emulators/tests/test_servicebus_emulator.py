@@ -27,7 +27,8 @@ from azure.servicebus.exceptions import (
     ServiceBusAuthenticationError,
     ServiceBusAuthorizationError,
 )
-from iris_cloud_emulators.servicebus import SasKey, ServiceBusEmulator
+from iris_cloud_emulators.servicebus import SasKey, ServiceBusEmulator, make_sas_token
+from iris_cloud_emulators.servicebus._auth import verify_token
 
 # Keep the SDK from retrying failures the tests provoke on purpose.
 NO_RETRY = {"retry_total": 0}
@@ -405,6 +406,22 @@ def secured() -> Iterator[ServiceBusEmulator]:
     ]
     with ServiceBusEmulator(queues=["orders", "events"], keys=keys) as server:
         yield server
+
+
+def test_a_keys_secret_stays_out_of_its_repr_and_parse_errors() -> None:
+    key = SasKey.parse("app:Sup3r-s3cret:Send")
+    assert "Sup3r-s3cret" not in repr(key)
+    assert "Sup3r-s3cret" not in repr(secured_grant(key))
+    for spec in ["app:Sup3r-s3cret:Sned", "app:Sup3r:s3cret", ":Sup3r-s3cret", "Sup3r-s3cret"]:
+        with pytest.raises(ValueError) as error:
+            SasKey.parse(spec)
+        assert "Sup3r" not in str(error.value) and "s3cret" not in str(error.value), spec
+
+
+def secured_grant(key: SasKey) -> object:
+    """What a verified token of ``key`` turns into (it holds the key)."""
+    token = make_sas_token("sb://127.0.0.1/q", key.name, key.secret)
+    return verify_token(token, {key.name: key})
 
 
 def test_send_only_key_cannot_receive(secured: ServiceBusEmulator) -> None:

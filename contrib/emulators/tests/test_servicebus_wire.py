@@ -6,15 +6,19 @@ use proton's own blocking client (another real AMQP 1.0 stack) over a socket.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from iris_cloud_emulators.servicebus import ServiceBusEmulator
 from iris_cloud_emulators.servicebus._codec import StoredBody, split_batch
 from iris_cloud_emulators.servicebus._sasl import AMQP_HEADER
 from iris_cloud_emulators.servicebus._server import BATCH_FORMAT, _FramePadder, _FrameSniffer
-from proton import ConnectionException, Message, symbol
-from proton.utils import BlockingConnection, LinkDetached
+from proton import UNDESCRIBED, Array, ConnectionException, Data, Delivery, Message, symbol
+from proton import Timeout as ProtonTimeout
+from proton.utils import BlockingConnection, LinkDetached, SendException
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +80,178 @@ def test_sasl_anonymous_is_enough_without_keys() -> None:
             receiver.accept()
         finally:
             connection.close()
+
+
+# -- $cbs / $management replies, abandon, token expiry (other clients' habits) ---
+
+
+def _put_token(
+    connection: BlockingConnection, token: str, *, reply_to: str | None, receiver: Any
+) -> Message:
+    """Put a SAS token on $cbs the way the JavaScript SDK does, and read the reply."""
+    request = Message(
+        id=str(uuid.uuid4()),
+        reply_to=reply_to,
+        properties={
+            "operation": "put-token",
+            "type": "servicebus.windows.net:sastoken",
+            "name": "sb://127.0.0.1/",
+        },
+        body=token,
+    )
+    connection.create_sender("$cbs", name=f"put-token-{uuid.uuid4()}").send(request)
+    return receiver.receive(timeout=5)  # replies come settled
+
+
+def test_cbs_reply_goes_to_the_link_named_by_reply_to(secured: ServiceBusEmulator) -> None:
+    connection = _connect(secured, allowed_mechs="ANONYMOUS")
+    try:
+        # Two receivers on $cbs: the reply must follow reply-to (the link's
+        # name, as rhea-based clients set it), not the first or newest link.
+        named = connection.create_receiver("$cbs", name="cbs-wanted")
+        other = connection.create_receiver("$cbs", name="cbs-other")
+        reply = _put_token(
+            connection, secured.sas_token("reader"), reply_to="cbs-wanted", receiver=named
+        )
+        assert reply.properties["status-code"] == 202
+        with pytest.raises(ProtonTimeout):
+            other.receive(timeout=0.5)
+        # The token took effect: this connection may now listen.
+        connection.create_receiver("jobs")
+    finally:
+        connection.close()
+
+
+def test_cbs_reply_without_reply_to_goes_to_the_paired_link(secured: ServiceBusEmulator) -> None:
+    connection = _connect(secured, allowed_mechs="ANONYMOUS")
+    try:
+        receiver = connection.create_receiver("$cbs")
+        reply = _put_token(
+            connection, secured.sas_token("reader"), reply_to=None, receiver=receiver
+        )
+        assert reply.properties["status-code"] == 202
+    finally:
+        connection.close()
+
+
+def _management(
+    connection: BlockingConnection, node: str, operation: str, body: dict[str, Any]
+) -> Message:
+    """One request on ``node/$management``, answered on the paired link (no reply-to)."""
+    address = f"{node}/$management"
+    name = f"mgmt-{uuid.uuid4()}"
+    receiver = connection.create_receiver(address, name=name)
+    connection.create_sender(address, name=f"{name}-request").send(
+        Message(
+            id=str(uuid.uuid4()),
+            properties={"operation": f"com.microsoft:{operation}"},
+            body=body,
+        )
+    )
+    return receiver.receive(timeout=5)  # replies come settled
+
+
+def test_a_lock_is_only_good_on_its_own_entitys_management_node() -> None:
+    keys = ["root:root-secret:Manage"]
+    with ServiceBusEmulator(queues=["mine", "theirs"], keys=keys) as server:
+        owner = _connect(server, user="root", password="root-secret", allowed_mechs="PLAIN")
+        intruder = _connect(server, allowed_mechs="ANONYMOUS")
+        try:
+            owner.create_sender("theirs").send(Message(body="not yours"))
+            locked = owner.create_receiver("theirs")
+            message = locked.receive(timeout=5)
+            token = message.annotations[symbol("x-opt-lock-token")]
+            # The intruder may listen on "mine" only, and names theirs' lock there.
+            cbs = intruder.create_receiver("$cbs", name="cbs-intruder")
+            scoped = server.sas_token("root", entity="mine")
+            assert (
+                _put_token(intruder, scoped, reply_to="cbs-intruder", receiver=cbs).properties[
+                    "status-code"
+                ]
+                == 202
+            )
+            tokens = {"lock-tokens": Array(UNDESCRIBED, Data.UUID, token)}
+            for operation, body in [
+                ("update-disposition", {"disposition-status": "completed", **tokens}),
+                ("update-disposition", {"disposition-status": "suspended", **tokens}),
+                ("renew-lock", tokens),
+            ]:
+                reply = _management(intruder, "mine", operation, body)
+                assert reply.properties["statusCode"] == 410, operation
+            assert server.message_count("theirs") == 1
+            # The owner still holds the lock and settles it.
+            locked.accept()
+            owner.close()  # sends the settlement ahead of the close, and waits for the reply
+            assert server.message_count("theirs") == 0
+        finally:
+            intruder.close()
+            owner.close()
+
+
+def test_abandon_without_delivery_failed_still_counts() -> None:
+    # The JavaScript SDK abandons with a plain `modified` outcome; Service Bus
+    # counts it all the same, so the message reaches the dead-letter queue.
+    with ServiceBusEmulator(max_delivery_count=3) as server:
+        connection = _connect(server, allowed_mechs="ANONYMOUS")
+        try:
+            connection.create_sender("work").send(Message(body="poison"))
+            receiver = connection.create_receiver("work")
+            counts = []
+            for _ in range(3):
+                message = receiver.receive(timeout=5)
+                counts.append(message.delivery_count)
+                receiver.settle(Delivery.MODIFIED)  # delivery-failed left false
+            assert counts == [0, 1, 2]
+            with pytest.raises(ProtonTimeout):
+                receiver.receive(timeout=0.5)
+            dead = connection.create_receiver("work/$DeadLetterQueue")
+            letter = dead.receive(timeout=5)
+            dead.accept()
+            assert letter.body == "poison"
+            assert letter.properties["DeadLetterReason"] == "MaxDeliveryCountExceeded"
+        finally:
+            connection.close()
+
+
+def test_a_link_whose_token_expired_is_not_served_until_a_new_token() -> None:
+    keys = ["app:app-secret:Send,Listen"]
+    with ServiceBusEmulator(queues=["jobs"], keys=keys) as server:
+        writer = _connect(server, user="app", password="app-secret", allowed_mechs="PLAIN")
+        client = _connect(server, allowed_mechs="ANONYMOUS")
+        try:
+            cbs = client.create_receiver("$cbs", name="cbs-client")
+            short = server.sas_token("app", ttl=2)
+            expiry = int(short.rsplit("se=", 1)[1].split("&", 1)[0])
+            assert (
+                _put_token(client, short, reply_to="cbs-client", receiver=cbs).properties[
+                    "status-code"
+                ]
+                == 202
+            )
+            receiver = client.create_receiver("jobs", credit=10)
+            sender = client.create_sender("jobs")
+            sender.send(Message(body="while valid"))
+            assert receiver.receive(timeout=5).body == "while valid"
+            receiver.accept()
+            time.sleep(max(0.0, expiry - time.time()) + 0.3)
+            writer.create_sender("jobs").send(Message(body="after expiry"))
+            with pytest.raises(ProtonTimeout):
+                receiver.receive(timeout=1)
+            with pytest.raises(SendException):
+                sender.send(Message(body="sent with an expired token"))
+            assert server.message_count("jobs") == 1
+            # A fresh token and the same link is served again.
+            assert (
+                _put_token(
+                    client, server.sas_token("app"), reply_to="cbs-client", receiver=cbs
+                ).properties["status-code"]
+                == 202
+            )
+            assert receiver.receive(timeout=5).body == "after expiry"
+            receiver.accept()
+        finally:
+            client.close()
+            writer.close()
 
 
 def _transfer_frame(channel: int, handle: int, tag: bytes, message_format: int) -> bytes:

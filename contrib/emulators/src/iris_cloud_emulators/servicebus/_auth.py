@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
 SEND = "Send"
@@ -26,26 +26,34 @@ ALL_RIGHTS = frozenset({SEND, LISTEN, MANAGE})
 class SasKey:
     """A shared access policy: key name, secret and the rights it grants.
 
-    Manage implies Send and Listen, as on Service Bus.
+    Manage implies Send and Listen, as on Service Bus. The secret stays out of
+    the repr and out of every parse error, so neither can leak it into a log.
     """
 
     name: str
-    secret: str
+    secret: str = field(repr=False)
     rights: frozenset[str] = ALL_RIGHTS
 
     @classmethod
     def parse(cls, spec: str) -> SasKey:
-        """Parse ``NAME:SECRET:Send,Listen,Manage`` (rights optional, default all)."""
+        """Parse ``NAME:SECRET:Send,Listen,Manage`` (rights optional, default all).
+
+        Errors name the key at most: the text after the first colon may be
+        (or, with a colon in the secret, contain) the secret.
+        """
         parts = spec.split(":", 2)
         if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise ValueError(f"key must look like NAME:SECRET[:Send,Listen,Manage], got {spec!r}")
+            raise ValueError("a key must look like NAME:SECRET[:Send,Listen,Manage]")
         if len(parts) == 2:
             return cls(parts[0], parts[1])
         rights = set()
         for right in parts[2].split(","):
             canonical = right.strip().capitalize()
             if canonical not in ALL_RIGHTS:
-                raise ValueError(f"unknown right {right!r} in {spec!r}; use Send, Listen, Manage")
+                raise ValueError(
+                    f"the rights of key {parts[0]!r} must be a comma-separated list of "
+                    "Send, Listen, Manage"
+                )
             rights.add(canonical)
         return cls(parts[0], parts[1], frozenset(rights))
 

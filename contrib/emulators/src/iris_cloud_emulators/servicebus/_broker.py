@@ -410,6 +410,16 @@ class Broker:
         """The live lock for ``token``, if any."""
         return self._locks.get(token)
 
+    def check_lock(self, path: str, token: uuid.UUID) -> None:
+        """Raise :class:`LockLost` unless ``token`` locks a message of the entity at ``path``.
+
+        A lock is only good on its own entity's management node, so a right
+        on one queue cannot settle or renew a message of another.
+        """
+        held = self._locks.get(token)
+        if held is None or held.entity.path != path.strip("/").lower():
+            raise LockLost(f"the lock {token} is unknown or has expired")
+
     def complete(self, token: uuid.UUID) -> None:
         """Remove a locked message for good."""
         held = self._take(token)

@@ -31,6 +31,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -640,6 +641,7 @@ class _Server(Handler):
                 _COND_NOT_FOUND, f"The messaging entity '{path}' could not be found."
             ) from exc
         link.iris_entity = entity
+        link.iris_path = path
         # receive-and-delete: the SDK asks for pre-settled transfers.
         link.iris_auto_settle = link.remote_snd_settle_mode == Link.SND_SETTLED
         entity.consumers.append(link)
@@ -682,6 +684,8 @@ class _Server(Handler):
             for link in list(entity.consumers):
                 if link.credit <= 0 or not entity.has_ready():
                     continue
+                if not self._allowed(link.connection.iris, link.iris_path, _auth.LISTEN):
+                    continue  # its token expired: served again after a new put-token
                 acquired = self.broker.acquire(entity, lock=not link.iris_auto_settle)
                 if acquired is None:
                     break
@@ -748,6 +752,13 @@ class _Server(Handler):
             link.flow(_SEND_CREDIT - link.credit)
 
     def _store(self, link: Any, raw: bytes, batch: bool) -> tuple[int, Condition | None]:
+        if not self._allowed(link.connection.iris, link.iris_path, _auth.SEND):
+            # The token that let the link attach has expired since.
+            return Delivery.REJECTED, _condition(
+                _COND_UNAUTHORIZED,
+                f"Unauthorized access. 'Send' claim(s) are required to perform this "
+                f"operation. Resource: '{link.iris_path}'.",
+            )
         if len(raw) > self.max_message_size:
             return Delivery.REJECTED, _condition(
                 _COND_SIZE,
@@ -802,7 +813,9 @@ class _Server(Handler):
             if remote.undeliverable:  # how the SDK asks for defer
                 self.broker.defer(token)
             else:
-                self.broker.abandon(token, failed=remote.failed)
+                # Service Bus counts every abandon, whether or not the client
+                # set delivery-failed (the JavaScript SDK does not).
+                self.broker.abandon(token)
         else:  # REJECTED: dead-letter, with the reason carried in the error info
             condition = remote.condition
             reason = description = None
@@ -837,8 +850,19 @@ class _Server(Handler):
                 link, request, {"status-code": 401, "status-description": f"Unauthorized: {exc}"}
             )
             return
-        state.grants.append(grant)
+        now = time.time()
+        state.grants = [g for g in state.grants if g.expires_at > now] + [grant]
         self._reply(link, request, {"status-code": 202, "status-description": "Accepted"})
+        # Receivers whose earlier token had expired are served again.
+        entities = []
+        other = link.connection.link_head(Endpoint.LOCAL_ACTIVE)
+        while other is not None:
+            entity = getattr(other, "iris_entity", None)
+            if entity is not None and entity not in entities:
+                entities.append(entity)
+            other = other.next(Endpoint.LOCAL_ACTIVE)
+        for entity in entities:
+            self.pump(entity)
 
     def _reply(
         self, link: Any, request: Message, properties: dict[str, Any], body: Any = None
@@ -853,22 +877,27 @@ class _Server(Handler):
         self._flush_replies(target)
 
     def _reply_link(self, request_link: Any, reply_to: str | None) -> Any:
-        node = entity_path(reply_to) if reply_to else None
-        fallback = None
+        """The link a reply goes out on, found as Service Bus finds it.
+
+        With a ``reply-to``, the client's receiver link of that name (the
+        JavaScript SDK's ``cbs-<uuid>``) or, failing that, one whose source is
+        that address. Without one, the receiver paired with the request link:
+        the same node, preferably on the same session (the Python SDK).
+        """
+        node = entity_path(request_link.remote_target.address).lower()
+        wanted = entity_path(reply_to).lower() if reply_to else node
+        by_name = by_address = None
         candidate = request_link.connection.link_head(Endpoint.LOCAL_ACTIVE)
         while candidate is not None:
             if candidate.is_sender and getattr(candidate, "iris_node", None) is not None:
-                source = entity_path(candidate.remote_source.address)
-                matches = node is None or source.lower() == node.lower()
-                if (
-                    matches
-                    and source.lower() == entity_path(request_link.remote_target.address).lower()
-                ):
-                    if candidate.session == request_link.session:
-                        return candidate
-                    fallback = fallback or candidate
+                source = entity_path(candidate.remote_source.address).lower()
+                same_session = candidate.session == request_link.session
+                if reply_to and candidate.name == reply_to:
+                    by_name = candidate
+                elif source == wanted and (by_address is None or same_session):
+                    by_address = candidate
             candidate = candidate.next(Endpoint.LOCAL_ACTIVE)
-        return fallback
+        return by_name or by_address
 
     def _flush_replies(self, link: Any) -> None:
         pending = getattr(link, "iris_pending", None)
@@ -916,16 +945,20 @@ class _Server(Handler):
             properties["errorCondition"] = symbol(condition)
         self._reply(link, request, properties, response_body)
 
+    def _lock_tokens(self, path: str, body: Any) -> list[uuid.UUID]:
+        """The request's lock tokens, each checked to lock a message of ``path``."""
+        tokens = [_uuid(t) for t in _elements(_key(body, "lock-tokens"))]
+        for token in tokens:
+            self.broker.check_lock(path, token)
+        return tokens
+
     def _renew_lock(self, path: str, body: Any) -> tuple[int, Any]:
-        expirations = [
-            timestamp(self.broker.renew(_uuid(t))) for t in _elements(_key(body, "lock-tokens"))
-        ]
+        expirations = [timestamp(self.broker.renew(t)) for t in self._lock_tokens(path, body)]
         return 200, {"expirations": Array(UNDESCRIBED, Data.TIMESTAMP, *expirations)}
 
     def _update_disposition(self, path: str, body: Any) -> tuple[int, Any]:
         status = _text(_key(body, "disposition-status"))
-        tokens = [_uuid(t) for t in _elements(_key(body, "lock-tokens"))]
-        for token in tokens:
+        for token in self._lock_tokens(path, body):
             if status == "completed":
                 self.broker.complete(token)
             elif status == "abandoned":
