@@ -520,12 +520,13 @@ class RawStream:
     own flow control; other clients rely on the stream and the server for both.
     """
 
-    def __init__(self, emulator: PubSubEmulator, **first: object) -> None:
+    def __init__(
+        self, emulator: PubSubEmulator, channel: grpc.Channel | None = None, **first: object
+    ) -> None:
         self._outgoing: queue.Queue = queue.Queue()
         self._outgoing.put(first)
-        client = gapic.SubscriberClient(
-            transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(emulator.host_port))
-        )
+        channel = channel or grpc.insecure_channel(emulator.host_port)
+        client = gapic.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
         self._responses = client.streaming_pull(requests=self._requests(), timeout=RPC_TIMEOUT)
 
     def _requests(self):
@@ -585,6 +586,61 @@ def test_streaming_pull_flow_control(publisher, subscriber, emulator):
     finally:
         stream.close()
     assert emulator.num_undelivered_messages(sub) == 4
+
+
+def test_many_open_streams_do_not_starve_other_calls(publisher, subscriber, emulator):
+    # One Node process on 8 subscriptions opens 40 streams (5 each); a fixed
+    # pool of 32 workers used to leave publishing hanging.
+    _, idle = make_pair(publisher, subscriber, "idle")
+    topic, busy = make_pair(publisher, subscriber, "busy", ack_deadline_seconds=60)
+    channel = grpc.insecure_channel(emulator.host_port)
+    streams = [
+        RawStream(emulator, channel, subscription=idle, stream_ack_deadline_seconds=60)
+        for _ in range(39)
+    ]
+    try:
+        served = RawStream(emulator, channel, subscription=busy, stream_ack_deadline_seconds=60)
+        streams.append(served)
+        publisher.publish(topic, b"through").result(timeout=RPC_TIMEOUT)
+        assert [m.message.data for m in served.receive()] == [b"through"]
+    finally:
+        for stream in streams:
+            stream.close()
+        channel.close()
+
+
+def test_calls_beyond_the_concurrency_cap_fail_at_once():
+    with PubSubEmulator(max_concurrent_rpcs=3) as small:
+        channel = grpc.insecure_channel(small.host_port)
+        client = gapic.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
+        publisher = gapic.PublisherClient(
+            transport=PublisherGrpcTransport(channel=grpc.insecure_channel(small.host_port))
+        )
+        topic = publisher.create_topic(name=topic_path("capped")).name
+        sub = client.create_subscription(request={"name": sub_path("capped"), "topic": topic}).name
+        streams = [
+            RawStream(small, channel, subscription=sub, stream_ack_deadline_seconds=10)
+            for _ in range(3)
+        ]
+        refused: list[Exception] = []
+
+        def exhausted() -> bool:
+            try:
+                client.get_subscription(subscription=sub, retry=None, timeout=2)
+            except exceptions.ResourceExhausted as error:
+                refused.append(error)
+                return True
+            return False
+
+        try:
+            # Once the three streams hold every slot, the next call is refused
+            # at once rather than left waiting.
+            assert wait_for(exhausted, within=RPC_TIMEOUT)
+        finally:
+            for stream in streams:
+                stream.close()
+        assert wait_for(lambda: not exhausted(), within=RPC_TIMEOUT)
+        channel.close()
 
 
 def test_subscribe_to_a_missing_subscription_fails(subscriber):

@@ -171,6 +171,26 @@ def test_ordering_key_option_reaches_the_wire(admin: PubSubAdmin, pubsub_host: s
     assert [m.message.data for m in pulled.received_messages] == [b"1", b"2", b"3"]
 
 
+def test_received_ordering_key_is_a_property(admin: PubSubAdmin, pubsub_host: str) -> None:
+    topic, sub = admin.queue(_name("ordered-in"), ack_deadline=5)
+    name = topic.rsplit("/", 1)[1]
+    # Set by the option, so no attribute carries it: only the message's key does.
+    with _open(f"gcppubsub://{sub}?topic={name}", pubsub_host, ordering_key="site-9") as b:
+        b.send([Message(body=b"keyed"), Message(body=b"own", properties={"ordering_key": "k2"})])
+        got = sorted(b.receive(max_messages=2, wait=5), key=lambda m: m.body)
+        assert [(m.body, m.properties) for m in got] == [
+            (b"keyed", {"ordering_key": "site-9"}),
+            (b"own", {"ordering_key": "k2"}),
+        ]
+        for m in got:
+            b.complete(m)
+    with _open(f"gcppubsub://{sub}?topic={name}", pubsub_host) as b:
+        b.send(b"unkeyed")
+        (plain,) = b.receive(max_messages=1, wait=5)
+        assert plain.properties == {}
+        b.complete(plain)
+
+
 def test_messages_from_other_publishers(admin: PubSubAdmin, pubsub_host: str) -> None:
     topic, sub = admin.queue(_name("foreign"), ack_deadline=5)
     # A publisher that knows nothing of iris-cloud: plain data and attributes.

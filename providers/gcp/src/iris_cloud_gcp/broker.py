@@ -28,7 +28,8 @@ Options (URL query or keywords; credentials only as keywords):
 ``credentials_file`` / ``credentials_json`` / ``credentials``; ``emulator_host``
 (``host:port``; ``PUBSUB_EMULATOR_HOST`` is honoured too); ``topic`` /
 ``subscription`` (pairing, above); ``ordering_key`` (every message sent gets
-it; a message property ``ordering_key`` overrides); ``lock_seconds`` (the
+it; a message property ``ordering_key`` overrides; a received message's
+ordering key, whoever published it, is its ``ordering_key`` property); ``lock_seconds`` (the
 subscription's ack deadline, read from the subscription when the
 credentials may); ``dead_letter_topic`` (else the subscription's dead-letter
 policy); ``dead_letter_subscription`` (where ``receive_dead_letters`` pulls;
@@ -531,6 +532,8 @@ class PubSubBroker(MessageBroker):
         )
         attributes = dict(pb.attributes)
         message = decode_message(pb.data, attributes, pb.message_id, publish_time)
+        if pb.ordering_key:  # the key the message was published with, by any publisher
+            message.properties["ordering_key"] = pb.ordering_key
         attempt = int(received.delivery_attempt)
         if attempt:
             message.delivery_count = attempt

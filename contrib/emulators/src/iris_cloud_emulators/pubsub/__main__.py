@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 
 from ._backend import DEFAULT_ACK_DEADLINE
-from .server import PubSubEmulator
+from .server import DEFAULT_MAX_CONCURRENT_RPCS, PubSubEmulator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="how long an empty Pull is held before returning nothing (default 1.0)",
     )
+    parser.add_argument(
+        "--max-concurrent-rpcs",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENT_RPCS,
+        metavar="N",
+        help="RPCs served at once, each open streaming pull holding one; more fail "
+        f"with RESOURCE_EXHAUSTED (default {DEFAULT_MAX_CONCURRENT_RPCS})",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -51,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             args.port,
             min_ack_deadline=args.min_ack_deadline,
             pull_wait=args.pull_wait,
+            max_concurrent_rpcs=args.max_concurrent_rpcs,
         ).start()
     except (OSError, ValueError) as error:
         print(f"iris-cloud-pubsub-emulator: {error}", file=sys.stderr)

@@ -15,6 +15,10 @@ from ._service import PubSubServicer
 #: Above the 10 MB publish limit, so an oversized Publish reaches the handler and
 #: gets INVALID_ARGUMENT as from the real service, not grpc's RESOURCE_EXHAUSTED.
 _MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Concurrent RPCs served by default. Each open StreamingPull holds one for its
+#: whole life, and clients open several per subscription (the Node client 5),
+#: so a process with dozens of subscriptions needs hundreds.
+DEFAULT_MAX_CONCURRENT_RPCS = 512
 
 
 class PubSubEmulator:
@@ -33,8 +37,10 @@ class PubSubEmulator:
     tests lower it to watch deadlines expire in about a second. (ModifyAckDeadline
     takes 0-600 s regardless, as on the real service.) ``pull_wait`` is how long
     an empty Pull is held (1 s by default) before it returns nothing.
-    ``max_workers`` bounds concurrent RPCs; each open StreamingPull
-    (``subscribe()``) holds one worker.
+    ``max_concurrent_rpcs`` bounds the RPCs served at once; each open
+    StreamingPull (``subscribe()``) holds one for as long as it is open. An RPC
+    beyond the bound fails at once with ``RESOURCE_EXHAUSTED`` (the client sees
+    an error; nothing waits for a free worker).
     """
 
     def __init__(
@@ -44,15 +50,17 @@ class PubSubEmulator:
         *,
         min_ack_deadline: int = DEFAULT_ACK_DEADLINE,
         pull_wait: float = 1.0,
-        max_workers: int = 32,
+        max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
     ) -> None:
         if pull_wait < 0:
             raise ValueError("pull_wait must not be negative")
+        if max_concurrent_rpcs < 1:
+            raise ValueError("max_concurrent_rpcs must be at least 1")
         self.host = host
         self.port = port
         self.backend = Backend(min_ack_deadline=min_ack_deadline)
         self._servicer = PubSubServicer(self.backend, pull_wait=pull_wait)
-        self._max_workers = max_workers
+        self._max_concurrent_rpcs = max_concurrent_rpcs
         self._server: grpc.Server | None = None
         self._sweeper: threading.Thread | None = None
 
@@ -69,10 +77,13 @@ class PubSubEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         server = grpc.server(
+            # As many workers as RPCs admitted, so an admitted RPC never queues
+            # behind streams (threads are started only as they are needed).
             futures.ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix="pubsub-emulator"
+                max_workers=self._max_concurrent_rpcs, thread_name_prefix="pubsub-emulator"
             ),
             handlers=self._servicer.handlers(),
+            maximum_concurrent_rpcs=self._max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", _MAX_GRPC_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", _MAX_GRPC_MESSAGE_BYTES),
