@@ -283,12 +283,13 @@ def test_dedupe_by_message_id_and_transaction_id(profile: Profile, tmp_path: Pat
     db = tmp_path / "dedupe.sqlite3"
     with Consumer.from_profile(app, profile, roles=("events",), dedupe=str(db)) as consumer:
         stats = consumer.run_until(lambda s: s.completed >= 3, timeout=10)
-    assert handled == ["m-1"] and stats.duplicates == 2
+    # Handled once, by whichever copy the concurrent handlers claimed first.
+    assert len(handled) == 1 and handled[0] in ("m-1", "m-2") and stats.duplicates == 2
     # Remembered across restarts.
     send(profile, "events", Message(body=body, message_id="m-1"))
     with Consumer.from_profile(app, profile, roles=("events",), dedupe=str(db)) as consumer:
         stats = consumer.run_until(lambda s: s.completed >= 1, timeout=10)
-    assert handled == ["m-1"] and stats.duplicates == 1
+    assert len(handled) == 1 and stats.duplicates == 1
 
 
 def test_failed_handler_is_not_marked_as_handled(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from iris_cloud.errors import (
     Timeout,
     Unavailable,
     ValidationError,
+    is_transient,
 )
 from iris_cloud.hookspecs import hookimpl
 from iris_cloud.model import (
@@ -82,6 +83,7 @@ __all__ = [
     "ValidationError",
     "detect_kind",
     "hookimpl",
+    "is_transient",
     "json_schema",
     "open_broker",
     "open_store",

@@ -321,12 +321,24 @@ class ConsumerSettings(BaseModel):
     """Delay before the first retry; doubles per attempt."""
     backoff_max: float = Field(default=300.0, ge=0)
     """Longest retry delay."""
+    transient_backoff_max: float = Field(default=30.0, gt=0)
+    """Longest wait between retries of a failure of the consumer's own side
+    (:func:`~iris_cloud.errors.is_transient`: a full disk, a store outage)."""
+    max_transient_attempts: int | None = Field(default=None, ge=1)
+    """Handler runs failing on the consumer's own side before the message is
+    dead-lettered anyway (unset: never; they do not count towards ``max_attempts``)."""
+    stop_timeout: float = Field(default=10.0, ge=0)
+    """Seconds a stop waits for in-flight handlers to finish and settle; those
+    still running then are left, and their messages come back after their lock."""
     lock_renewal_interval: float | None = Field(default=None, gt=0)
     """Seconds between lock renewals of a running handler (default: half the lock)."""
     dedupe: str | None = None
     """SQLite file remembering handled message ids / TransactionIds (off when unset)."""
     dedupe_retention_days: float = Field(default=14.0, gt=0)
     """How long handled ids are remembered."""
+    dedupe_claim_seconds: float = Field(default=300.0, gt=0)
+    """How long a claim on a message id in the dedupe file holds without being
+    refreshed (the lock renewals refresh it): a crashed claimant's claim lapses."""
 
 
 class ClientSettings(BaseModel):

@@ -28,11 +28,22 @@ Semantics (the reliability rules of the design):
   (``abandon(delay)`` where ``capabilities.delayed_retry``, else a plain
   abandon); after ``max_attempts`` deliveries it is dead-lettered with the
   exception as the reason;
+* a failure of the consumer's own side (:func:`~iris_cloud.errors.is_transient`:
+  a full or read-only disk, a store outage) is not the message's: the handler
+  is run again with growing backoff (up to ``transient_backoff_max``) while the
+  message's lock is renewed, receiving from that broker pauses meanwhile, and
+  none of it counts towards ``max_attempts`` (``max_transient_attempts`` is a
+  separate budget, unlimited by default);
 * while a handler runs its lock is renewed (``capabilities.lock_renewal``);
+  a message whose lock was lost is not settled (the receipt is stale): it
+  comes back;
 * ``run()`` installs SIGINT/SIGTERM handlers: stop receiving, let in-flight
-  handlers finish, settle them, return 0;
+  handlers finish and settle them within ``stop_timeout`` seconds (those still
+  running then are left, their messages come back), log the time it took and
+  return 0; a second signal exits the process at once without settling;
 * optional duplicate suppression by message id / ``TransactionId``
-  (:class:`~iris_cloud.dedupe.Dedupe`);
+  (:class:`~iris_cloud.dedupe.Dedupe`), claimed in the shared file before the
+  handler runs so that two processes do not both run it;
 * log lines carry message ids, kinds and exception types only: never bodies,
   never exception messages (they may quote patient data).
 
@@ -43,19 +54,21 @@ the others).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
 from iris_cloud.dedupe import Dedupe
 from iris_cloud.errors import (
@@ -64,6 +77,7 @@ from iris_cloud.errors import (
     LockLost,
     PermissionDenied,
     ValidationError,
+    is_transient,
 )
 from iris_cloud.model import IrisModel, kind_of, parse_message
 
@@ -99,6 +113,8 @@ class Context:
     consumer: Consumer = field(repr=False)
     lock_lost: bool = False
     """Set when renewing the lock failed: the message will be delivered again."""
+    claim: str | None = field(default=None, repr=False)
+    """The dedupe claim held for this message (refreshed with each lock renewal)."""
 
     def renew_lock(self) -> None:
         """Renew the message's lock now (the consumer also does it periodically)."""
@@ -126,6 +142,8 @@ class ConsumerStats:
     deferred: int = 0
     """Copies given back because another copy was being handled at the time."""
     retried: int = 0
+    transient_retries: int = 0
+    """Handler runs repeated because the consumer's own side failed (not the message)."""
     dead_lettered: int = 0
     poison: int = 0
     lock_renewals: int = 0
@@ -260,6 +278,32 @@ def poison_reason(exc: ValidationError) -> str:
     return f"invalid message: {paths}"[:MAX_REASON]
 
 
+@dataclass
+class _Tally:
+    """What the consumer remembers of one message id across its deliveries."""
+
+    deliveries: int = 0
+    transient_runs: int = 0
+    """Handler runs that failed on the consumer's own side."""
+    transient_deliveries: int = 0
+    """Deliveries that ended (given back, lock lost) on such a failure."""
+
+
+@dataclass(frozen=True)
+class _Exhausted:
+    """``max_transient_attempts`` ran out: dead-letter after all."""
+
+    error: Exception
+    description: str
+
+
+class _Left:
+    """The message went back without its failure counting against it."""
+
+
+_LEFT = _Left()
+
+
 class _Renewer:
     """One thread renewing the locks of running handlers' messages when due."""
 
@@ -272,15 +316,19 @@ class _Renewer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="iris-cloud-renewer", daemon=True)
+        # A new event each run: a renewer of an earlier run still inside a
+        # renewal on a dead connection must not come back to life.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="iris-cloud-renewer", daemon=True
+        )
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout)
             self._thread = None
 
     def interval(self, msg: Message) -> float:
@@ -304,8 +352,8 @@ class _Renewer:
         with self._lock:
             self._due.pop(id(ctx), None)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             now = time.monotonic()
             with self._lock:
                 due = [(k, e) for k, e in self._due.items() if e[0] <= now]
@@ -324,6 +372,9 @@ class _Renewer:
         try:
             ctx.broker.renew_lock(ctx.message)
             self.consumer._count("lock_renewals")
+            dedupe = self.consumer.dedupe
+            if ctx.claim is not None and dedupe is not None:
+                dedupe.refresh(ctx.claim, self.consumer.settings.dedupe_claim_seconds)
         except LockLost:
             with self._lock:
                 running = id(ctx) in self._due
@@ -409,11 +460,16 @@ class Consumer:
         self._stop = threading.Event()
         self._slots = threading.Condition()
         self._inflight = 0
-        self._attempts: dict[str, int] = {}
+        self._tallies: dict[str, _Tally] = {}
+        # Sources whose receiving is paused, with the handlers waiting out a
+        # failure of the consumer's own side there.
+        self._paused: dict[str, int] = {}
+        # Each run has its own number: threads of an earlier run left in a
+        # call on a dead connection see that their run is over.
+        self._generation = 0
         # Deliveries already counted in lock_lost (by id of the Message): the
         # renewer and the settle that follows see the same loss.
         self._lost: set[int] = set()
-        self._busy_keys: set[str] = set()
         self._renewer = _Renewer(self)
         self._fatal: BaseException | None = None
         self._running = False
@@ -460,7 +516,11 @@ class Consumer:
         return self._stop.is_set()
 
     def stop(self) -> None:
-        """Stop receiving; in-flight handlers finish and are settled. Safe from any thread."""
+        """Stop receiving; in-flight handlers finish and are settled. Safe from any thread.
+
+        The run returns once they have, or after ``stop_timeout`` seconds; a
+        receive call in progress is not waited for (what it brings is given back).
+        """
         self._stop.set()
         with self._slots:
             self._slots.notify_all()
@@ -469,17 +529,20 @@ class Consumer:
         """Consume until SIGINT/SIGTERM (or :meth:`stop`); returns 0 after a clean stop.
 
         Signal handlers are installed only when called from the main thread
-        and restored afterwards. A second signal while stopping restores the
-        default handlers, so a third one kills the process.
+        and restored afterwards. A second signal while stopping exits the
+        process at once (status 128 + the signal) without settling: the
+        in-flight messages come back after their lock.
         """
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
 
             def on_signal(signum: int, frame: FrameType | None) -> None:
-                log.info("signal %s: stopping after in-flight messages", signum)
                 if self.stopping:
-                    for sig, handler in previous.items():
-                        signal.signal(sig, handler)
+                    log.warning("signal %s while stopping: exiting now, unsettled", signum)
+                    for handler in logging.getLogger().handlers + log.handlers:
+                        handler.flush()
+                    os._exit(128 + signum)
+                log.info("signal %s: stopping after in-flight messages", signum)
                 self.stop()
 
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -510,15 +573,15 @@ class Consumer:
             raise ConfigurationError("this consumer is already running")
         self._running = True
         self._fatal = None
+        self._generation += 1
+        generation = self._generation
         deadline = None if timeout is None else time.monotonic() + timeout
-        pool = ThreadPoolExecutor(
-            max_workers=self.settings.concurrency, thread_name_prefix="iris-cloud-handler"
-        )
+        pool = DaemonPool(self.settings.concurrency, "iris-cloud-handler")
         self._renewer.start()
         receivers = [
             threading.Thread(
                 target=self._receive_loop,
-                args=(name, broker, pool),
+                args=(name, broker, pool, generation),
                 name=f"iris-cloud-receive-{name}",
                 daemon=True,
             )
@@ -535,18 +598,39 @@ class Consumer:
                 self._stop.wait(0.02)
         finally:
             self.stop()
-            for t in receivers:
-                t.join()
-            pool.shutdown(wait=True)
-            self._renewer.stop()
+            self._wind_up(pool, receivers)
             # Cleared when a run ends, not when one starts: a stop() (or a
             # signal) that comes before or as the run begins is honoured, and
             # the consumer can run again afterwards.
+            self._generation += 1
             self._stop.clear()
             self._running = False
         if self._fatal is not None:
             raise self._fatal
         return self.snapshot()
+
+    def _wind_up(self, pool: DaemonPool, receivers: list[threading.Thread]) -> None:
+        """Wait for in-flight handlers up to ``stop_timeout``; a receive call is not waited for."""
+        began = time.monotonic()
+        budget = self.settings.stop_timeout
+        left = pool.shutdown(budget)
+        self._renewer.stop(max(0.0, budget - (time.monotonic() - began)))
+        polling = sum(t.is_alive() for t in receivers)
+        took = time.monotonic() - began
+        if left:
+            log.warning(
+                "stopped in %.2fs: %d handler(s) still running after stop_timeout=%.1fs were "
+                "left unsettled; their messages come back after their lock",
+                took,
+                left,
+                budget,
+            )
+        else:
+            log.info(
+                "stopped in %.2fs (%d receive call(s) in progress give back what they bring)",
+                took,
+                polling,
+            )
 
     def start(self) -> threading.Thread:
         """Run in a background thread (the demo, embedding); :meth:`stop` then :meth:`join`."""
@@ -594,65 +678,126 @@ class Consumer:
                 self.stats.lock_lost += 1
 
     # -- receiving -----------------------------------------------------------
-    def _receive_loop(self, name: str, broker: MessageBroker, pool: ThreadPoolExecutor) -> None:
+    def _receive_loop(
+        self, name: str, broker: MessageBroker, pool: DaemonPool, generation: int
+    ) -> None:
         failures = 0
-        while not self._stop.is_set():
+        failing_since = 0.0
+        while self._live(generation):
             with self._slots:
-                while self._inflight >= self.settings.concurrency and not self._stop.is_set():
+                while (
+                    self._inflight >= self.settings.concurrency or self._paused.get(name)
+                ) and self._live(generation):
                     self._slots.wait(0.5)
-                if self._stop.is_set():
+                if not self._live(generation):
                     return
                 free = self.settings.concurrency - self._inflight
             try:
                 messages = broker.receive(
                     max_messages=min(self.settings.batch_size, free), wait=self.settings.wait
                 )
-                failures = 0
             except (PermissionDenied, ConfigurationError) as exc:
+                if not self._live(generation):
+                    return
                 log.error("receiving from %s failed for good: %s", name, type(exc).__name__)
                 self._fatal = exc
                 self.stop()
                 return
             except Exception as exc:
+                if not self._live(generation):
+                    return
                 failures += 1
                 self._count("receive_errors")
                 delay = min(0.5 * 2 ** (failures - 1), 30.0)
-                log.warning(
-                    "receiving from %s failed (%s); retrying in %.1fs",
+                if failures == 1:
+                    failing_since = time.monotonic()
+                # Once per outage at WARNING: a dead connection is one event,
+                # not a line every few seconds for as long as it lasts.
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
+                    "receiving from %s failed (%s); retrying with backoff, now in %.1fs",
                     name,
                     type(exc).__name__,
                     delay,
                 )
                 self._stop.wait(delay)
                 continue
+            if failures:
+                log.warning(
+                    "receiving from %s works again after %d failure(s) in %.1fs",
+                    name,
+                    failures,
+                    time.monotonic() - failing_since,
+                )
+                failures = 0
             if not messages:
                 continue
+            if not self._live(generation):
+                # The run ended while this call waited: they come back now.
+                self._give_back(broker, messages)
+                return
             self._count("received", len(messages))
             with self._slots:
                 self._inflight += len(messages)
             for msg in messages:
-                # Received messages are always processed, even when a stop
-                # arrives meanwhile: they are in flight and get settled.
-                pool.submit(self._process, name, broker, msg)
+                pool.submit(functools.partial(self._process, name, broker, msg, generation))
+
+    def _tally(self, msg: Message) -> _Tally:
+        with self._stats_lock:
+            tally = self._tallies.get(msg.message_id)
+            if tally is None:
+                if len(self._tallies) > 100_000:
+                    # Bound the memory of a long-running consumer; exact counts
+                    # come from the service where it keeps them.
+                    self._tallies.clear()
+                tally = self._tallies[msg.message_id] = _Tally()
+            return tally
 
     def _attempt(self, msg: Message, broker: MessageBroker) -> int:
+        tally = self._tally(msg)
         with self._stats_lock:
-            local = self._attempts.get(msg.message_id, 0) + 1
-            self._attempts[msg.message_id] = local
-            if len(self._attempts) > 100_000:
-                # Bound the memory of a long-running consumer; exact counts
-                # come from the service where it keeps them.
-                self._attempts.clear()
+            tally.deliveries += 1
+            local = tally.deliveries
         service = msg.delivery_count if broker.capabilities.delivery_count_exact else 0
         return max(service, local)
 
     def _forget(self, msg: Message) -> None:
         with self._stats_lock:
-            self._attempts.pop(msg.message_id, None)
+            self._tallies.pop(msg.message_id, None)
 
-    def _process(self, name: str, broker: MessageBroker, msg: Message) -> None:
+    @contextlib.contextmanager
+    def _pausing(self, source: str) -> Iterator[None]:
+        """Receiving from ``source`` pauses while a handler waits out a consumer-side failure."""
+        with self._slots:
+            self._paused[source] = self._paused.get(source, 0) + 1
+            if self._paused[source] == 1:
+                log.warning("receiving from %s paused: its handlers' own side is failing", source)
         try:
-            self._handle(name, broker, msg)
+            yield
+        finally:
+            with self._slots:
+                self._paused[source] -= 1
+                if not self._paused[source]:
+                    del self._paused[source]
+                    log.info("receiving from %s resumed", source)
+                self._slots.notify_all()
+
+    def _live(self, generation: int) -> bool:
+        return not self._stop.is_set() and self._generation == generation
+
+    def _give_back(self, broker: MessageBroker, messages: Iterable[Message]) -> None:
+        """Abandon messages the stopping consumer took but will not handle."""
+        for msg in messages:
+            self._settle(broker, msg, "abandon")
+
+    def _process(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
+        try:
+            if self._live(generation):
+                self._handle(name, broker, msg)
+            else:
+                # Received but not started when the stop came: not worth a
+                # handler run the stop would have to wait for.
+                self._give_back(broker, [msg])
         except Exception:
             log.exception("unexpected error processing message_id=%s", msg.message_id)
         finally:
@@ -676,41 +821,29 @@ class Consumer:
             return
         kind = kind_of(model)
         keys = self._dedupe_keys(msg, model)
-        if self.dedupe is not None:
-            if self.dedupe.seen(keys):
-                log.info(
-                    "duplicate %s message_id=%s from %s: completed", kind, msg.message_id, name
-                )
-                if self._settle(broker, msg, "complete"):
-                    self._count("duplicates")
-                self._forget(msg)
-                return
-            if not self._claim_keys(keys):
-                # A copy is being handled right now: give this one back; once the
-                # first is done it is recognised as a duplicate (or handled, if
-                # the first failed).
-                delay = max(self.settings.backoff_initial, 0.1)
-                args = (delay,) if broker.capabilities.delayed_retry else ()
-                if self._settle(broker, msg, "abandon", *args):
-                    self._count("deferred")
-                return
-            try:
-                self._dispatch(name, broker, msg, model, kind, keys, attempt)
-            finally:
-                self._release_keys(keys)
+        if self.dedupe is None:
+            self._dispatch(name, broker, msg, model, kind, keys, attempt, None)
             return
-        self._dispatch(name, broker, msg, model, kind, keys, attempt)
-
-    def _claim_keys(self, keys: list[str]) -> bool:
-        with self._stats_lock:
-            if any(k in self._busy_keys for k in keys):
-                return False
-            self._busy_keys.update(keys)
-            return True
-
-    def _release_keys(self, keys: list[str]) -> None:
-        with self._stats_lock:
-            self._busy_keys.difference_update(keys)
+        if self.dedupe.seen(keys):
+            log.info("duplicate %s message_id=%s from %s: completed", kind, msg.message_id, name)
+            if self._settle(broker, msg, "complete"):
+                self._count("duplicates")
+            self._forget(msg)
+            return
+        claim = self.dedupe.claim(keys, self.settings.dedupe_claim_seconds)
+        if claim is None:
+            # A copy is being handled right now, here or in another process on
+            # the same file: give this one back; once the first is done it is
+            # recognised as a duplicate (or handled, if the first failed).
+            delay = max(self.settings.backoff_initial, 0.1)
+            args = (delay,) if broker.capabilities.delayed_retry else ()
+            if self._settle(broker, msg, "abandon", *args):
+                self._count("deferred")
+            return
+        try:
+            self._dispatch(name, broker, msg, model, kind, keys, attempt, claim)
+        finally:
+            self.dedupe.release(claim)
 
     def _dispatch(
         self,
@@ -721,6 +854,7 @@ class Consumer:
         kind: str,
         keys: list[str],
         attempt: int,
+        claim: str | None,
     ) -> None:
         found = self.app.handler_for(model, kind)
         if found is None:
@@ -731,32 +865,119 @@ class Consumer:
             return
         handler, arity = found
         ctx = Context(
-            message=msg, broker=broker, source=name, kind=kind, attempt=attempt, consumer=self
+            message=msg,
+            broker=broker,
+            source=name,
+            kind=kind,
+            attempt=attempt,
+            consumer=self,
+            claim=claim,
         )
         self._renewer.add(ctx)
         try:
-            returned = handler(model) if arity == 1 else handler(model, ctx)
-            if inspect.isawaitable(returned):
-                # A sync callable that hands back a coroutine (a lambda around an
-                # async function) did not do the work: completing would lose it.
-                if inspect.iscoroutine(returned):
-                    returned.close()
-                raise TypeError("handler returned an awaitable; handlers must do their work")
-        except Exception as exc:
-            self._failed(name, broker, msg, kind, attempt, exc)
-            return
+            outcome = self._call(ctx, handler, arity, model)
         finally:
             self._renewer.remove(ctx)
+        if isinstance(outcome, _Left):
+            return
+        if isinstance(outcome, _Exhausted):
+            self._dead_letter_failure(broker, msg, kind, outcome.error, outcome.description)
+            return
+        if outcome is not None:
+            self._failed(broker, msg, kind, attempt, outcome)
+            return
         if self.dedupe is not None:
-            self.dedupe.mark(keys)
+            self.dedupe.mark(keys, claim)
         self._count("handled")
+        if ctx.lock_lost:
+            # Its receipt is stale (the renewer was told so, once): settling
+            # with it could delete the copy another consumer now holds. It
+            # comes back, and dedupe (when on) completes it as a duplicate.
+            log.info("handled %s message_id=%s but not settled: lock lost", kind, msg.message_id)
+            return
         if self._settle(broker, msg, "complete"):
             log.info("handled %s message_id=%s from %s", kind, msg.message_id, name)
         self._forget(msg)
 
+    def _call(
+        self, ctx: Context, handler: Handler, arity: int, model: IrisModel
+    ) -> Exception | _Exhausted | _Left | None:
+        """Run the handler; again while it fails on the consumer's own side and the lock holds.
+
+        Returns ``None`` on success, the message's own error, :class:`_Exhausted`
+        when ``max_transient_attempts`` ran out, or ``_LEFT`` when the message was
+        given back (or its lock lost) without its failure counting against it.
+        """
+        msg, broker = ctx.message, ctx.broker
+        pausing = False
+        with contextlib.ExitStack() as paused:
+            while True:
+                try:
+                    returned = handler(model) if arity == 1 else handler(model, ctx)
+                    if inspect.isawaitable(returned):
+                        # A sync callable that hands back a coroutine (a lambda around an
+                        # async function) did not do the work: completing would lose it.
+                        if inspect.iscoroutine(returned):
+                            returned.close()
+                        raise TypeError(
+                            "handler returned an awaitable; handlers must do their work"
+                        )
+                    return None
+                except Exception as exc:
+                    if not is_transient(exc):
+                        return exc
+                    error = exc
+                tally = self._tally(msg)
+                with self._stats_lock:
+                    tally.transient_runs += 1
+                    runs = tally.transient_runs
+                limit = self.settings.max_transient_attempts
+                if limit is not None and runs >= limit:
+                    return _Exhausted(
+                        error, f"the consumer's own side failed {runs} times (max {limit})"
+                    )
+                delay = min(
+                    max(self.settings.backoff_initial, 0.05) * 2 ** (runs - 1),
+                    self.settings.transient_backoff_max,
+                )
+                log.warning(
+                    "%s message_id=%s: the consumer's own side failed (%s), run %d; again in "
+                    "%.1fs, not counted against the message",
+                    ctx.kind,
+                    msg.message_id,
+                    type(error).__name__,
+                    runs,
+                    delay,
+                )
+                if not broker.capabilities.lock_renewal:
+                    # The lock cannot be held for the wait: give it back with the delay.
+                    args = (delay,) if broker.capabilities.delayed_retry else ()
+                    self._left_transient(tally, broker, msg, *args)
+                    return _LEFT
+                if not pausing:
+                    paused.enter_context(self._pausing(ctx.source))
+                    pausing = True
+                self._count("transient_retries")
+                if self._stop.wait(delay) or ctx.lock_lost:
+                    self._left_transient(tally, broker, msg, settle=not ctx.lock_lost)
+                    return _LEFT
+
+    def _left_transient(
+        self,
+        tally: _Tally,
+        broker: MessageBroker,
+        msg: Message,
+        *args: float,
+        settle: bool = True,
+    ) -> None:
+        """The message goes back after a consumer-side failure; that delivery is not its fault."""
+        with self._stats_lock:
+            tally.transient_deliveries += 1
+        if settle:
+            self._settle(broker, msg, "abandon", *args)
+
     def _failed(
         self,
-        name: str,
         broker: MessageBroker,
         msg: Message,
         kind: str,
@@ -764,21 +985,15 @@ class Consumer:
         exc: Exception,
     ) -> None:
         limit = self.settings.max_attempts
-        if attempt >= limit:
-            reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
-            log.warning(
-                "%s message_id=%s failed %d times (%s): dead-lettered",
-                kind,
-                msg.message_id,
-                attempt,
-                type(exc).__name__,
-            )
-            description = f"handler failed on delivery {attempt} of at most {limit}"
-            if self._settle(broker, msg, "dead_letter", reason, description):
-                self._count("dead_lettered")
-            self._forget(msg)
+        tally = self._tally(msg)
+        with self._stats_lock:
+            # Deliveries that ended on a failure of our own side are not the message's.
+            own = max(1, attempt - tally.transient_deliveries)
+        if own >= limit:
+            description = f"handler failed on delivery {own} of at most {limit}"
+            self._dead_letter_failure(broker, msg, kind, exc, description)
             return
-        delay = min(self.settings.backoff_initial * 2 ** (attempt - 1), self.settings.backoff_max)
+        delay = min(self.settings.backoff_initial * 2 ** (own - 1), self.settings.backoff_max)
         log.warning(
             "%s message_id=%s failed on attempt %d (%s); retry in %.1fs",
             kind,
@@ -793,6 +1008,21 @@ class Consumer:
             settled = self._settle(broker, msg, "abandon")
         if settled:
             self._count("retried")
+
+    def _dead_letter_failure(
+        self, broker: MessageBroker, msg: Message, kind: str, exc: Exception, description: str
+    ) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
+        log.warning(
+            "%s message_id=%s: %s (%s): dead-lettered",
+            kind,
+            msg.message_id,
+            description,
+            type(exc).__name__,
+        )
+        if self._settle(broker, msg, "dead_letter", reason, description):
+            self._count("dead_lettered")
+        self._forget(msg)
 
     @staticmethod
     def _dedupe_keys(msg: Message, model: IrisModel) -> list[str]:
@@ -830,10 +1060,13 @@ class Consumer:
             self._thread.join()
             self._thread = None
         if self.close_brokers:
-            for broker in self.brokers.values():
-                broker.close()
+            # A close on a dead connection can block in the SDK: bounded, so
+            # that a stop stays within its time whatever the network does.
+            budget = max(self.settings.stop_timeout, 1.0)
+            for name, broker in self.brokers.items():
+                call_bounded(broker.close, budget, f"closing {name}")
             if self._claim_store is not None:
-                self._claim_store.close()
+                call_bounded(self._claim_store.close, budget, "closing the claim-check store")
         if self.dedupe is not None and self._owns_dedupe:
             self.dedupe.close()
 

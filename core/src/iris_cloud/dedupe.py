@@ -1,11 +1,15 @@
 """Duplicate suppression: remember which messages were handled, in SQLite.
 
 Brokers deliver at least once, and IRIS may send the same event twice. The
-consumer asks :meth:`Dedupe.seen` before running a handler and calls
-:meth:`Dedupe.mark` after the handler succeeded (before the message is
-completed). Keys are the broker message id and, when the body has one, the
-IRIS ``TransactionId`` (``tx:<id>``). Entries older than the retention are
-pruned as new ones arrive.
+consumer asks :meth:`Dedupe.seen` before running a handler, then
+:meth:`Dedupe.claim` s the keys (in the shared file, so a second process or
+thread holding another copy defers it instead of running the side effect
+too), and calls :meth:`Dedupe.mark` after the handler succeeded (before the
+message is completed) or :meth:`Dedupe.release` after it failed. A claim
+expires after its ``ttl`` unless :meth:`Dedupe.refresh` ed, so the claim of a
+process that crashed lapses. Keys are the broker message id and, when the
+body has one, the IRIS ``TransactionId`` (``tx:<id>``). Entries older than
+the retention are pruned as new ones arrive.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,6 +46,10 @@ class Dedupe:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS handled (key TEXT PRIMARY KEY, at REAL NOT NULL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS claims "
+            "(key TEXT PRIMARY KEY, token TEXT NOT NULL, until REAL NOT NULL)"
+        )
         self._marks = 0
 
     def seen(self, keys: Iterable[str]) -> bool:
@@ -57,17 +66,70 @@ class Dedupe:
             ).fetchone()
         return row is not None
 
-    def mark(self, keys: Iterable[str]) -> None:
-        """Remember ``keys`` as handled now."""
+    def claim(self, keys: Iterable[str], ttl: float) -> str | None:
+        """Claim ``keys`` for ``ttl`` seconds; the claim's token, or ``None`` when taken.
+
+        ``None`` when any key is claimed by someone else (another thread or
+        process on this file) and the claim has not expired, or was handled
+        meanwhile. Atomic across processes (one SQLite write transaction).
+        """
+        wanted = [k for k in keys if k]
+        token = uuid.uuid4().hex
+        if not wanted:
+            return token
+        now = time.time()
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                taken = self._db.execute(
+                    f"SELECT 1 FROM claims WHERE key IN ({marks}) AND until > ? "  # noqa: S608 - placeholders only
+                    f"UNION ALL SELECT 1 FROM handled WHERE key IN ({marks}) AND at >= ? LIMIT 1",
+                    (*wanted, now, *wanted, now - self.retention),
+                ).fetchone()
+                if taken is None:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
+                        [(k, token, now + ttl) for k in wanted],
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return None if taken is not None else token
+
+    def refresh(self, token: str, ttl: float) -> None:
+        """Extend the claim ``token`` to ``ttl`` seconds from now (a long handler's)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE claims SET until = ? WHERE token = ?", (time.time() + ttl, token)
+            )
+
+    def release(self, token: str) -> None:
+        """Drop the claim ``token`` (its handler failed: another copy may run)."""
+        with self._lock:
+            self._db.execute("DELETE FROM claims WHERE token = ?", (token,))
+
+    def mark(self, keys: Iterable[str], token: str | None = None) -> None:
+        """Remember ``keys`` as handled now, dropping the claim ``token`` with it."""
         now = time.time()
         rows = [(k, now) for k in keys if k]
         if not rows:
             return
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO handled VALUES (?, ?)", rows)
-            self._marks += 1
-            if self._marks % 1000 == 0:
-                self._db.execute("DELETE FROM handled WHERE at < ?", (now - self.retention,))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO handled VALUES (?, ?)", rows)
+                if token is not None:
+                    self._db.execute("DELETE FROM claims WHERE token = ?", (token,))
+                self._marks += 1
+                if self._marks % 1000 == 0:
+                    self._db.execute("DELETE FROM handled WHERE at < ?", (now - self.retention,))
+                    self._db.execute("DELETE FROM claims WHERE until < ?", (now,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def __len__(self) -> int:
         with self._lock:

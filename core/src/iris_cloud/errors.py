@@ -10,6 +10,8 @@ rights, not values.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +28,7 @@ __all__ = [
     "Timeout",
     "Unavailable",
     "ValidationError",
+    "is_transient",
 ]
 
 
@@ -107,3 +110,69 @@ class Timeout(IrisCloudError):
     """The call did not finish in time."""
 
     retryable = True
+
+
+TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENOSPC",
+        "EDQUOT",
+        "EROFS",
+        "EIO",
+        "ENFILE",
+        "EMFILE",
+        "ENOMEM",
+        "EAGAIN",
+        "EBUSY",
+        "ESTALE",
+        "ENOLCK",
+        "ETIMEDOUT",
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "EPIPE",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENETDOWN",
+    )
+    if hasattr(errno, name)
+)
+"""OS error numbers that mean the machine's own disk, file table or network failed
+for now (full, read-only, I/O error, unreachable), not that the message was bad."""
+
+# SQLite primary result codes of the same kind: busy, locked, I/O error, full,
+# cannot open, read-only.
+_TRANSIENT_SQLITE = frozenset({5, 6, 10, 13, 14, 8})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a passing failure of the consumer's own side, not the message's.
+
+    True for an :class:`IrisCloudError` whose ``retryable`` is set
+    (:class:`Unavailable`, :class:`Throttled`, :class:`Timeout`), an
+    :class:`OSError` with one of :data:`TRANSIENT_ERRNOS` or a
+    :class:`ConnectionError` / :class:`TimeoutError`, and a SQLite error that
+    says busy, locked, I/O, full, cannot open or read-only; for any of these
+    as the explicit ``__cause__`` (``raise ... from``) of another error, too.
+    A :class:`ValidationError` never is: the content is wrong. Everything else
+    (``PermissionDenied``, ``NotFound``, a ``ValueError`` from the handler ...)
+    is the message's own failure.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ValidationError):
+            return False
+        if isinstance(current, IrisCloudError) and current.retryable:
+            return True
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        if isinstance(current, OSError) and current.errno in TRANSIENT_ERRNOS:
+            return True
+        if isinstance(current, sqlite3.Error):
+            code = getattr(current, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _TRANSIENT_SQLITE:
+                return True
+        current = current.__cause__
+    return False
