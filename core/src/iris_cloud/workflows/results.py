@@ -15,23 +15,29 @@ Tokens (case sensitive): ``patientId``, ``patientLocalId``, ``orderId``,
 literal braces.
 
 Safety: each value is reduced to a safe single path segment (separators,
-control and reserved characters replaced, no ``.``/``..``, length capped); an
-unset value becomes ``unset``. The template itself must be relative and
-without ``..``; the final path is checked to stay inside the target directory.
+control and reserved characters replaced, no ``.``/``..``, capped at 100 bytes,
+a whole segment at 200); an unset value becomes ``unset``. The template itself
+must be relative and without ``..``. Below the target directory nothing is
+followed: every directory on the way must be a real directory (checked before
+any is created, and opened without following links), and only a regular file
+counts as an earlier copy of a result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
-import tempfile
+import secrets
+import stat
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from iris_cloud.errors import AlreadyExists, ConfigurationError
+from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
 from iris_cloud.model import OrderResult
 
 if TYPE_CHECKING:
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATE_TOKENS",
     "DEFAULT_TEMPLATE",
+    "RECENT_VERSIONS",
     "RESULT_TOKENS",
     "TOKENS",
     "check_template",
@@ -99,7 +106,8 @@ def document_extension(result: OrderResult) -> str:
 def safe_segment(value: object, *, unset: str = UNSET, limit: int = MAX_SEGMENT) -> str:
     """``value`` as one safe path segment: never empty, ``.``, ``..``, or a separator.
 
-    At most ``limit`` characters; when cut, the suffix (``.pdf``) is kept.
+    At most ``limit`` bytes of UTF-8 (file systems count bytes: 100 emoji are
+    400); when cut, the suffix (``.pdf``) is kept.
     """
     if value is None:
         return unset
@@ -112,11 +120,16 @@ def safe_segment(value: object, *, unset: str = UNSET, limit: int = MAX_SEGMENT)
         return unset
     if _WINDOWS_RESERVED.match(text):
         text = f"_{text}"
-    if len(text) > limit:
+    if len(text.encode("utf-8")) > limit:
         suffix = PurePosixPath(text).suffix
-        suffix = suffix if len(suffix) <= 10 else ""
-        text = text[: limit - len(suffix)] + suffix
+        suffix = suffix if len(suffix.encode("utf-8")) <= 16 else ""
+        text = _cut(text[: len(text) - len(suffix)], limit - len(suffix.encode("utf-8"))) + suffix
     return text
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore").rstrip(". ")
 
 
 def check_template(template: str) -> list[str]:
@@ -179,7 +192,8 @@ def render_name(
 
     rendered = _PLACEHOLDER.sub(fill, template)
     # Empty segments ('a//b') collapse; each remaining literal segment is made safe too.
-    # 255 bytes is the usual file-name limit; values are already capped at 100.
+    # 255 bytes is the usual file-name limit; values are already capped at 100 bytes,
+    # and 200 leaves room for a version number ("-12").
     parts = [safe_segment(p, unset=unset, limit=200) for p in rendered.split("/") if p]
     if not parts:
         raise ConfigurationError(f"template {template!r} renders to an empty name")
@@ -230,70 +244,289 @@ def save_result(
 
 
 def _numbered(name: str, n: int) -> str:
+    if n == 1:
+        return name
     path = PurePosixPath(name)
     return str(path.with_name(f"{path.stem}-{n}{path.suffix}"))
+
+
+RECENT_VERSIONS = 16
+"""How many of the newest numbered versions a redelivered result is compared with."""
+
+
+class _Versions(Protocol):
+    """The numbered versions of one name (1 is the name itself) in one target."""
+
+    def create(self, n: int) -> bool:
+        """Write version ``n`` unless it exists; whether it was written."""
+
+    def same(self, n: int) -> bool:
+        """Whether version ``n`` is ours and holds exactly the document."""
+
+    def exists(self, n: int) -> bool | None:
+        """Whether version ``n`` exists; ``None`` when the target cannot tell."""
+
+    def replace(self) -> None:
+        """Write the name itself, over whatever is there."""
+
+
+def _place(versions: _Versions, on_conflict: str) -> int:
+    """Write the document as a new version, or find it already saved; its number.
+
+    Per save this costs O(log n) existence checks and at most
+    :data:`RECENT_VERSIONS` + 1 comparisons (only same-size files are read),
+    not one read per earlier version: a sender who sends many results for
+    one order cannot make every later save slower.
+    """
+    if versions.create(1) or versions.same(1):
+        return 1
+    if on_conflict == "error":
+        raise AlreadyExists("a result file of that name exists with different content")
+    if on_conflict == "replace":
+        versions.replace()
+        return 1
+    top = _last_version(versions)
+    # A redelivery is compared with the newest versions only (the older ones
+    # would make each save read every version before it).
+    for n in range(top, max(1, top - RECENT_VERSIONS), -1):
+        if versions.same(n):
+            return n
+    n = top + 1
+    while not versions.create(n):
+        if versions.same(n):  # written meanwhile by a concurrent redelivery
+            return n
+        n += 1
+    return n
+
+
+def _last_version(versions: _Versions) -> int:
+    """The highest ``n`` with versions 2..n present (1 when there is no ``-2``).
+
+    Versions are written in order, so their presence is monotone: a
+    galloping then binary search finds the end in O(log n) checks. A gap
+    (a deleted version) only ends the search early; ``create`` never
+    overwrites, so a wrong guess costs a retry, never a file.
+    """
+    if not versions.exists(2):  # absent, or the target cannot tell
+        return 1
+    low, high = 2, 4
+    while versions.exists(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        if versions.exists(mid):
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _save_to_dir(data: bytes, root: Path, name: str, on_conflict: str) -> Path:
     root = root.expanduser()
     root.mkdir(parents=True, exist_ok=True)
+    # The target itself may be a symlink (configured, trusted); nothing below it may.
     base = root.resolve()
-    n = 1
-    candidate = name
-    while True:
-        path = base.joinpath(*candidate.split("/"))
-        # Defense in depth: a symlinked directory inside the target must not
-        # lead the write elsewhere.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        real_parent = path.parent.resolve()
-        if real_parent != base and base not in real_parent.parents:
-            raise ConfigurationError(f"result name {candidate!r} leads outside {base}")
-        if not path.exists():
-            break
-        if path.is_file() and path.read_bytes() == data:
-            return path
-        if on_conflict == "replace":
-            break
-        if on_conflict == "error":
-            raise AlreadyExists(f"{path} exists with different content")
-        n += 1
-        candidate = _numbered(name, n)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    *dirs, filename = name.split("/")
+    _refuse_links(base, dirs)
+    fd = _open_dirs(base, dirs)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        versions = _DirVersions(fd, filename, data)
+        try:
+            n = _place(versions, on_conflict)
+        finally:
+            versions.discard()
+    finally:
+        os.close(fd)
+    return base.joinpath(*dirs, _numbered(filename, n))
+
+
+def _refuse_links(base: Path, dirs: list[str]) -> None:
+    """Refuse a symlink or non-directory on the way, before creating anything."""
+    path = base
+    for part in dirs:
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            return  # the rest is created by _open_dirs, which checks again
+        if not stat.S_ISDIR(mode):
+            raise ConfigurationError(_OUTSIDE.format(base=base))
+
+
+_OUTSIDE = (
+    "a directory on a result's path under {base} is a symbolic link or not a directory: "
+    "results are written only into real directories, never through a link that could "
+    "lead outside the target"
+)
+
+
+def _open_dirs(base: Path, dirs: list[str]) -> int:
+    """A descriptor of ``base/dirs...``, creating what is missing (0700), no symlink followed.
+
+    Each step opens relative to the one before with ``O_NOFOLLOW``, so a
+    symlink planted between the check and the write cannot redirect it.
+    """
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in dirs:
+            try:
+                child = _open_child(part, fd, base)
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                child = _open_child(part, fd, base)
+            os.close(fd)
+            fd = child
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.close(fd)
         raise
-    return path
+    return fd
+
+
+def _open_child(part: str, fd: int, base: Path) -> int:
+    try:
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except NotADirectoryError:
+        raise ConfigurationError(_OUTSIDE.format(base=base)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigurationError(_OUTSIDE.format(base=base)) from None
+        raise
+
+
+class _DirVersions:
+    """Versions of ``filename`` in the directory ``fd``: written from one temp file.
+
+    The temp file is made once and hard-linked to the chosen name, which
+    fails rather than overwrite (two consumers saving two corrections at once
+    keep both). Only a regular file counts as ``same``: a planted symlink,
+    even to identical content, is never reported as saved.
+    """
+
+    def __init__(self, fd: int, filename: str, data: bytes) -> None:
+        self.fd = fd
+        self.filename = filename
+        self.data = data
+        self._tmp: str | None = None
+
+    def _temp(self) -> str:
+        if self._tmp is None:
+            tmp = f".iris-{secrets.token_hex(8)}.part"
+            out = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=self.fd,
+            )
+            self._tmp = tmp
+            with os.fdopen(out, "wb") as fh:
+                fh.write(self.data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return self._tmp
+
+    def create(self, n: int) -> bool:
+        target = _numbered(self.filename, n)
+        if self.exists(n):
+            return False  # no temp file for the common redelivery
+        try:
+            os.link(self._temp(), target, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # A file system without hard links: rename, checked just before.
+            if self.exists(n):
+                return False
+            os.replace(self._temp(), target, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            self._tmp = None
+        return True
+
+    def same(self, n: int) -> bool:
+        target = _numbered(self.filename, n)
+        try:
+            st = os.stat(target, dir_fd=self.fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != len(self.data):
+                return False
+            fh = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return False
+            raise
+        with os.fdopen(fh, "rb") as src:
+            return src.read(len(self.data) + 1) == self.data
+
+    def exists(self, n: int) -> bool:
+        try:
+            os.stat(_numbered(self.filename, n), dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def replace(self) -> None:
+        try:
+            os.replace(self._temp(), self.filename, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except IsADirectoryError:
+            raise AlreadyExists("a directory has the result file's name") from None
+        self._tmp = None
+
+    def discard(self) -> None:
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp, dir_fd=self.fd)
+            self._tmp = None
+
+
+# EPERM: vfat and some network file systems refuse link(2) this way.
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+)
 
 
 def _save_to_store(data: bytes, store: ObjectStore, name: str, on_conflict: str) -> str:
-    from iris_cloud.errors import NotFound, PermissionDenied
+    return _numbered(name, _place(_StoreVersions(store, name, data), on_conflict))
 
-    n = 1
-    candidate = name
-    content_type = _content_type(name)
-    while True:
+
+class _StoreVersions:
+    """Versions of ``name`` in an object store, created by conditional puts."""
+
+    def __init__(self, store: ObjectStore, name: str, data: bytes) -> None:
+        self.store = store
+        self.name = name
+        self.data = data
+        self.content_type = _content_type(name)
+
+    def create(self, n: int) -> bool:
         try:
-            store.put(
-                candidate, data, content_type=content_type, overwrite=on_conflict == "replace"
-            )
-            return candidate
+            self.store.put(_numbered(self.name, n), self.data, content_type=self.content_type)
         except AlreadyExists:
-            if on_conflict == "error":
-                raise
-            try:
-                if store.get(candidate) == data:
-                    return candidate
-            except (PermissionDenied, NotFound):
-                # A write-only results store cannot compare: keep both.
-                pass
-            n += 1
-            candidate = _numbered(name, n)
+            return False
+        return True
+
+    def same(self, n: int) -> bool:
+        try:
+            info = self.store.info(_numbered(self.name, n))
+            if info.size != len(self.data):
+                return False
+            return self.store.get(_numbered(self.name, n)) == self.data
+        except (PermissionDenied, NotFound):
+            # A write-only results store cannot compare: keep both.
+            return False
+
+    def exists(self, n: int) -> bool | None:
+        try:
+            return self.store.exists(_numbered(self.name, n))
+        except PermissionDenied:
+            return None  # write-only: numbers are found by trying puts in turn
+
+    def replace(self) -> None:
+        self.store.put(self.name, self.data, content_type=self.content_type, overwrite=True)
 
 
 def _content_type(name: str) -> str:
