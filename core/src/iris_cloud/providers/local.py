@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import stat
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
+from iris_cloud._nofollow import open_below
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
@@ -104,6 +106,8 @@ __all__ = [
 ]
 
 DATABASE_NAME = "queues.sqlite3"
+log = logging.getLogger("iris_cloud.providers.local")
+
 RESERVED_DIR = ".iris-cloud"
 
 _SCHEMA = """
@@ -548,6 +552,11 @@ def _fs_errors(action: str) -> Iterator[None]:
         raise IrisCloudError(f"cannot {action}: {exc.strerror or exc}") from exc
 
 
+def _unlink_at(name: str, dir_fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
 def _copy_stream(src: IO[bytes], out_fd: int, chunk: int) -> None:
     """Copy ``src`` to ``out_fd`` in bounded memory; in the kernel when ``src`` is a file."""
     try:
@@ -645,10 +654,37 @@ class FileStore(ObjectStore):
         real = os.path.realpath(path)
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise ConfigurationError(f"object name {name!r} resolves outside the store root")
+        # A link inside the tree into the reserved directory would let an object
+        # overwrite another's metadata or a temp file.
+        reserved = os.path.join(self._real_root, RESERVED_DIR)
+        if real == reserved or real.startswith(reserved + os.sep):
+            raise ConfigurationError(f"object names under {RESERVED_DIR}/ are reserved")
         return path
 
-    def _sidecar(self, name: str) -> Path:
-        return self._meta / f"{name}.json"
+    def _sidecar(self, name: str, *, create: bool = False) -> tuple[int, str]:
+        """The open directory of ``name``'s sidecar and the sidecar's file name in it.
+
+        Opened below the root without following links (``.iris-cloud`` and
+        ``meta`` included): a symlink planted there cannot redirect a write,
+        read or delete of metadata (:class:`ConfigurationError`).
+        """
+        *dirs, leaf = name.split("/")
+        fd = open_below(Path(self._real_root), [RESERVED_DIR, "meta", *dirs], create=create)
+        return fd, f"{leaf}.json"
+
+    @staticmethod
+    def _write_sidecar(fd: int, leaf: str, meta: dict[str, Any]) -> None:
+        # Written beside it and renamed over it: a reader sees old or new, whole.
+        tmp = f".{uuid.uuid4().hex}.part"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+        try:
+            with os.fdopen(out, "w", encoding="utf-8") as fh:
+                json.dump(meta, fh)
+            os.replace(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=fd)
+            raise
 
     def _info_from(self, name: str, st: os.stat_result, meta: dict[str, Any]) -> ObjectInfo:
         return ObjectInfo(
@@ -663,11 +699,22 @@ class FileStore(ObjectStore):
 
     def _read_sidecar(self, name: str) -> dict[str, Any]:
         try:
-            data = json.loads(self._sidecar(name).read_text(encoding="utf-8"))
-        except (FileNotFoundError, NotADirectoryError):
+            fd, leaf = self._sidecar(name)
+        except FileNotFoundError:
+            return {}
+        try:
+            src = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            with os.fdopen(src, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            raise IrisCloudError(f"metadata of {name!r} is unreadable: {exc}") from exc
+            # A planted link as the sidecar itself fails here (ELOOP).
+            raise IrisCloudError(
+                f"metadata of {name!r} is unreadable ({type(exc).__name__})"
+            ) from exc
+        finally:
+            os.close(fd)
         return data if isinstance(data, dict) else {}
 
     # writing
@@ -685,13 +732,21 @@ class FileStore(ObjectStore):
         if not overwrite and target.exists():
             # Early answer; the link below is what makes it atomic.
             raise AlreadyExists(f"object {name!r} already exists (overwrite=False)")
-        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
-        meta_tmp = self._tmp / f"{uuid.uuid4().hex}.json"
-        try:
+        meta = {"content_type": content_type, "metadata": metadata}
+        with contextlib.ExitStack() as stack:
             with _fs_errors(f"put {name!r}"):
-                self._tmp.mkdir(parents=True, exist_ok=True)
+                # Both opened before a byte is written, without following links:
+                # a link planted under .iris-cloud refuses the put before data
+                # or metadata goes anywhere.
+                meta_fd, leaf = self._sidecar(name, create=True)
+                stack.callback(os.close, meta_fd)
+                tmp_dir = open_below(Path(self._real_root), [RESERVED_DIR, "tmp"], create=True)
+                stack.callback(os.close, tmp_dir)
+                tmp = f"{uuid.uuid4().hex}.part"
                 # O_EXCL on a fresh name; mode 0o666 so the umask applies, as for cp.
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                fd = os.open(tmp, flags, 0o666, dir_fd=tmp_dir)
+            stack.callback(_unlink_at, tmp, tmp_dir)
             try:
                 # Errors of the source (or a full disk) propagate unchanged.
                 _copy_stream(stream, fd, self.copy_chunk)
@@ -700,19 +755,10 @@ class FileStore(ObjectStore):
             finally:
                 os.close(fd)
             with _fs_errors(f"put {name!r}"):
-                meta_tmp.write_text(
-                    json.dumps({"content_type": content_type, "metadata": metadata}),
-                    encoding="utf-8",
-                )
-                self._publish(name, tmp, target, overwrite)
-                sidecar = self._sidecar(name)
-                sidecar.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(meta_tmp, sidecar)
+                self._publish(name, self._tmp / tmp, target, overwrite)
+                self._write_sidecar(meta_fd, leaf, meta)
                 st = target.stat()
-        finally:
-            tmp.unlink(missing_ok=True)
-            meta_tmp.unlink(missing_ok=True)
-        return self._info_from(name, st, {"content_type": content_type, "metadata": metadata})
+        return self._info_from(name, st, meta)
 
     def _publish(self, name: str, tmp: Path, target: Path, overwrite: bool) -> None:
         # A concurrent delete may remove the (then empty) parent directory
@@ -806,10 +852,24 @@ class FileStore(ObjectStore):
             path.unlink()
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise NotFound(f"object {name!r} not found in {self.root}") from exc
-        sidecar = self._sidecar(name)
-        sidecar.unlink(missing_ok=True)
         self._prune(path.parent, self.root)
-        self._prune(sidecar.parent, self._meta)
+        self._delete_sidecar(name)
+
+    def _delete_sidecar(self, name: str) -> None:
+        try:
+            fd, leaf = self._sidecar(name)
+        except FileNotFoundError:
+            return
+        except ConfigurationError:
+            # The object is gone; a planted link is left alone, not followed.
+            log.warning("metadata of a deleted object sits behind a symbolic link: left alone")
+            return
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leaf, dir_fd=fd)
+        finally:
+            os.close(fd)
+        self._prune(self._meta / name.rpartition("/")[0], self._meta)
 
     @staticmethod
     def _prune(directory: Path, stop: Path) -> None:

@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from iris_cloud._nofollow import open_below
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
 from iris_cloud.model import OrderResult
 
@@ -321,17 +322,13 @@ def _last_version(versions: _Versions) -> int:
     return low
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 def _save_to_dir(data: bytes, root: Path, name: str, on_conflict: str) -> Path:
     root = root.expanduser()
     root.mkdir(parents=True, exist_ok=True)
     # The target itself may be a symlink (configured, trusted); nothing below it may.
     base = root.resolve()
     *dirs, filename = name.split("/")
-    _refuse_links(base, dirs)
-    fd = _open_dirs(base, dirs)
+    fd = open_below(base, dirs, create=True)
     try:
         versions = _DirVersions(fd, filename, data)
         try:
@@ -341,60 +338,6 @@ def _save_to_dir(data: bytes, root: Path, name: str, on_conflict: str) -> Path:
     finally:
         os.close(fd)
     return base.joinpath(*dirs, _numbered(filename, n))
-
-
-def _refuse_links(base: Path, dirs: list[str]) -> None:
-    """Refuse a symlink or non-directory on the way, before creating anything."""
-    path = base
-    for part in dirs:
-        path = path / part
-        try:
-            mode = path.lstat().st_mode
-        except FileNotFoundError:
-            return  # the rest is created by _open_dirs, which checks again
-        if not stat.S_ISDIR(mode):
-            raise ConfigurationError(_OUTSIDE.format(base=base))
-
-
-_OUTSIDE = (
-    "a directory on a result's path under {base} is a symbolic link or not a directory: "
-    "results are written only into real directories, never through a link that could "
-    "lead outside the target"
-)
-
-
-def _open_dirs(base: Path, dirs: list[str]) -> int:
-    """A descriptor of ``base/dirs...``, creating what is missing (0700), no symlink followed.
-
-    Each step opens relative to the one before with ``O_NOFOLLOW``, so a
-    symlink planted between the check and the write cannot redirect it.
-    """
-    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in dirs:
-            try:
-                child = _open_child(part, fd, base)
-            except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o700, dir_fd=fd)
-                child = _open_child(part, fd, base)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _open_child(part: str, fd: int, base: Path) -> int:
-    try:
-        return os.open(part, _DIR_FLAGS, dir_fd=fd)
-    except NotADirectoryError:
-        raise ConfigurationError(_OUTSIDE.format(base=base)) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigurationError(_OUTSIDE.format(base=base)) from None
-        raise
 
 
 class _DirVersions:

@@ -1,0 +1,81 @@
+"""Directories below a trusted root, opened without following symbolic links.
+
+Whoever can write into a results directory or a ``file://`` store can plant
+a symlink there; a path built from names must then not lead the write (or
+the read) elsewhere. :func:`open_below` walks the path one directory at a
+time, each opened relative to the one before with ``O_NOFOLLOW``, so there
+is no window between checking a path and using it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from iris_cloud.errors import ConfigurationError
+
+__all__ = ["UNSAFE_DIRECTORY", "open_below"]
+
+UNSAFE_DIRECTORY = (
+    "a directory on the way under {base} is a symbolic link or not a directory: "
+    "nothing is written or read through a link that could lead outside it"
+)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_below(base: Path, parts: Sequence[str], *, create: bool, mode: int = 0o700) -> int:
+    """A descriptor of the directory ``base/parts...``; close it when done.
+
+    ``base`` itself is trusted (it may be a symlink); below it every part
+    must be a real directory, else :class:`ConfigurationError`. With
+    ``create``, missing directories are made (``mode``), but only after the
+    existing part of the path was checked, so a refused path creates
+    nothing. Without it a missing directory raises ``FileNotFoundError``.
+    """
+    if create:
+        _check_existing(base, parts)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            try:
+                child = _open_child(part, fd, base)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, mode, dir_fd=fd)
+                child = _open_child(part, fd, base)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_existing(base: Path, parts: Sequence[str]) -> None:
+    path = base
+    for part in parts:
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            return  # the rest is created, each step checked as it is opened
+        if not stat.S_ISDIR(mode):
+            raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base))
+
+
+def _open_child(part: str, fd: int, base: Path) -> int:
+    try:
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except NotADirectoryError:
+        raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base)) from None
+        raise
