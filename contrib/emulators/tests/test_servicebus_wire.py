@@ -188,6 +188,25 @@ def test_a_lock_is_only_good_on_its_own_entitys_management_node() -> None:
             owner.close()
 
 
+def test_a_token_for_the_management_node_allows_its_operations(
+    secured: ServiceBusEmulator,
+) -> None:
+    # The JavaScript SDK signs its $management link's token for ENTITY/$management.
+    connection = _connect(secured, allowed_mechs="ANONYMOUS")
+    try:
+        cbs = connection.create_receiver("$cbs", name="cbs-mgmt")
+        token = secured.sas_token("reader", entity="jobs/$management")
+        reply = _put_token(connection, token, reply_to="cbs-mgmt", receiver=cbs)
+        assert reply.properties["status-code"] == 202
+        peek = {"from-sequence-number": 1, "message-count": 1}
+        answer = _management(connection, "jobs", "peek-message", peek)
+        assert answer.properties["statusCode"] in (200, 204)
+        with pytest.raises(LinkDetached, match="Listen"):
+            connection.create_receiver("jobs")  # the token is not for the queue itself
+    finally:
+        connection.close()
+
+
 def test_abandon_without_delivery_failed_still_counts() -> None:
     # The JavaScript SDK abandons with a plain `modified` outcome; Service Bus
     # counts it all the same, so the message reaches the dead-letter queue.

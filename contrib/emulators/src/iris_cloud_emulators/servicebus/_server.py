@@ -925,7 +925,9 @@ class _Server(Handler):
         if operation not in handlers:
             status, condition = 501, _COND_NOT_IMPLEMENTED
             description = f"The emulator does not implement {operation!r}."
-        elif not self._allowed(state, path, handlers[operation][0]):
+        # A token for the entity or for its management node will do (the
+        # JavaScript SDK puts one with audience ENTITY/$management).
+        elif not self._allowed(state, f"{path}/$management", handlers[operation][0]):
             status, condition = 401, _COND_UNAUTHORIZED
             description = f"Unauthorized access. '{handlers[operation][0]}' claim(s) are required."
         else:

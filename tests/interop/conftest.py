@@ -1,0 +1,21 @@
+"""Servers for the interop tests: the ones the provider envs start, shared per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from iris_cloud.testing import require_server
+
+
+@pytest.fixture(scope="session")
+def sb_server() -> Iterator[Any]:
+    """The Service Bus emulator with 2 s locks and 3 deliveries, and Send/Listen/Manage keys."""
+    from iris_cloud_azure.testing import ServerUnavailable, servicebus
+
+    try:
+        with servicebus(lock_duration=2.0, max_delivery_count=3) as server:
+            yield server
+    except ServerUnavailable as exc:
+        require_server(f"Service Bus emulator: {exc}")
