@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,6 +221,12 @@ def test_listen_results_saves_documents(tmp_path: Path) -> None:
     with profile_of(config).open_broker("results") as broker:
         broker.send(json.dumps(result).encode())
     out_dir = tmp_path / "saved"
+    # What a save killed mid-write left an hour ago, and one in progress now.
+    (out_dir / "PC1234").mkdir(parents=True)
+    stale, fresh = out_dir / "PC1234" / ".RES-0.pdf.k1ll3d.part", out_dir / ".RES-9.pdf.live.part"
+    stale.write_bytes(b"%PDF-half")
+    fresh.write_bytes(b"%PDF-half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     out = run(
         "listen",
         "results",
@@ -235,6 +243,7 @@ def test_listen_results_saves_documents(tmp_path: Path) -> None:
     )
     assert out.exit_code == 0, out.output
     assert (out_dir / "PC1234" / "RES-1.pdf").read_bytes() == b"%PDF-1.4 hi"
+    assert not stale.exists() and fresh.exists()
     assert "handled 1" in out.output
     out = run("listen", "results", "--config", str(config), "--template", "{bad}", "--count", "1")
     assert out.exit_code == 2 and "unknown token" in out.output

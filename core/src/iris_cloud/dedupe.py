@@ -94,7 +94,8 @@ class Dedupe:
                     )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         return None if taken is not None else token
 
@@ -128,7 +129,8 @@ class Dedupe:
                     self._db.execute("DELETE FROM claims WHERE until < ?", (now,))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def __len__(self) -> int:

@@ -313,11 +313,15 @@ def listen_command(
     """
     from iris_cloud.consumer import Consumer, Context, IrisApp
     from iris_cloud.model import Event, OrderResult
+    from iris_cloud.tempfiles import remove_stale_temp_files
     from iris_cloud.workflows.results import check_template, save_result
 
     if (save_dir or save_to_store) and what != "results":
         raise click.UsageError("--save/--store apply to 'listen results'")
     check_template(template)
+    if save_dir is not None:
+        # What a save killed mid-write left behind (never a save in progress).
+        remove_stale_temp_files(save_dir)
     profile = _load(profile_name, config_file)
     results_store = profile.open_store("results_store") if save_to_store else None
     app = IrisApp()

@@ -14,6 +14,17 @@ After ``max_delivery_count`` deliveries a message moves to ``NAME$dlq``, as
 does one dead-lettered explicitly (with reason and description). ``receive``
 long-polls by re-checking the table every 10-100 ms until ``wait`` runs out.
 
+The write-ahead log is checkpointed every 4,000 pages (16 MB) and truncated
+back to 16 MB after a checkpoint; a receive that finds the queue empty
+truncates it to nothing, at most every 30 s. So the log stays under about
+16 MB plus the largest single transaction (one send batch) wherever
+checkpoints can complete. If the database file is deleted or replaced under
+an open endpoint (its inode changes), the next send or receive raises
+:class:`~iris_cloud.errors.ConfigurationError` instead of going on with the
+unlinked file (a consumer stops with it): reopen the endpoint. A full disk, a
+read-only file or an I/O error raises :class:`~iris_cloud.errors.Unavailable`
+naming the SQLite error class and the database file.
+
 Options (URL query or keyword): ``lock_seconds`` (30), ``max_delivery_count``
 (10), ``max_message_bytes`` (1 MiB), ``access`` (``rw`` | ``w`` | ``r``, see
 below), ``synchronous`` (SQLite's setting: ``NORMAL``, the default, survives a
@@ -46,6 +57,7 @@ missing right.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -70,6 +82,7 @@ from iris_cloud.errors import (
     NotFound,
     PermissionDenied,
     Unavailable,
+    is_transient,
 )
 from iris_cloud.hookspecs import hookimpl
 from iris_cloud.ports import (
@@ -96,6 +109,7 @@ from iris_cloud.providers._common import (
     positive_int,
     require_handle,
 )
+from iris_cloud.tempfiles import remove_stale_temp_files
 
 __all__ = [
     "DATABASE_NAME",
@@ -104,6 +118,8 @@ __all__ = [
     "iris_cloud_broker_schemes",
     "iris_cloud_store_schemes",
 ]
+
+log = logging.getLogger("iris_cloud.providers.local")
 
 DATABASE_NAME = "queues.sqlite3"
 log = logging.getLogger("iris_cloud.providers.local")
@@ -137,6 +153,14 @@ _COLUMNS = (
 _HELD = " WHERE id = ? AND queue = ? AND lock_token = ? AND visible_at > ?"
 _MIN_POLL = 0.01
 _MAX_POLL = 0.1
+WAL_CHECKPOINT_PAGES = 4000
+"""Pages of write-ahead log after which SQLite checkpoints it (16 MB at 4 KiB pages)."""
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+"""Bytes the write-ahead log is truncated back to after a checkpoint."""
+IDLE_TRUNCATE_SECONDS = 30.0
+"""Least time between truncating checkpoints that an idle receive runs."""
+# SQLite primary result codes that are the disk's, not the caller's.
+_SQLITE_DISK = {8: "is read-only", 10: "had an I/O error", 13: "is full", 14: "cannot be opened"}
 
 
 def _local_path(url: str, scheme: str) -> Path:
@@ -162,10 +186,11 @@ class _sqlite_errors:
     call, and this is several times cheaper.
     """
 
-    __slots__ = ("action",)
+    __slots__ = ("action", "database")
 
-    def __init__(self, action: str) -> None:
+    def __init__(self, action: str, database: Path | None = None) -> None:
         self.action = action
+        self.database = database
 
     def __enter__(self) -> None:
         return None
@@ -178,7 +203,15 @@ class _sqlite_errors:
         text = str(exc)
         if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
             raise Unavailable(f"cannot {self.action}: the queue database stayed locked") from exc
-        raise IrisCloudError(f"cannot {self.action}: SQLite error: {text}") from exc
+        code = getattr(exc, "sqlite_errorcode", None)
+        name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+        what = _SQLITE_DISK.get(code & 0xFF) if code is not None else None
+        if what is not None:
+            # The disk's failure, not the caller's: say which file and what
+            # class of error (SQLite's messages name no values, only this).
+            where = self.database or "the queue database"
+            raise Unavailable(f"cannot {self.action}: {where} {what} ({name})") from exc
+        raise IrisCloudError(f"cannot {self.action}: SQLite error {name}: {text}") from exc
 
 
 # -- broker ----------------------------------------------------------------------
@@ -237,26 +270,29 @@ class LocalBroker(MessageBroker):
             max_message_bytes=max_message_bytes or type(self).capabilities.max_message_bytes,
         )
         self._lock = threading.Lock()
-        with _sqlite_errors(f"open the queue database in {self.directory}"):
+        self.database = self.directory / DATABASE_NAME
+        self._truncated_at = time.monotonic()
+        with _sqlite_errors(f"open the queue database in {self.directory}", self.database):
             self.directory.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) where needed.
             self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.directory / DATABASE_NAME,
+                self.database,
                 timeout=30.0,
                 isolation_level=None,
                 check_same_thread=False,
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            # Checkpoints are what fsync in WAL mode: every 40 MB of log rather
-            # than SQLite's 4 MB keeps one settle per message cheap; the log is
-            # truncated back to 64 MB afterwards.
-            self._db.execute("PRAGMA wal_autocheckpoint=10000")
-            self._db.execute("PRAGMA journal_size_limit=67108864")
+            # Checkpoints are what fsync in WAL mode: every 16 MB of log rather
+            # than SQLite's 4 MB keeps one settle per message cheap, and bounds
+            # the log on a small disk (truncated back to 16 MB afterwards).
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             # Bodies carry patient data: overwrite deleted content where that
             # costs no extra I/O.
             self._db.execute("PRAGMA secure_delete=FAST")
             self._db.executescript(_SCHEMA)
+            self._identity = _identity(self.database)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -291,6 +327,33 @@ class LocalBroker(MessageBroker):
             raise ConfigurationError(f"{self!r} is closed")
         return self._db
 
+    def _current(self) -> sqlite3.Connection:
+        """The connection, after checking that the file is still the one it opened.
+
+        A connection keeps reading an unlinked database for ever, so a queue
+        file deleted or replaced under it would go unnoticed: messages sent
+        to the new file would never be received. Fail loudly instead.
+        """
+        db = self._conn()
+        if _identity(self.database) != self._identity:
+            log.error("queue database %s was deleted or replaced while open", self.database)
+            raise ConfigurationError(
+                f"the queue database {self.database} was deleted or replaced while open; "
+                "reopen the endpoint"
+            )
+        return db
+
+    def _truncate_when_idle(self) -> None:
+        """Checkpoint and empty the write-ahead log, at most every IDLE_TRUNCATE_SECONDS."""
+        now = time.monotonic()
+        if now - self._truncated_at < IDLE_TRUNCATE_SECONDS:
+            return
+        self._truncated_at = now
+        with self._lock, _sqlite_errors("checkpoint the queue database", self.database):
+            # Returns "busy" rather than failing while another process reads;
+            # the next idle receive tries again.
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
     # sending
     def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         """Send messages (see :meth:`MessageBroker.send`); needs the ``send`` right."""
@@ -316,8 +379,8 @@ class LocalBroker(MessageBroker):
                     m.body,
                 )
             )
-        with self._lock, _sqlite_errors(f"send to queue {self.queue!r}"):
-            db = self._conn()
+        with self._lock, _sqlite_errors(f"send to queue {self.queue!r}", self.database):
+            db = self._current()
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
@@ -326,10 +389,14 @@ class LocalBroker(MessageBroker):
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (a full disk), and
+                # a failed COMMIT leaves the transaction open: roll back only
+                # what is still open, so that the error shows, not ROLLBACK's.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     # receiving
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
@@ -343,7 +410,7 @@ class LocalBroker(MessageBroker):
         self.access.require("receive", f"peek at queue {self.queue!r}")
         if max_messages < 1:
             raise ConfigurationError("max_messages must be at least 1")
-        with self._lock, _sqlite_errors(f"peek at queue {self.queue!r}"):
+        with self._lock, _sqlite_errors(f"peek at queue {self.queue!r}", self.database):
             rows = (
                 self._conn()
                 .execute(
@@ -365,6 +432,8 @@ class LocalBroker(MessageBroker):
             got = self._claim(queue, max_messages, limit)
             left = deadline - time.monotonic()
             if got or left <= 0:
+                if not got:
+                    self._truncate_when_idle()
                 return got
             # Another process may send at any time; polling is the only signal
             # SQLite gives, so back off briefly instead of spinning.
@@ -373,8 +442,8 @@ class LocalBroker(MessageBroker):
 
     def _claim(self, queue: str, max_messages: int, limit: int | None) -> list[Message]:
         token = uuid.uuid4().hex
-        with self._lock, _sqlite_errors(f"receive from queue {queue!r}"):
-            db = self._conn()
+        with self._lock, _sqlite_errors(f"receive from queue {queue!r}", self.database):
+            db = self._current()
             # BEGIN IMMEDIATE takes the write lock before reading, so no other
             # process can claim the rows we select: one holder per message.
             db.execute("BEGIN IMMEDIATE")
@@ -389,10 +458,11 @@ class LocalBroker(MessageBroker):
                         f"delivery_count = delivery_count + 1 WHERE id IN ({placeholders})",
                         (token, now + self.lock_seconds, *(r[0] for r in rows)),
                     )
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
         locked_until = datetime.fromtimestamp(now + self.lock_seconds, UTC)
         return [self._message(queue, row, token, locked_until) for row in rows]
 
@@ -475,7 +545,7 @@ class LocalBroker(MessageBroker):
         handle = require_handle(message, _Handle)
         if handle.queue != self.queue and handle.queue != self.dead_letter_queue:
             raise ConfigurationError(f"message was received from another queue than {self.queue}")
-        with self._lock, _sqlite_errors(action):
+        with self._lock, _sqlite_errors(action, self.database):
             cur = self._conn().execute(
                 sql + _HELD, (*args, handle.row, handle.queue, message.lock_token, time.time())
             )
@@ -528,6 +598,15 @@ class LocalBroker(MessageBroker):
                 self._db = None
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Device and inode of ``path``, or ``None`` when it is gone."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 # -- store ------------------------------------------------------------------------
 
 
@@ -549,7 +628,11 @@ def _fs_errors(action: str) -> Iterator[None]:
             right="write",
         ) from exc
     except OSError as exc:
-        raise IrisCloudError(f"cannot {action}: {exc.strerror or exc}") from exc
+        code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        text = f"cannot {action}: {exc.strerror or type(exc).__name__} ({code})"
+        if is_transient(exc):
+            raise Unavailable(text) from exc
+        raise IrisCloudError(text) from exc
 
 
 def _unlink_at(name: str, dir_fd: int) -> None:
@@ -627,6 +710,9 @@ class FileStore(ObjectStore):
         self._real_root = os.path.realpath(self.root)
         self._tmp = self.root / RESERVED_DIR / "tmp"
         self._meta = self.root / RESERVED_DIR / "meta"
+        if "write" in rights:
+            # What puts killed mid-write left (their names are ours, never objects').
+            remove_stale_temp_files(self._tmp, hidden_only=False, suffixes=(".part", ".json"))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
