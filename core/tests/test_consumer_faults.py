@@ -20,6 +20,7 @@ from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.dedupe import Dedupe
 from iris_cloud.errors import (
     IrisCloudError,
+    LockLost,
     NotFound,
     PermissionDenied,
     Timeout,
@@ -380,3 +381,32 @@ def test_two_processes_sharing_a_dedupe_file_claim_before_handling(tmp_path: Pat
     finally:
         first.close()
         second.close()
+
+
+class LosingBroker(MemoryBroker):
+    """Every renewal is refused, as when another consumer took the message over."""
+
+    def renew_lock(self, message: Message) -> Any:
+        raise LockLost("taken over")
+
+
+def test_a_message_whose_lock_was_lost_is_not_settled_and_comes_back() -> None:
+    broker = LosingBroker(f"lost-{uuid.uuid4().hex[:8]}", lock_seconds=0.5)
+    broker.send(event())
+    runs: list[int] = []
+    app = IrisApp()
+
+    @app.on(Event)
+    def slow(evt: Event, ctx: Context) -> None:
+        runs.append(ctx.attempt)
+        deadline = time.monotonic() + 5
+        while not ctx.lock_lost and len(runs) == 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    with Consumer(app, broker, dedupe=True, lock_renewal_interval=0.05, wait=0.1) as consumer:
+        stats = consumer.run_until(lambda s: s.duplicates >= 1, timeout=15)
+    # Handled once; not completed with the stale lock; the copy that came
+    # back was recognised as a duplicate and completed.
+    assert runs == [1] and stats.handled == 1 and stats.lock_lost == 1
+    assert stats.completed == 1 and stats.duplicates == 1 and stats.settle_errors == 0

@@ -392,3 +392,25 @@ def test_claim_checked_message_dead_letters_with_its_pointer(moto: MotoServer, n
     [dead] = broker.receive_dead_letters(wait=1)
     assert dead.body == body and dead.properties == {"kind": "result"}
     broker.complete(dead)
+
+
+# -- stale receipts --------------------------------------------------------------------------------
+def test_a_receipt_past_its_visibility_is_not_used_to_settle(moto: MotoServer, queue: str) -> None:
+    first = _open(moto, queue, lock_seconds=1)
+    second = _open(moto, queue, lock_seconds=30)
+    first.send(b"one holder at a time")
+    [stale] = _receive_all(first, 1)
+    time.sleep(1.3)
+    [held] = _receive_all(second, 1)  # redelivered to another consumer
+    # moto (and SQS after a visibility timeout) would accept the old receipt
+    # handle: the broker knows the lock ran out and refuses it itself.
+    for settle in (
+        first.complete,
+        first.abandon,
+        first.renew_lock,
+        lambda m: first.dead_letter(m, "r"),
+    ):
+        with pytest.raises(LockLost, match="visibility timeout ran out"):
+            settle(stale)
+    second.complete(held)  # the current holder settles normally
+    assert first.receive(max_messages=1, wait=0) == []

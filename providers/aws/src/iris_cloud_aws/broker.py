@@ -34,6 +34,7 @@ from iris_cloud.claimcheck import SIZE_PROPERTY, is_claim_checked, offload
 from iris_cloud.errors import (
     ConfigurationError,
     FieldError,
+    LockLost,
     MessageTooLarge,
     PermissionDenied,
     Unavailable,
@@ -563,6 +564,24 @@ class SqsBroker(MessageBroker):
             raw=_Handle(queue_url, str(raw["ReceiptHandle"]), raw),
         )
 
+    def _held(self, message: Message, action: str) -> _Handle:
+        """The message's handle, if its lock has not run out as far as we know.
+
+        SQS accepts a receipt handle after its visibility timeout ran out (and
+        moto accepts one the message's next receive made stale), so a delete
+        with it can remove the copy another consumer now holds. The lock's end
+        is known here (set at receive, moved by each renewal): past it, raise
+        :class:`LockLost` without calling SQS.
+        """
+        handle = self._handle(message)
+        until = message.locked_until
+        if until is not None and isinstance(message.raw, _Handle) and until <= datetime.now(UTC):
+            raise LockLost(
+                f"cannot {action} message {message.message_id}: its visibility timeout ran "
+                "out, so its receipt handle may be stale; it will be delivered again"
+            )
+        return handle
+
     def _handle(self, message: Message) -> _Handle:
         if isinstance(message.raw, _Handle):
             return message.raw
@@ -572,26 +591,26 @@ class SqsBroker(MessageBroker):
 
     # -- settlement ----------------------------------------------------------------
     def complete(self, message: Message) -> None:
-        """Delete ``message`` from its queue (DeleteMessage)."""
-        handle = self._handle(message)
+        """Delete ``message`` from its queue (DeleteMessage); LockLost once its lock ran out."""
+        handle = self._held(message, "complete")
         with aws_errors("DeleteMessage", self._target):
             self._sqs.delete_message(QueueUrl=handle.queue_url, ReceiptHandle=handle.receipt_handle)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Make ``message`` visible again now, or after ``delay`` seconds (whole, <= 12 h)."""
         seconds = min(MAX_VISIBILITY, max(0, math.ceil(delay or 0)))
-        self._change_visibility(message, seconds)
+        self._change_visibility(message, seconds, "abandon")
 
     def renew_lock(self, message: Message) -> datetime:
         """Extend the visibility timeout by ``lock_seconds`` (or the queue's) from now."""
         seconds = self._lock_seconds if self._lock_seconds is not None else self._visibility
-        self._change_visibility(message, seconds)
+        self._change_visibility(message, seconds, "renew the lock of")
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         message.locked_until = until
         return until
 
-    def _change_visibility(self, message: Message, seconds: int) -> None:
-        handle = self._handle(message)
+    def _change_visibility(self, message: Message, seconds: int, action: str) -> None:
+        handle = self._held(message, action)
         with aws_errors("ChangeMessageVisibility", self._target):
             self._sqs.change_message_visibility(
                 QueueUrl=handle.queue_url,
@@ -624,7 +643,7 @@ class SqsBroker(MessageBroker):
         attributes, the properties that do not fit travel as JSON in
         ``iris_overflow`` and are restored on receipt.
         """
-        handle = self._handle(message)
+        handle = self._held(message, "dead-letter")
         raw = handle.message
         if raw:
             body = str(raw.get("Body", ""))
