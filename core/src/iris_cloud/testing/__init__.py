@@ -10,6 +10,8 @@
 * Ready-made environments for the built-in providers, e.g. to run the suite
   or the workflow against them: :class:`MemoryBrokerEnv`, :class:`MemoryStoreEnv`,
   :class:`LocalBrokerEnv`, :class:`LocalStoreEnv`.
+* :class:`FaultProxy` — a TCP proxy that passes, stalls, resets or
+  black-holes the link to a test server, for fault-injection tests.
 * :class:`Watcher` — ``store.watch`` in a thread, entered once it has listed
   what exists, for tests of notification-fed watches.
 """
@@ -30,6 +32,7 @@ from iris_cloud.testing.envs import (
     MemoryStoreEnv,
     builtin_profile_dict,
 )
+from iris_cloud.testing.faultproxy import FaultProxy
 from iris_cloud.testing.plugin import emulators_required, require_server
 from iris_cloud.testing.processes import stop_process
 from iris_cloud.testing.watcher import Watcher
@@ -37,6 +40,7 @@ from iris_cloud.testing.watcher import Watcher
 __all__ = [
     "BrokerContract",
     "BrokerContractEnv",
+    "FaultProxy",
     "LocalBrokerEnv",
     "LocalStoreEnv",
     "MemoryBrokerEnv",
