@@ -35,7 +35,7 @@ PRAGMAS = (
     "synchronous=NORMAL",
     "wal_autocheckpoint=10000",
     "journal_size_limit=67108864",
-    "secure_delete=FAST",
+    "secure_delete=ON",
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -434,15 +433,6 @@ def test_concurrent_conditional_create_has_one_winner(tmp_path: Path) -> None:
         t.join()
     assert len(winners) == 1 and len(losers) == 7
     assert store.get("race/obj") == str(winners[0]).encode() * 10_000
-
-
-def test_files_honour_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        FileStore(tmp_path).put("f", b"x")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
 
 
 def test_put_from_partly_read_file_continues_at_its_position(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ is no window between checking a path and using it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -47,9 +46,15 @@ def open_below(base: Path, parts: Sequence[str], *, create: bool, mode: int = 0o
             except FileNotFoundError:
                 if not create:
                     raise
-                with contextlib.suppress(FileExistsError):
+                made = True
+                try:
                     os.mkdir(part, mode, dir_fd=fd)
+                except FileExistsError:
+                    made = False
                 child = _open_child(part, fd, base)
+                if made:
+                    # mkdir's mode passes through the umask; fchmod does not.
+                    os.fchmod(child, mode)
             os.close(fd)
             fd = child
     except BaseException:

@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from iris_cloud.private import connect_private
+
 __all__ = ["Dedupe"]
 
 
@@ -34,11 +36,10 @@ class Dedupe:
         self.path = Path(path).expanduser() if path is not None else None
         self.retention = retention_days * 86400.0
         self._lock = threading.Lock()
-        target = ":memory:"
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            target = str(self.path)
-        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        if self.path is None:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        else:
+            self._db = connect_private(self.path, check_same_thread=False, isolation_level=None)
         if self.path is not None:
             # WAL lets a second consumer process share the file safely.
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -35,6 +35,7 @@ from iris_cloud.errors import (
     NotFound,
     ValidationError,
 )
+from iris_cloud.private import private_dir
 
 __all__ = [
     "MAX_SIGNED_URL_EXPIRY",
@@ -517,7 +518,8 @@ class ObjectStore(ABC):
     def download_to(self, name: str, path: str | os.PathLike[str]) -> ObjectInfo:
         """Stream ``name`` into the file ``path``; the file appears only when complete."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
+        # mkstemp creates the file 0600.
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out, self.open_read(name) as src:

@@ -14,7 +14,6 @@ and writes the two profiles (:func:`write_profiles`).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from iris_cloud.errors import IrisCloudError
+from iris_cloud.private import private_dir, write_private
 
 __all__ = [
     "SIDES",
@@ -250,14 +250,6 @@ def profile_toml(profile: Mapping[str, Any], *, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_private(path: Path, text: str) -> None:
-    # Created 0600 whatever the umask; an existing file is narrowed first.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
 def write_profiles(
     out: Path,
     profiles: Mapping[str, Mapping[str, Any]],
@@ -273,7 +265,7 @@ def write_profiles(
     (``set -a; . ./integrator.env``) or a process manager's env file.
     ``out`` is created 0700 if missing. Returns the paths written.
     """
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(out)
     written = []
     for stem, profile in profiles.items():
         path = out / f"{stem}.toml"
@@ -282,7 +274,7 @@ def write_profiles(
         values = secrets.get(stem)
         if values:
             env = out / f"{stem}.env"
-            _write_private(env, "".join(f"export {k}='{v}'\n" for k, v in values.items()))
+            write_private(env, "".join(f"export {k}='{v}'\n" for k, v in values.items()))
             written.append(env)
     return written
 

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from iris_cloud.private import connect_private
+
 __all__ = ["OPEN_STATUSES", "ImageRow", "OrderRow", "OutboxRow", "State", "Transaction", "now_iso"]
 
 OPEN_STATUSES = ("AwaitingImages", "QueuedForGrading")
@@ -326,10 +328,10 @@ class State:
 
     def __init__(self, state_dir: str | Path) -> None:
         self.dir = Path(state_dir).expanduser()
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / self.FILE_NAME
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
+        # It holds the orders' requests, patient data included.
+        self._conn = connect_private(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
         self._conn.execute("PRAGMA journal_mode=WAL")

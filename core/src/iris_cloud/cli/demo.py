@@ -261,8 +261,10 @@ def run_demo(base: Path, count: int, timeout: float) -> tuple[list[DemoOrder], b
     from iris_cloud.client import IrisClient
     from iris_cloud.consumer import Consumer, IrisApp
     from iris_cloud.model import Event, OrderResult
+    from iris_cloud.private import private_dir
 
-    base.mkdir(parents=True, exist_ok=True)
+    # Queues, images, results and the simulator's state: all hold sample PHI.
+    private_dir(base)
     profile = _profile(base)
     total = count + 2
     deadline = time.monotonic() + timeout

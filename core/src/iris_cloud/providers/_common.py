@@ -6,6 +6,7 @@ converters, so that ``true``/``yes``/``1`` mean the same in every URL.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ __all__ = [
     "check_properties",
     "check_queue_name",
     "merge_options",
+    "non_negative_float",
     "parse_bool",
     "positive_float",
     "positive_int",
@@ -60,6 +62,21 @@ def positive_float(name: str) -> Callable[[Any], float]:
             raise ConfigurationError(f"option {name!r} must be a number") from exc
         if not number > 0:
             raise ConfigurationError(f"option {name!r} must be greater than 0")
+        return number
+
+    return convert
+
+
+def non_negative_float(name: str) -> Callable[[Any], float]:
+    """A converter for an option that must be a finite number >= 0."""
+
+    def convert(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"option {name!r} must be a number") from exc
+        if not 0 <= number < math.inf:
+            raise ConfigurationError(f"option {name!r} must be a finite number >= 0")
         return number
 
     return convert

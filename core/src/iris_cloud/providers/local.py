@@ -31,9 +31,20 @@ below), ``synchronous`` (SQLite's setting: ``NORMAL``, the default, survives a
 process crash and keeps the database intact on a power loss, which may undo
 the last settlements; ``FULL`` loses nothing on a power loss; ``OFF`` is
 faster but a power loss may corrupt the database — for throw-away state only)
-and the keyword ``claim_check``. Lock and delivery
+``erase_after`` (seconds, default 1: see below) and the keyword
+``claim_check``. Lock and delivery
 settings belong to the opened endpoint, not the queue. Times are wall-clock
 (processes share them), so a clock jump shortens or lengthens held locks.
+
+Bodies carry patient data. The database and its ``-wal`` / ``-shm`` files
+are created 0600 (the directory 0700 if missing), whatever the umask. A
+completed message is overwritten in place (``secure_delete=ON``), and the
+write-ahead log, which still holds its old pages, is truncated by a
+checkpoint at most ``erase_after`` seconds later (and at ``close``): after
+that, no file of the queue holds its body or properties. ``erase_after=0``
+truncates at every completion, which makes a completion about fifteen times
+slower (``benchmarks/local_erase.py``). Dead-lettered messages keep their
+body until they are completed from ``NAME$dlq``.
 
 ``file:///DIR`` — objects are plain files under DIR (created if missing), so
 the tree can be browsed. A put streams into a temporary file in
@@ -45,8 +56,10 @@ under ``.iris-cloud/`` are reserved). A reader racing an overwrite may briefly
 see the new content with the old metadata. ``list`` returns name, size, etag
 and time (as S3 does; ``info`` adds content type and metadata). Besides the
 core's name checks, every path is resolved and must stay inside DIR, so a
-symlink cannot lead out of it. Options: ``access``, ``fsync`` (flush data to
-disk before the rename; default off, as ``cp``).
+symlink cannot lead out of it. Objects, sidecars and ``download_to`` output
+are created 0600 and the directories the store creates 0700, whatever the
+umask (objects are patient images and reports). Options: ``access``,
+``fsync`` (flush data to disk before the rename; default off, as ``cp``).
 
 ``access="rw" | "w" | "r"`` emulates the credentials IRIS hands out: ``w`` may
 only send / put; ``r`` may only receive (and settle) / read and list.
@@ -93,6 +106,7 @@ from iris_cloud.ports import (
     ObjectStore,
     Sendable,
 )
+from iris_cloud.private import FILE_MODE, connect_private, open_private, private_dir
 from iris_cloud.providers._common import (
     BROKER_RIGHTS,
     DEAD_LETTER_SUFFIX,
@@ -104,11 +118,13 @@ from iris_cloud.providers._common import (
     check_properties,
     check_queue_name,
     merge_options,
+    non_negative_float,
     parse_bool,
     positive_float,
     positive_int,
     require_handle,
 )
+from iris_cloud.providers._wal_erase import WalEraser
 from iris_cloud.tempfiles import remove_stale_temp_files
 
 __all__ = [
@@ -253,6 +269,7 @@ class LocalBroker(MessageBroker):
         max_message_bytes: int | None = None,
         access: str = "rw",
         synchronous: str = "NORMAL",
+        erase_after: float = 1.0,
         claim_check: ObjectStore | None = None,
     ) -> None:
         super().__init__(claim_check=claim_check)
@@ -264,6 +281,7 @@ class LocalBroker(MessageBroker):
         self.access = Access(access, BROKER_RIGHTS)
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL"):
             raise ConfigurationError("option 'synchronous' must be OFF, NORMAL or FULL")
+        erase_after = non_negative_float("erase_after")(erase_after)
         self.capabilities = replace(
             type(self).capabilities,
             max_delivery_count=self.max_delivery_count,
@@ -273,9 +291,8 @@ class LocalBroker(MessageBroker):
         self.database = self.directory / DATABASE_NAME
         self._truncated_at = time.monotonic()
         with _sqlite_errors(f"open the queue database in {self.directory}", self.database):
-            self.directory.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) where needed.
-            self._db: sqlite3.Connection | None = sqlite3.connect(
+            self._db: sqlite3.Connection | None = connect_private(
                 self.database,
                 timeout=30.0,
                 isolation_level=None,
@@ -288,11 +305,13 @@ class LocalBroker(MessageBroker):
             # the log on a small disk (truncated back to 16 MB afterwards).
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            # Bodies carry patient data: overwrite deleted content where that
-            # costs no extra I/O.
-            self._db.execute("PRAGMA secure_delete=FAST")
+            # Bodies carry patient data: a delete zeroes the row and the pages
+            # it frees (FAST leaves freed overflow pages as they were), and the
+            # eraser truncates the log that still holds the old pages.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript(_SCHEMA)
             self._identity = _identity(self.database)
+        self._eraser = WalEraser(lambda: self._db, self._lock, erase_after)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -309,6 +328,7 @@ class LocalBroker(MessageBroker):
                 "max_message_bytes": positive_int("max_message_bytes"),
                 "access": str,
                 "synchronous": str,
+                "erase_after": non_negative_float("erase_after"),
             },
         )
         queue = opts.pop("queue", None)
@@ -558,6 +578,7 @@ class LocalBroker(MessageBroker):
     def complete(self, message: Message) -> None:
         """Delete ``message``; :class:`LockLost` if its lock is gone."""
         self._settle(message, "complete", "DELETE FROM messages", ())
+        self._eraser.deleted()
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Release ``message`` for redelivery, after ``delay`` seconds if given."""
@@ -594,6 +615,7 @@ class LocalBroker(MessageBroker):
         """Close the database connection; messages stay in the directory."""
         with self._lock:
             if self._db is not None:
+                self._eraser.close()
                 self._db.close()
                 self._db = None
 
@@ -704,7 +726,7 @@ class FileStore(ObjectStore):
             can_write="write" in rights,
         )
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root)
         except OSError as exc:
             raise ConfigurationError(f"cannot create store directory {self.root}: {exc}") from exc
         self._real_root = os.path.realpath(self.root)
@@ -829,9 +851,9 @@ class FileStore(ObjectStore):
                 tmp_dir = open_below(Path(self._real_root), [RESERVED_DIR, "tmp"], create=True)
                 stack.callback(os.close, tmp_dir)
                 tmp = f"{uuid.uuid4().hex}.part"
-                # O_EXCL on a fresh name; mode 0o666 so the umask applies, as for cp.
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                fd = os.open(tmp, flags, 0o666, dir_fd=tmp_dir)
+                # O_EXCL on a fresh name, private: objects are patients' images.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(tmp, flags, FILE_MODE, dir_fd=tmp_dir)
             stack.callback(_unlink_at, tmp, tmp_dir)
             try:
                 # Errors of the source (or a full disk) propagate unchanged.
@@ -850,7 +872,7 @@ class FileStore(ObjectStore):
         # A concurrent delete may remove the (then empty) parent directory
         # between mkdir and link; try again a few times.
         for attempt in range(5):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             try:
                 if overwrite:
                     os.replace(tmp, target)
@@ -878,8 +900,11 @@ class FileStore(ObjectStore):
         target = Path(path)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with src, tmp.open("wb") as out:
+            private_dir(target.parent)
+            with (
+                src,
+                os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as out,
+            ):
                 _copy_stream(src, out.fileno(), self.copy_chunk)
             os.replace(tmp, target)
         finally:

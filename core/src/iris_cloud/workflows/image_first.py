@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from iris_cloud.errors import ConfigurationError, FieldError, PermissionDenied, ValidationError
 from iris_cloud.model import AzureBlobStorage, Image, OrderRequest
+from iris_cloud.private import connect_private
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -137,8 +138,7 @@ class UploadReceipts:
         self._db: sqlite3.Connection | None = None
         self.path = Path(path).expanduser() if path is not None else None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db = connect_private(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS receipts (container TEXT NOT NULL, name TEXT NOT NULL,"

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from iris_cloud._nofollow import open_below
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
 from iris_cloud.model import OrderResult
+from iris_cloud.private import private_dir
 
 if TYPE_CHECKING:
     from iris_cloud.ports import ObjectStore
@@ -323,8 +324,7 @@ def _last_version(versions: _Versions) -> int:
 
 
 def _save_to_dir(data: bytes, root: Path, name: str, on_conflict: str) -> Path:
-    root = root.expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = private_dir(root.expanduser())
     # The target itself may be a symlink (configured, trusted); nothing below it may.
     base = root.resolve()
     *dirs, filename = name.split("/")

@@ -1,0 +1,116 @@
+"""Files that can hold patient data: created 0600 in 0700 directories, whatever the umask.
+
+Every file and directory the framework creates that may hold PHI or secrets
+goes through these helpers: the ``local://`` queue database, ``file://``
+objects and their metadata sidecars, ``download_to`` output, saved results,
+the dedupe and upload-receipt databases and the simulator's state.
+
+Directories are created ``0700`` (each missing parent too); a directory that
+already exists keeps its mode, since it is the operator's. Files are created
+``0600``, and a file of ours that already exists with a wider mode (written by
+an older version, or under another umask) is narrowed when it is opened again.
+SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so a
+database opened through :func:`connect_private` keeps all three private.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "connect_private",
+    "open_private",
+    "private_dir",
+    "write_private",
+]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` and its missing parents with mode 0700; return it.
+
+    Existing directories are left as they are. Safe against a concurrent
+    creator (another process making the same directory).
+    """
+    target = Path(path)
+    missing: list[Path] = []
+    probe = target
+    while not probe.is_dir():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue
+        # mkdir's mode passes through the umask; chmod does not.
+        os.chmod(directory, DIR_MODE)
+    return target
+
+
+def _narrow(fd: int) -> None:
+    st = os.fstat(fd)
+    if stat.S_IMODE(st.st_mode) & ~FILE_MODE and st.st_uid == os.geteuid():
+        os.fchmod(fd, FILE_MODE)
+
+
+def open_private(
+    path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+) -> int:
+    """``os.open`` of ``path`` that creates it 0600 (or narrows a wider file of ours).
+
+    Returns the file descriptor; the caller closes it (e.g. with ``os.fdopen``).
+    Add ``os.O_EXCL`` to ``flags`` to refuse an existing file.
+    """
+    fd = os.open(path, flags | os.O_CLOEXEC, FILE_MODE)
+    try:
+        _narrow(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_private(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Write ``data`` to ``path`` (replacing its content), the file 0600."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with os.fdopen(open_private(path), "wb") as out:
+        out.write(raw)
+
+
+def connect_private(path: str | os.PathLike[str], **kwargs: Any) -> sqlite3.Connection:
+    """``sqlite3.connect(path, **kwargs)`` with the database, its WAL and SHM files 0600.
+
+    The parent directory is created 0700 if missing. The database file is
+    created (empty) 0600 before SQLite opens it; SQLite then creates the side
+    files with the same mode. Side files left wider by an older version are
+    narrowed.
+    """
+    target = Path(path)
+    private_dir(target.parent)
+    os.close(open_private(target, os.O_RDWR | os.O_CREAT))
+    for suffix in _SQLITE_SIDE_FILES:
+        side = target.with_name(target.name + suffix)
+        try:
+            fd = os.open(side, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            _narrow(fd)
+        finally:
+            os.close(fd)
+    connection: sqlite3.Connection = sqlite3.connect(target, **kwargs)
+    return connection
