@@ -73,7 +73,7 @@ from iris_cloud.model import (
     OrderRequest,
     OrderResult,
 )
-from iris_cloud.ports import Message, MessageBroker, ObjectStore, Sendable
+from iris_cloud.ports import Message, MessageBroker, ObjectStore, Sendable, check_object_name
 from iris_cloud.workflows import ExamIdentifiers, identify_exam
 
 from iris_cloud_simulator.grading import AutoGrader, GradingMode, gradings_for
@@ -551,6 +551,13 @@ class Simulator:
         if self.state.seen(name):
             return False
         assert self.images is not None
+        try:
+            check_object_name(name)
+        except ConfigurationError:
+            # A key such as "a/../b" exists on S3 but no store call takes it:
+            # reading it would raise on every scan and stall the watcher.
+            self._skip_refused(name)
+            return False
         ids: ExamIdentifiers | None = None
         if self.state.attached(name):
             # An Image First upload its order referenced: no need to read it.
@@ -559,6 +566,11 @@ class Simulator:
             return True
         try:
             ids = identify_exam(self.images, name)
+        except ConfigurationError:
+            # A name this store refuses to open (e.g. one resolving outside a
+            # file:// root); never retried.
+            self._skip_refused(name)
+            return False
         except NotFound:
             ids = None
         except (ValidationError, ValueError, OSError) as exc:
@@ -577,6 +589,12 @@ class Simulator:
             self._attach_tagged(tx, row, name, asdict(ids))
         self._flush_soon()
         return True
+
+    def _skip_refused(self, name: str) -> None:
+        log.warning("skipping an object of the images store whose name the store refuses")
+        self._count("ignored")
+        with self.state.transaction() as tx:
+            tx.mark_seen(name)
 
     def _attach_tagged(
         self, tx: Transaction, row: OrderRow, name: str, ids: Mapping[str, Any]
