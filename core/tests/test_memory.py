@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import IO
 
 import pytest
 from iris_cloud import open_broker, open_store
@@ -310,7 +311,7 @@ print("ok")
 class _FlakyStore(MemoryStore):
     """A claim-check store that cannot be read for now."""
 
-    def get(self, name: str) -> bytes:
+    def _open_read(self, name: str) -> IO[bytes]:
         from iris_cloud.errors import Unavailable
 
         raise Unavailable("store is down for maintenance")
@@ -339,12 +340,29 @@ def test_claim_check_unavailable_abandons_only_that_message(
         assert back.delivery_count == 2
 
 
-def test_claim_check_misconfigured_store_abandons_the_batch_and_raises() -> None:
+def test_claim_check_pointer_to_another_bucket_is_dead_lettered_alone() -> None:
+    # A pointer naming a bucket that is not the claim-check store is the
+    # sender's doing (or a stale pointer): refused unfetched, on its own.
     name = _name()
     with MemoryBroker(name, claim_check=MemoryStore(_name())) as writer:
         writer.send([b"small", Message(body=b"x" * (writer.capabilities.max_message_bytes + 1))])
-    reader = MemoryBroker(name, claim_check=MemoryStore("another-bucket"))
-    with reader, pytest.raises(ConfigurationError, match="another-bucket"):
+    with MemoryBroker(name, claim_check=MemoryStore("another-bucket")) as reader:
+        got = reader.receive(max_messages=10, wait=1)
+        assert [m.body for m in got] == [b"small"]
+        reader.complete(got[0])
+        (dead,) = reader.receive_dead_letters(wait=0.1)
+        assert dead.dead_letter_reason == "ClaimCheckFailed"
+        assert dead.dead_letter_description == "ValidationError at body[1].s3BucketName"
+
+
+def test_claim_check_store_we_may_not_read_abandons_the_batch_and_raises() -> None:
+    # Credentials that cannot read the claim-check store are the operator's
+    # to fix: nothing is dead-lettered, everything comes back.
+    name, bucket = _name(), _name()
+    with MemoryBroker(name, claim_check=MemoryStore(bucket)) as writer:
+        writer.send([b"small", Message(body=b"x" * (writer.capabilities.max_message_bytes + 1))])
+    reader = MemoryBroker(name, claim_check=MemoryStore(bucket, access="w"))
+    with reader, pytest.raises(PermissionDenied):
         reader.receive(max_messages=10, wait=1)
     # Both were given back at once (locks last 30 s), nothing was dead-lettered.
     with MemoryBroker(name) as plain:

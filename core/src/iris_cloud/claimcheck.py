@@ -6,22 +6,40 @@ libraries (Java ``amazon-sqs-java-extended-client-lib``, Python
 ``["software.amazon.payloadoffloading.PayloadS3Pointer", {"s3BucketName": ..., "s3Key": ...}]``
 and the ``ExtendedPayloadSize`` property carries the original size. One format
 on every provider means a message offloaded by an extended client on SQS is
-read here, and ours is read there.
+read here, and ours is read there. ``s3Key`` is the object's full key in the
+bucket: a store with a prefix (``s3://bucket/claims``) writes
+``claims/<uuid>`` into the pointer, as the extended clients do.
+
+A received pointer is the sender's, so it is validated before anything is
+fetched (:func:`restore`): the bucket must be the claim-check store's (or one
+of the ``sources`` explicitly allowed), the key a safe object name under the
+store's prefix, the declared size within the cap; the payload is then
+streamed and refused as soon as it passes the cap.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
 
 if TYPE_CHECKING:
     from iris_cloud.ports import Message, ObjectStore
 
-__all__ = ["POINTER_CLASS", "SIZE_PROPERTY", "is_claim_checked", "offload", "restore"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_POINTER_BYTES",
+    "POINTER_CLASS",
+    "SIZE_PROPERTY",
+    "is_claim_checked",
+    "offload",
+    "restore",
+]
 
 POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
 # The Java extended client 1.x wrote this class name; its pointers are still in flight.
@@ -30,12 +48,29 @@ SIZE_PROPERTY = "ExtendedPayloadSize"
 # Older extended clients (before payload-offloading was split out) used this name.
 LEGACY_SIZE_PROPERTY = "SQSLargePayloadSize"
 
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+"""Largest claim-checked payload fetched by default. IRIS's largest bodies are
+results carrying base64 PDF reports, a few MiB at most; this leaves room
+above them while a pointer to a huge object cannot exhaust a consumer."""
+MAX_POINTER_BYTES = 4096
+"""A pointer body longer than this is refused unparsed (ours are ~150 bytes)."""
+MAX_KEY_BYTES = 1024
+"""S3's (and GCS's) longest object key."""
+_READ_CHUNK = 1024 * 1024
+_RESERVED_SEGMENT = ".iris-cloud"
+
+
+def _invalid(path: str, code: str, message: str) -> ValidationError:
+    return ValidationError("claim-check pointer", [FieldError(path, code, message)])
+
 
 def offload(message: Message, store: ObjectStore) -> Message:
     """Write ``message.body`` to ``store`` and return the message carrying the pointer."""
-    key = str(uuid.uuid4())
-    store.put(key, message.body, content_type=message.content_type or "application/octet-stream")
-    pointer = json.dumps([POINTER_CLASS, {"s3BucketName": store.container, "s3Key": key}])
+    name = str(uuid.uuid4())
+    store.put(name, message.body, content_type=message.content_type or "application/octet-stream")
+    pointer = json.dumps(
+        [POINTER_CLASS, {"s3BucketName": store.container, "s3Key": store.prefix + name}]
+    )
     properties = dict(message.properties)
     properties[SIZE_PROPERTY] = len(message.body)
     return replace(message, body=pointer.encode("utf-8"), properties=properties)
@@ -46,30 +81,105 @@ def is_claim_checked(message: Message) -> bool:
     return SIZE_PROPERTY in message.properties or LEGACY_SIZE_PROPERTY in message.properties
 
 
-def restore(message: Message, store: ObjectStore) -> Message:
-    """Fetch a claim-checked body back from ``store``; other messages pass unchanged."""
+def _declared_size(message: Message, max_bytes: int) -> None:
+    for name in (SIZE_PROPERTY, LEGACY_SIZE_PROPERTY):
+        if name not in message.properties:
+            continue
+        value: Any = message.properties[name]
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _invalid(f"properties.{name}", "size", "not a byte count")
+        if value > max_bytes:
+            raise _invalid(f"properties.{name}", "too_large", "over the claim-check size cap")
+
+
+def _pointer(body: bytes) -> tuple[str, str]:
+    """``(bucket, key)`` of a pointer body, or ValidationError (never the values)."""
+    if len(body) > MAX_POINTER_BYTES:
+        raise _invalid("body", "claim_check", "too long for a claim-check pointer")
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _invalid("body", "claim_check", f"not a {POINTER_CLASS} pointer") from exc
+    if not isinstance(parsed, list) or len(parsed) != 2 or not isinstance(parsed[1], dict):
+        raise _invalid("body", "claim_check", f"not a {POINTER_CLASS} pointer")
+    kind, fields = parsed
+    if kind not in (POINTER_CLASS, LEGACY_POINTER_CLASS):
+        raise _invalid("body[0]", "claim_check", "unknown pointer class")
+    bucket, key = fields.get("s3BucketName"), fields.get("s3Key")
+    if not isinstance(bucket, str) or not bucket:
+        raise _invalid("body[1].s3BucketName", "claim_check", "not a bucket name")
+    if not isinstance(key, str) or not key:
+        raise _invalid("body[1].s3Key", "claim_check", "not an object key")
+    return bucket, key
+
+
+def _source(bucket: str, key: str, stores: Sequence[ObjectStore]) -> tuple[ObjectStore, str]:
+    """The allowed store that holds ``bucket``/``key``, and the key's name inside it."""
+    from iris_cloud.ports import check_object_name
+
+    in_bucket = [s for s in stores if s.container == bucket]
+    if not in_bucket:
+        raise _invalid("body[1].s3BucketName", "not_allowed", "not the claim-check store")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise _invalid("body[1].s3Key", "claim_check", "longer than an object key can be")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in key):
+        raise _invalid("body[1].s3Key", "claim_check", "control characters in the key")
+    for store in in_bucket:
+        if not key.startswith(store.prefix):
+            continue
+        name = key[len(store.prefix) :]
+        try:
+            check_object_name(name)
+        except ConfigurationError as exc:
+            raise _invalid("body[1].s3Key", "claim_check", "not a safe object name") from exc
+        if _RESERVED_SEGMENT in name.split("/"):
+            raise _invalid("body[1].s3Key", "claim_check", "a reserved name")
+        return store, name
+    raise _invalid("body[1].s3Key", "not_allowed", "outside the claim-check store's prefix")
+
+
+def _read_capped(store: ObjectStore, name: str, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    with store.open_read(name) as fh:
+        while True:
+            chunk = fh.read(min(_READ_CHUNK, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise _invalid("body[1].s3Key", "too_large", "payload over the claim-check cap")
+    return b"".join(chunks)
+
+
+def restore(
+    message: Message,
+    store: ObjectStore,
+    *,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    sources: Sequence[ObjectStore] = (),
+) -> Message:
+    """Fetch a claim-checked body back from ``store``; other messages pass unchanged.
+
+    The pointer is checked before anything is fetched; a bad one raises
+    :class:`ValidationError` naming the field (``body[1].s3Key``, ...), never
+    its value. ``sources`` are further stores a pointer may name (another
+    sender's bucket you trust); ``max_bytes`` caps the payload, which is read
+    in chunks and refused as soon as it passes the cap. Errors of the store
+    itself (:class:`~iris_cloud.errors.NotFound`, ...) propagate.
+    """
     if not is_claim_checked(message):
         return message
-    try:
-        kind, pointer = json.loads(message.body)
-        bucket, key = pointer["s3BucketName"], pointer["s3Key"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValidationError(
-            "claim-check pointer",
-            [FieldError("body", "claim_check", f"not a {POINTER_CLASS} pointer")],
-        ) from exc
-    if kind not in (POINTER_CLASS, LEGACY_POINTER_CLASS):
-        raise ValidationError(
-            "claim-check pointer", [FieldError("body[0]", "claim_check", "unknown pointer class")]
-        )
-    if bucket != store.container:
-        raise ConfigurationError(
-            f"claim-check pointer names bucket {bucket!r} but the configured claim_check store "
-            f"is {store.container!r}"
-        )
+    _declared_size(message, max_bytes)
+    bucket, key = _pointer(message.body)
+    source, name = _source(bucket, key, [store, *sources])
+    body = _read_capped(source, name, max_bytes)
     properties = {
         k: v
         for k, v in message.properties.items()
         if k not in (SIZE_PROPERTY, LEGACY_SIZE_PROPERTY)
     }
-    return replace(message, body=store.get(key), properties=properties)
+    return replace(message, body=body, properties=properties)

@@ -28,12 +28,13 @@ from typing import IO, Any, ClassVar, Self
 
 from pydantic import BaseModel
 
+from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
 from iris_cloud.errors import (
     ConfigurationError,
     IrisCloudError,
     MessageTooLarge,
     NotFound,
-    ValidationError,
+    PermissionDenied,
 )
 from iris_cloud.private import private_dir
 
@@ -220,6 +221,12 @@ class MessageBroker(ABC):
     scheme: ClassVar[str] = ""
     capabilities: Capabilities = Capabilities()
 
+    claim_check_max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    """Largest claim-checked payload ``receive`` fetches; a pointer to more is dead-lettered."""
+    claim_check_sources: tuple[ObjectStore, ...] = ()
+    """Stores besides ``claim_check`` that a received pointer may name (trusted senders'
+    buckets); a pointer naming any other bucket is dead-lettered unfetched."""
+
     def __init__(self, *, claim_check: ObjectStore | None = None) -> None:
         self.claim_check = claim_check
 
@@ -293,41 +300,86 @@ class MessageBroker(ABC):
     def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]:
         """Receive up to ``max_messages`` under peek-lock, waiting up to ``wait`` seconds.
 
-        Claim-checked bodies are fetched back before the messages are returned.
-        A message whose pointer is malformed or whose payload is gone can never
-        be handled: it goes to the dead-letter queue (reason
-        ``ClaimCheckFailed``) and is left out. One whose payload cannot be
-        fetched for now is abandoned and left out, to come back after
-        :data:`CLAIM_CHECK_RETRY_DELAY`. When
-        the claim-check store refuses or is misconfigured, every message of
-        the batch is abandoned and the error is raised: that is for the
+        Each message is decoded on its own and claim-checked bodies are
+        fetched back before the messages are returned. A message that cannot
+        be decoded (reason ``DecodeFailed``) or whose pointer is invalid,
+        over :attr:`claim_check_max_bytes` or whose payload is gone (reason
+        ``ClaimCheckFailed``) can never be handled: it goes to the
+        dead-letter queue, with a description naming the failure's class and
+        field paths only, and is left out; the rest of the batch is returned.
+        One whose payload cannot be fetched for now is abandoned and left
+        out, to come back after :data:`CLAIM_CHECK_RETRY_DELAY`. Nothing a
+        sender writes makes this raise. Only when the claim-check store
+        refuses our credentials is every message of the batch abandoned and
+        :class:`~iris_cloud.errors.PermissionDenied` raised: that is for the
         operator to fix, not the messages' fault.
         """
-        received = self._receive(max_messages, wait)
-        if self.claim_check is None:
-            return received
-        from iris_cloud.claimcheck import restore
+        from iris_cloud.claimcheck import is_claim_checked, restore
+        from iris_cloud.decoding import DECODE_FAILED, UndecodableMessage, failure_text
 
-        restored: list[Message] = []
+        received = self._receive(max_messages, wait)
+        out: list[Message] = []
         for index, msg in enumerate(received):
+            if isinstance(msg, UndecodableMessage):
+                self._reject(msg, DECODE_FAILED, msg.decode_error)
+                continue
+            if self.claim_check is None or not is_claim_checked(msg):
+                out.append(msg)
+                continue
             try:
-                restored.append(restore(msg, self.claim_check))
-            except (ValidationError, NotFound) as exc:
-                log.warning(
-                    "claim check of message %s failed, dead-lettered: %s", msg.message_id, exc
+                out.append(
+                    restore(
+                        msg,
+                        self.claim_check,
+                        max_bytes=self.claim_check_max_bytes,
+                        sources=self.claim_check_sources,
+                    )
                 )
-                self.dead_letter(msg, "ClaimCheckFailed", str(exc))
+            except PermissionDenied:
+                for held in [*out, *received[index:]]:
+                    self._give_back(held)
+                raise
             except IrisCloudError as exc:
                 if exc.retryable:
                     log.warning(
-                        "claim check of message %s failed, abandoned: %s", msg.message_id, exc
+                        "claim check of message %s failed (%s), abandoned",
+                        msg.message_id,
+                        type(exc).__name__,
                     )
-                    self.abandon(msg, delay=CLAIM_CHECK_RETRY_DELAY)
-                    continue
-                for held in [*restored, *received[index:]]:
-                    self.abandon(held)
-                raise
-        return restored
+                    self._give_back(msg, CLAIM_CHECK_RETRY_DELAY)
+                else:
+                    self._reject(msg, "ClaimCheckFailed", failure_text(exc))
+            except Exception as exc:  # the pointer is the sender's: anything may fail
+                self._reject(msg, "ClaimCheckFailed", failure_text(exc))
+        return out
+
+    def _reject(self, msg: Message, reason: str, description: str) -> None:
+        """Dead-letter a message that can never be handled; never raises.
+
+        If even that fails (no dead-letter queue, a lost lock), the message is
+        given back with a delay: it is not lost, and it costs no other message.
+        """
+        log.warning(
+            "message %s cannot be handled (%s: %s); dead-lettering it",
+            msg.message_id,
+            reason,
+            description,
+        )
+        try:
+            self.dead_letter(msg, reason, description)
+        except Exception as exc:
+            log.error(
+                "dead-lettering message %s failed (%s); it is given back",
+                msg.message_id,
+                type(exc).__name__,
+            )
+            self._give_back(msg, CLAIM_CHECK_RETRY_DELAY)
+
+    def _give_back(self, msg: Message, delay: float | None = None) -> None:
+        try:
+            self.abandon(msg, delay=delay)
+        except Exception as exc:  # its lock expires instead
+            log.warning("abandoning message %s failed (%s)", msg.message_id, type(exc).__name__)
 
     def peek(self, max_messages: int = 1) -> list[Message]:
         """Look at up to ``max_messages`` messages, oldest first, without taking them.
@@ -379,9 +431,20 @@ class MessageBroker(ABC):
         out: list[Message] = []
         for msg in received:
             try:
-                out.append(restore(msg, self.claim_check))
-            except IrisCloudError as exc:
-                log.warning("dead letter %s keeps its claim-check pointer: %s", msg.message_id, exc)
+                out.append(
+                    restore(
+                        msg,
+                        self.claim_check,
+                        max_bytes=self.claim_check_max_bytes,
+                        sources=self.claim_check_sources,
+                    )
+                )
+            except Exception as exc:  # the pointer is the sender's: anything may fail
+                log.warning(
+                    "dead letter %s keeps its claim-check pointer (%s)",
+                    msg.message_id,
+                    type(exc).__name__,
+                )
                 out.append(msg)
         return out
 
@@ -451,6 +514,9 @@ class ObjectStore(ABC):
     scheme: ClassVar[str] = ""
     capabilities: Capabilities = Capabilities()
     chunk_size: ClassVar[int] = 8 * 1024 * 1024
+    prefix: str = ""
+    """The prefix every object name is placed under in :attr:`container` ('' or ending
+    in '/'): an object's full key there is ``prefix + name``."""
 
     @classmethod
     @abstractmethod
@@ -540,8 +606,6 @@ class ObjectStore(ABC):
 
     def exists(self, name: str) -> bool:
         """Whether ``name`` exists (needs read rights)."""
-        from iris_cloud.errors import NotFound
-
         try:
             self.info(name)
         except NotFound:

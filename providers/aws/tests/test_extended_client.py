@@ -31,9 +31,15 @@ def _open(moto: MotoServer, queue: str, claim_store: S3Store) -> SqsBroker:
     return SqsBroker.from_url(moto.broker_url(queue), claim_check=claim_store, **moto.options())
 
 
+@pytest.fixture(params=["", "claims"], ids=["no prefix", "key prefix"])
+def prefix(request: pytest.FixtureRequest) -> str:
+    """The claim-check store's key prefix: pointers name the full key either way."""
+    return str(request.param)
+
+
 @pytest.fixture
-def claim_store(moto: MotoServer, bucket: str) -> S3Store:
-    return S3Store.from_url(moto.store_url(bucket), **moto.options())
+def claim_store(moto: MotoServer, bucket: str, prefix: str) -> S3Store:
+    return S3Store.from_url(moto.store_url(bucket, prefix), **moto.options())
 
 
 @pytest.fixture
@@ -45,10 +51,16 @@ def small_queue(moto: MotoServer, name: str) -> str:
 
 @pytest.mark.parametrize("size_attribute", ["ExtendedPayloadSize", "SQSLargePayloadSize"])
 def test_we_read_what_an_extended_client_sends(
-    moto: MotoServer, small_queue: str, bucket: str, claim_store: S3Store, size_attribute: str
+    moto: MotoServer,
+    small_queue: str,
+    bucket: str,
+    prefix: str,
+    claim_store: S3Store,
+    size_attribute: str,
 ) -> None:
     s3, sqs = moto.client("s3"), moto.client("sqs")
-    key = str(uuid.uuid4())
+    # An extended client configured with the same prefix sends the object's full key.
+    key = f"{prefix}/{uuid.uuid4()}" if prefix else str(uuid.uuid4())
     s3.put_object(Bucket=bucket, Key=key, Body=RESULT)
     # The Java client serialises the pointer with Jackson: no spaces.
     pointer = json.dumps(
@@ -74,7 +86,7 @@ def test_we_read_what_an_extended_client_sends(
 
 
 def test_an_extended_client_reads_what_we_send(
-    moto: MotoServer, small_queue: str, bucket: str, claim_store: S3Store
+    moto: MotoServer, small_queue: str, bucket: str, prefix: str, claim_store: S3Store
 ) -> None:
     broker = SqsBroker.from_url(
         moto.broker_url(small_queue), claim_check=claim_store, **moto.options()
@@ -97,6 +109,8 @@ def test_an_extended_client_reads_what_we_send(
     assert pointer[0] == POINTER_CLASS
     assert set(pointer[1]) == {"s3BucketName", "s3Key"}
     assert pointer[1]["s3BucketName"] == bucket
+    # The key is the object's full key, prefix included: a client fetches it as it is.
+    assert pointer[1]["s3Key"].startswith(f"{prefix}/" if prefix else "")
     # 3. the object it names holds the original body (the Python client decodes it as UTF-8).
     payload = s3.get_object(Bucket=bucket, Key=pointer[1]["s3Key"])["Body"].read()
     assert payload == RESULT
@@ -123,3 +137,29 @@ def test_offloaded_message_counts_the_size_attribute(
         broker.send(Message(body=RESULT, properties=props))
     # Refused before offloading: no orphaned payload in the bucket.
     assert list(claim_store.list()) == []
+
+
+def test_a_foreign_key_outside_the_prefix_is_dead_lettered(
+    moto: MotoServer, small_queue: str, bucket: str
+) -> None:
+    # An extended client without our prefix writes to the bucket's root: that
+    # object is not in our claim-check store, so the pointer is refused unfetched.
+    s3, sqs = moto.client("s3"), moto.client("sqs")
+    key = str(uuid.uuid4())
+    s3.put_object(Bucket=bucket, Key=key, Body=RESULT)
+    pointer = json.dumps([POINTER_CLASS, {"s3BucketName": bucket, "s3Key": key}])
+    queue_url = sqs.get_queue_url(QueueName=small_queue)["QueueUrl"]
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=pointer,
+        MessageAttributes={
+            "ExtendedPayloadSize": {"DataType": "Number", "StringValue": str(len(RESULT))}
+        },
+    )
+    store = S3Store.from_url(moto.store_url(bucket, "claims"), **moto.options())
+    broker = _open(moto, small_queue, store)
+    assert broker.receive(wait=1) == []
+    [dead] = broker.receive_dead_letters(wait=1)
+    assert dead.dead_letter_reason == "ClaimCheckFailed"
+    assert dead.dead_letter_description == "ValidationError at body[1].s3Key"
+    broker.complete(dead)

@@ -87,6 +87,7 @@ from typing import IO, Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
 from iris_cloud._nofollow import open_below
+from iris_cloud.decoding import decode_each
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
@@ -440,7 +441,9 @@ class LocalBroker(MessageBroker):
                 )
                 .fetchall()
             )
-        return [self._message(self.queue, row) for row in rows]
+        return decode_each(
+            rows, lambda row: self._message(self.queue, row), lambda row: Message(b"")
+        )
 
     def _poll(self, queue: str, max_messages: int, wait: float, limit: int | None) -> list[Message]:
         self.access.require("receive", f"receive from queue {queue!r}")
@@ -484,7 +487,18 @@ class LocalBroker(MessageBroker):
                     db.execute("ROLLBACK")
                 raise
         locked_until = datetime.fromtimestamp(now + self.lock_seconds, UTC)
-        return [self._message(queue, row, token, locked_until) for row in rows]
+        return decode_each(
+            rows,
+            lambda row: self._message(queue, row, token, locked_until),
+            lambda row: Message(
+                b"",
+                lock_token=token,
+                locked_until=locked_until,
+                dead_letter_reason=row[8],
+                dead_letter_description=row[9],
+                raw=_Handle(queue, row[0]),
+            ),
+        )
 
     def _select_ready(
         self, db: sqlite3.Connection, queue: str, max_messages: int, limit: int | None

@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
+from iris_cloud.decoding import decode_each
 from iris_cloud.errors import AlreadyExists, ConfigurationError, LockLost, NotFound
 from iris_cloud.hookspecs import hookimpl
 from iris_cloud.ports import (
@@ -252,15 +253,16 @@ class MemoryBroker(MessageBroker):
         q = self._queue
         with q.cond:
             entries = sorted(q.entries.values(), key=lambda e: e.seq)[:max_messages]
-            return [
-                replace(
+            return decode_each(
+                entries,
+                lambda e: replace(
                     e.message,
                     properties=dict(e.message.properties),
                     delivery_count=e.delivery_count,
                     enqueued_at=e.enqueued_at,
-                )
-                for e in entries
-            ]
+                ),
+                lambda e: Message(b"", delivery_count=e.delivery_count),
+            )
 
     def _take(self, q: _Queue, max_messages: int, wait: float, limit: int | None) -> list[Message]:
         self._check_open()
@@ -271,7 +273,7 @@ class MemoryBroker(MessageBroker):
         with q.cond:
             while True:
                 now = time.monotonic()
-                got: list[Message] = []
+                got: list[_Entry] = []
                 next_visible: float | None = None
                 for entry in list(q.entries.values()):
                     if entry.visible_at > now:
@@ -288,20 +290,33 @@ class MemoryBroker(MessageBroker):
                             f"delivered {entry.delivery_count} times (max_delivery_count={limit})",
                         )
                         continue
-                    got.append(self._lock(q, entry, now))
+                    got.append(self._lock(entry, now))
                     if len(got) >= max_messages:
                         break
                 if got or now >= deadline:
-                    return got
+                    return decode_each(
+                        got,
+                        lambda e: self._delivered(q, e),
+                        lambda e: Message(
+                            b"",
+                            lock_token=e.token,
+                            dead_letter_reason=e.message.dead_letter_reason,
+                            dead_letter_description=e.message.dead_letter_description,
+                            raw=_Handle(q, e.seq),
+                        ),
+                    )
                 timeout = deadline - now
                 if next_visible is not None:
                     timeout = min(timeout, next_visible - now)
                 q.cond.wait(max(timeout, 0.001))
 
-    def _lock(self, q: _Queue, entry: _Entry, now: float) -> Message:
+    def _lock(self, entry: _Entry, now: float) -> _Entry:
         entry.delivery_count += 1
         entry.token = uuid.uuid4().hex
         entry.visible_at = now + self.lock_seconds
+        return entry
+
+    def _delivered(self, q: _Queue, entry: _Entry) -> Message:
         return replace(
             entry.message,
             properties=dict(entry.message.properties),

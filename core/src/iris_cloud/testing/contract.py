@@ -38,6 +38,14 @@ The environment protocols (:class:`BrokerContractEnv`, :class:`StoreContractEnv`
 * ``store_env.new_store()`` returns a fresh, empty store (container or
   prefix) with full rights; ``open_write_only(store)`` / ``open_read_only(store)``
   open the same container with write-only / read-only credentials, or ``None``.
+* Optional ``broker_env.send_undecodable(url) -> list[str]``: puts on the queue,
+  through the service's own SDK (or straight into a built-in provider's
+  storage), messages that the provider cannot decode (an attribute that lies
+  about its type or encoding, a body or property of a kind the service allows
+  but :class:`~iris_cloud.ports.Message` does not), and returns the names of
+  the cases sent. The suite checks that each is dead-lettered alone
+  (``DecodeFailed``) while the messages around it are delivered; without the
+  hook that test skips.
 * Optional attribute ``store_env.signed_put_headers``: headers a signed PUT
   needs on that service (Azure wants ``x-ms-blob-type``); default none.
 
@@ -62,6 +70,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import threading
 import time
@@ -74,6 +83,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import pytest
 
+from iris_cloud.claimcheck import POINTER_CLASS, SIZE_PROPERTY
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
@@ -92,6 +102,7 @@ from iris_cloud.ports import (
 )
 
 __all__ = [
+    "HOSTILE",
     "BrokerContract",
     "BrokerContractEnv",
     "StoreContract",
@@ -140,6 +151,11 @@ class StoreContractEnv(Protocol):
     def open_read_only(self, store: ObjectStore) -> ObjectStore | None:
         """``store``'s container with read-only credentials; ``None`` if not expressible."""
         ...
+
+
+HOSTILE = "HOSTILE-value"
+"""A marker that hostile test messages carry in their values: a dead-letter reason
+or description that contains it quotes the message."""
 
 
 def large_object_mb() -> int:
@@ -582,7 +598,8 @@ class BrokerContract:
             b.complete(got[0])
             dead = _drain(b, 1, timeout=10, dead_letters=True)
             assert [d.dead_letter_reason for d in dead] == ["ClaimCheckFailed"]
-            assert payload in (dead[0].dead_letter_description or "")
+            # The failure's class, never a value from the message (the key is the sender's).
+            assert dead[0].dead_letter_description == "NotFound"
             b.complete(dead[0])
 
     def test_claim_check_bad_pointer_is_dead_lettered(
@@ -596,6 +613,86 @@ class BrokerContract:
             assert [d.body for d in dead] == [b"not a pointer"]
             assert dead[0].dead_letter_reason == "ClaimCheckFailed"
             b.complete(dead[0])
+
+    def test_hostile_claim_check_pointers_cost_no_other_message(
+        self, broker_env: BrokerContractEnv, queue_url: str
+    ) -> None:
+        store = broker_env.claim_check_store()
+        cap = 4096
+        store.put("fits", b"the payload")
+        store.put("too-big", b"x" * (cap + 1))
+        bucket, prefix = store.container, store.prefix
+
+        def pointer(fields: object, size: int = 10) -> Message:
+            body = json.dumps([POINTER_CLASS, fields]).encode()
+            return Message(body=body, properties={SIZE_PROPERTY: size})
+
+        hostile = {
+            "nested": Message(body=b"[" * 100_000 + b"]" * 100_000, properties={SIZE_PROPERTY: 10}),
+            "other bucket": pointer({"s3BucketName": f"{HOSTILE}-bucket", "s3Key": "fits"}),
+            "dot-dot": pointer({"s3BucketName": bucket, "s3Key": f"{prefix}../{HOSTILE}"}),
+            "absolute": pointer({"s3BucketName": bucket, "s3Key": f"{prefix}/{HOSTILE}"}),
+            "non-string key": pointer({"s3BucketName": bucket, "s3Key": 12345}),
+            "reserved key": pointer({"s3BucketName": bucket, "s3Key": f"{prefix}.iris-cloud/x"}),
+            "control characters": pointer({"s3BucketName": bucket, "s3Key": f"{prefix}a\nb"}),
+            "declared over the cap": pointer(
+                {"s3BucketName": bucket, "s3Key": f"{prefix}fits"}, size=cap + 1
+            ),
+            "payload over the cap": pointer({"s3BucketName": bucket, "s3Key": f"{prefix}too-big"}),
+            "not a size": Message(body=b"[]", properties={SIZE_PROPERTY: HOSTILE}),
+        }
+        if prefix:
+            hostile["outside the prefix"] = pointer({"s3BucketName": bucket, "s3Key": "fits"})
+        with broker_env.open(queue_url) as plain:
+            plain.send(b"good before")
+            plain.send(list(hostile.values()))
+            # A pointer written by another client names the full key: it is followed.
+            plain.send(pointer({"s3BucketName": bucket, "s3Key": f"{prefix}fits"}))
+            plain.send(b"good after")
+        with broker_env.open(queue_url, claim_check=store) as b:
+            b.claim_check_max_bytes = cap
+            good, dead = self._separate(b, 3, len(hostile))
+            assert sorted(m.body for m in good) == [b"good after", b"good before", b"the payload"]
+            assert len(dead) == len(hostile)
+            for d in dead:
+                assert d.dead_letter_reason == "ClaimCheckFailed"
+                assert HOSTILE not in (d.dead_letter_description or "")
+                b.complete(d)
+
+    def test_undecodable_messages_cost_no_other_message(
+        self, broker_env: BrokerContractEnv, queue_url: str
+    ) -> None:
+        send_undecodable = getattr(broker_env, "send_undecodable", None)
+        if send_undecodable is None:
+            pytest.skip("the environment has no send_undecodable hook")
+        with broker_env.open(queue_url) as b:
+            b.send(b"good before")
+            cases = send_undecodable(queue_url)
+            assert cases, "send_undecodable sent nothing"
+            b.send(b"good after")
+            good, dead = self._separate(b, 2, len(cases))
+            assert sorted(m.body for m in good) == [b"good after", b"good before"], cases
+            assert len(dead) == len(cases), cases
+            for d in dead:
+                assert d.dead_letter_reason == "DecodeFailed"
+                description = d.dead_letter_description or ""
+                assert description.isidentifier(), description  # a class name, no values
+                b.complete(d)
+
+    def _separate(
+        self, broker: MessageBroker, good: int, bad: int
+    ) -> tuple[list[Message], list[Message]]:
+        """Receive until ``good`` messages arrived and ``bad`` ones reached the dead letters."""
+        got: list[Message] = []
+        dead: list[Message] = []
+        deadline = time.monotonic() + 20 + self.settle_margin
+        while time.monotonic() < deadline and (len(got) < good or len(dead) < bad):
+            for msg in broker.receive(max_messages=10, wait=0.5):
+                got.append(msg)
+                broker.complete(msg)
+            if len(dead) < bad:
+                dead += broker.receive_dead_letters(max_messages=10, wait=0.2)
+        return got, dead
 
     # peek -------------------------------------------------------------------
     def test_peek_takes_nothing(self, broker: MessageBroker) -> None:

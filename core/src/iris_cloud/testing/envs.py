@@ -8,9 +8,16 @@ credentials.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from iris_cloud.testing.contract import HOSTILE
 
 if TYPE_CHECKING:
     from iris_cloud.ports import MessageBroker, ObjectStore
@@ -41,6 +48,22 @@ class MemoryBrokerEnv:
         from iris_cloud.providers.memory import MemoryBroker
 
         return MemoryBroker.from_url(url, claim_check=claim_check)
+
+    def send_undecodable(self, url: str) -> list[str]:
+        """Put messages no decoder accepts straight into the queue (see the contract suite)."""
+        from iris_cloud.ports import Message
+        from iris_cloud.providers.memory import _queue
+
+        cases: dict[str, Any] = {
+            "properties not a mapping": {"body": b"x", "properties": [HOSTILE]},
+            "property value not a scalar": {"body": b"x", "properties": {"k": [HOSTILE]}},
+            "body not bytes": {"body": HOSTILE},
+        }
+        q = _queue(urlsplit(url).netloc)
+        with q.cond:
+            for fields in cases.values():
+                q.add(Message(**fields))
+        return list(cases)
 
     def claim_check_store(self) -> ObjectStore:
         """A fresh ``mem://`` container."""
@@ -105,6 +128,27 @@ class LocalBrokerEnv:
         from iris_cloud.providers.local import LocalBroker
 
         return LocalBroker.from_url(url, claim_check=claim_check)
+
+    def send_undecodable(self, url: str) -> list[str]:
+        """Insert rows no decoder accepts straight into the queue database."""
+        from iris_cloud.providers.local import DATABASE_NAME
+
+        queue = dict(parse_qsl(urlsplit(url).query))["queue"]
+        cases = {
+            "properties not JSON": (HOSTILE, b"x"),
+            "properties not a mapping": (json.dumps([HOSTILE]), b"x"),
+            "property value not a scalar": (json.dumps({"k": {"v": HOSTILE}}), b"x"),
+            "body stored as text": ("{}", HOSTILE),
+        }
+        now = time.time()
+        database = self.root / "queues" / DATABASE_NAME
+        with contextlib.closing(sqlite3.connect(database)) as db, db:
+            db.executemany(
+                "INSERT INTO messages (queue, visible_at, enqueued_at, message_id, "
+                "properties, body) VALUES (?, ?, ?, ?, ?, ?)",
+                [(queue, now, now, uuid.uuid4().hex, p, body) for p, body in cases.values()],
+            )
+        return list(cases)
 
     def claim_check_store(self) -> ObjectStore:
         """A ``file://`` store beside the queues."""

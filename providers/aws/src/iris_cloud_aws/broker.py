@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from iris_cloud.claimcheck import SIZE_PROPERTY, is_claim_checked, offload
+from iris_cloud.decoding import decode_each
 from iris_cloud.errors import (
     ConfigurationError,
     FieldError,
@@ -147,6 +148,15 @@ def _decode_property(attr: Mapping[str, Any]) -> str | int | float | bool:
         except ValueError:
             return float(text)
     return text
+
+
+def _spilled(attr: Mapping[str, Any]) -> str | int | float | bool:
+    # A dead-lettered message may be one whose attributes did not decode:
+    # what does not decode travels on as its text.
+    try:
+        return _decode_property(attr)
+    except (ValueError, TypeError):
+        return str(attr.get("StringValue", ""))
 
 
 def _attributes_size(attrs: Mapping[str, Mapping[str, Any]]) -> int:
@@ -370,7 +380,10 @@ class SqsBroker(MessageBroker):
         if encoding == "empty":
             return b""
         if encoding == "base64":
-            return base64.b64decode(text)
+            # Strict: a body that is not base64 is refused, not silently mangled.
+            return base64.b64decode(text, validate=True)
+        if encoding is not None:
+            raise ValueError("unknown iris_body_encoding")
         return text.encode("utf-8")
 
     def _attributes(self, msg: Message, encoding: str | None) -> dict[str, dict[str, str]]:
@@ -517,7 +530,13 @@ class SqsBroker(MessageBroker):
                 resp = self._sqs.receive_message(**kwargs)
             now = datetime.now(UTC)
             got = resp.get("Messages", [])
-            out.extend(self._decode(queue_url, m, now) for m in got)
+            out.extend(
+                decode_each(
+                    got,
+                    lambda m, at=now: self._decode(queue_url, m, at),
+                    lambda m: self._shell(queue_url, m),
+                )
+            )
             if not got:
                 if out or time.monotonic() >= deadline:
                     break
@@ -581,6 +600,26 @@ class SqsBroker(MessageBroker):
                 "out, so its receipt handle may be stale; it will be delivered again"
             )
         return handle
+
+    @staticmethod
+    def _shell(queue_url: str, raw: dict[str, Any]) -> Message:
+        # What settles (and, in the dead-letter queue, explains) a message
+        # that did not decode: SQS's own fields and our reason attributes.
+        attrs = raw.get("MessageAttributes") or {}
+
+        def text(name: str) -> str | None:
+            value = (attrs.get(name) or {}).get("StringValue")
+            return value if isinstance(value, str) else None
+
+        receipt = str(raw["ReceiptHandle"])
+        return Message(
+            body=b"",
+            message_id=str(raw.get("MessageId", "")),
+            lock_token=receipt,
+            dead_letter_reason=text(ATTR_DL_REASON),
+            dead_letter_description=text(ATTR_DL_DESCRIPTION),
+            raw=_Handle(queue_url, receipt, raw),
+        )
 
     def _handle(self, message: Message) -> _Handle:
         if isinstance(message.raw, _Handle):
@@ -666,7 +705,7 @@ class SqsBroker(MessageBroker):
             # Headers first, then properties in order, then the rest as JSON.
             ordered = sorted(attrs, key=lambda k: (k not in HEADER_ATTRIBUTES, k))
             keep, spill = ordered[: room - 1], ordered[room - 1 :]
-            overflow = {k: _decode_property(attrs[k]) for k in spill}
+            overflow = {k: _spilled(attrs[k]) for k in spill}
             attrs = {k: attrs[k] for k in keep}
             attrs[ATTR_OVERFLOW] = {"DataType": "String", "StringValue": json.dumps(overflow)}
         attrs.update(extra)

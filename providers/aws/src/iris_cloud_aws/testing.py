@@ -33,8 +33,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
+from iris_cloud.testing.contract import HOSTILE
 from iris_cloud.testing.processes import stop_process
 
 if TYPE_CHECKING:
@@ -376,11 +378,39 @@ class SqsBrokerEnv(_IamEnv):
         return SqsBroker.from_url(url, claim_check=claim_check, **self.server.options())
 
     def claim_check_store(self) -> S3Store:
-        """A fresh bucket for the claim check."""
+        """A fresh bucket for the claim check, under a key prefix as deployments often have."""
         from iris_cloud_aws.store import S3Store
 
         bucket = self.server.create_bucket(_random("claim-check"))
-        return S3Store.from_url(self.server.store_url(bucket), **self.server.options())
+        return S3Store.from_url(self.server.store_url(bucket, "claims"), **self.server.options())
+
+    def send_undecodable(self, url: str) -> list[str]:
+        """Send, with plain boto3, messages whose attributes lie about their body or type."""
+        from iris_cloud_aws.broker import queue_location
+
+        parts = urlsplit(url)
+        queue_url, _, _ = queue_location(parts.netloc, parts.path, self.server.endpoint_url)
+        string = {"DataType": "String", "StringValue": HOSTILE}
+        cases: dict[str, tuple[str, dict[str, Any]]] = {
+            "base64 encoding on a body that is not": (
+                HOSTILE,
+                {"iris_body_encoding": {"DataType": "String", "StringValue": "base64"}},
+            ),
+            "unknown body encoding": ("x", {"iris_body_encoding": string}),
+            "String.float that is not a number": (
+                "x",
+                {"f": {"DataType": "String.float", "StringValue": HOSTILE}},
+            ),
+            "overflow that is not JSON": ("x", {"iris_overflow": string}),
+            "overflow with a non-scalar property": (
+                "x",
+                {"iris_overflow": {"DataType": "String", "StringValue": f'{{"k": ["{HOSTILE}"]}}'}},
+            ),
+        }
+        sqs = self.server.client("sqs")
+        for body, attributes in cases.values():
+            sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=attributes)
+        return list(cases)
 
     def _restricted(self, url: str, actions: list[str]) -> SqsBroker:
         from iris_cloud_aws.broker import SqsBroker

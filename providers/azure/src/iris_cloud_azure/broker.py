@@ -32,7 +32,9 @@ from azure.servicebus import (
     ServiceBusSender,
     ServiceBusSubQueue,
 )
+from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError
+from iris_cloud.decoding import decode_each
 from iris_cloud.errors import ConfigurationError, MessageTooLarge
 from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
 
@@ -74,7 +76,12 @@ def _body(message: ServiceBusReceivedMessage) -> bytes:
     if isinstance(body, bytes | bytearray):
         return bytes(body)
     if isinstance(body, str):
+        # An AMQP value body holding a string, as older .NET senders write.
         return body.encode("utf-8")
+    if message.body_type != AmqpMessageBodyType.DATA:
+        # A sequence, or a value that is a map, list or number: not bytes
+        # we could hand on without guessing an encoding.
+        raise TypeError("an AMQP sequence or non-string value body")
     # A data body arrives as an iterator of sections.
     return b"".join(bytes(section) for section in body)
 
@@ -345,7 +352,7 @@ class ServiceBusBroker(MessageBroker):
             # Without a sequence number the receiver browses on from its last
             # peek or receive; from 1 it is always the oldest.
             peeked = receiver.peek_messages(max_message_count=max_messages, sequence_number=1)
-        return [self._from_sdk(m, None) for m in peeked]
+        return decode_each(peeked, lambda m: self._from_sdk(m, None), lambda m: Message(b""))
 
     def _receive_from(
         self, receiver: ServiceBusReceiver, max_messages: int, wait: float
@@ -354,7 +361,17 @@ class ServiceBusBroker(MessageBroker):
             received = receiver.receive_messages(
                 max_message_count=max(1, max_messages), max_wait_time=max(wait, MIN_WAIT)
             )
-        return [self._from_sdk(m, receiver) for m in received]
+        return decode_each(
+            received,
+            lambda m: self._from_sdk(m, receiver),
+            lambda m: Message(
+                b"",
+                lock_token=str(m.lock_token) if m.lock_token else None,
+                dead_letter_reason=_text(m.dead_letter_reason),
+                dead_letter_description=_text(m.dead_letter_error_description),
+                raw=_Held(m, receiver),
+            ),
+        )
 
     @staticmethod
     def _from_sdk(sdk: ServiceBusReceivedMessage, receiver: ServiceBusReceiver | None) -> Message:

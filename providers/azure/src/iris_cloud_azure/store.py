@@ -322,6 +322,11 @@ class AzureBlobStore(ObjectStore):
         return str(self._client.container_name)
 
     @property
+    def prefix(self) -> str:
+        """The prefix every object name is placed under ('' or ending in '/')."""
+        return self._prefix
+
+    @property
     def container_client(self) -> ContainerClient:
         """The SDK's ``ContainerClient`` in use (for what the port does not cover)."""
         return self._client

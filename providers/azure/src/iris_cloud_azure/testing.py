@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
+from iris_cloud.testing.contract import HOSTILE
 from iris_cloud.testing.processes import stop_process
 
 if TYPE_CHECKING:
@@ -492,6 +493,30 @@ class ServiceBusBrokerEnv:
     def open_receive_only(self, url: str) -> Any:
         """Open ``url`` with the Listen-only key."""
         return self._open(url, LISTEN_KEY)
+
+    def send_undecodable(self, url: str) -> list[str]:
+        """Send, with the azure-servicebus SDK, messages of kinds AMQP allows and we do not."""
+        from azure.servicebus import ServiceBusClient, ServiceBusMessage
+        from azure.servicebus.amqp import AmqpAnnotatedMessage
+
+        entity = urlsplit(url).path.strip("/").split("/")[0]
+        cases: dict[str, Any] = {
+            "application property that is a list": ServiceBusMessage(
+                b"x", application_properties={"k": [HOSTILE]}
+            ),
+            "application property that is a UUID": ServiceBusMessage(
+                b"x", application_properties={"k": uuid.uuid4()}
+            ),
+            "AMQP value body (a map)": AmqpAnnotatedMessage(value_body={"k": HOSTILE}),
+        }
+        conn = self._server_for(url).connection_string(self.full_key, entity)
+        with (
+            ServiceBusClient.from_connection_string(conn) as client,
+            client.get_queue_sender(entity) as sender,
+        ):
+            for message in cases.values():
+                sender.send_messages(message)
+        return list(cases)
 
     def claim_check_store(self) -> ObjectStore:
         """A fresh Azurite container (or ``mem://`` container without Azurite)."""

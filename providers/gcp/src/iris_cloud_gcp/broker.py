@@ -54,6 +54,7 @@ from urllib.parse import urlsplit
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
+from iris_cloud.decoding import decode_each
 from iris_cloud.errors import ConfigurationError, IrisCloudError, NotFound
 from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectStore
 
@@ -518,7 +519,11 @@ class PubSubBroker(MessageBroker):
                     raise
                 received = []
             if received:
-                return [self._to_message(subscription, rm) for rm in received]
+                return decode_each(
+                    received,
+                    lambda rm: self._to_message(subscription, rm),
+                    lambda rm: self._shell(subscription, rm),
+                )
             if time.monotonic() >= deadline:
                 return []
             if time.monotonic() - started < 0.05:
@@ -545,6 +550,22 @@ class PubSubBroker(MessageBroker):
         )
         message.raw = _Receipt(subscription, received.ack_id, pb.data, attributes, pb.message_id)
         return message
+
+    @staticmethod
+    def _shell(subscription: str, received: Any) -> Message:
+        # What settles (and, in the dead-letter subscription, explains) a
+        # message that did not decode: Pub/Sub's own fields and our reason.
+        pb = received.message
+        attributes = dict(pb.attributes)
+        return Message(
+            body=pb.data,
+            message_id=pb.message_id,
+            delivery_count=int(received.delivery_attempt),
+            lock_token=received.ack_id,
+            dead_letter_reason=attributes.get(A_REASON),
+            dead_letter_description=attributes.get(A_DESCRIPTION),
+            raw=_Receipt(subscription, received.ack_id, pb.data, attributes, pb.message_id),
+        )
 
     def _count_delivery(self, pubsub_message_id: str) -> int:
         """Deliveries of this message seen by this broker (no dead-letter policy: an estimate)."""

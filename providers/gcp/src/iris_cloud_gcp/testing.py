@@ -29,7 +29,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
+from iris_cloud.testing.contract import HOSTILE
 from iris_cloud.testing.processes import stop_process
 
 if TYPE_CHECKING:
@@ -378,6 +380,17 @@ class PubSubBrokerEnv:
         return PubSubBroker.from_url(
             url, emulator_host=self.servers.pubsub_host, claim_check=claim_check
         )
+
+    def send_undecodable(self, url: str) -> list[str]:
+        """Publish, with google-cloud-pubsub, messages whose ``iris-types`` is not a mapping."""
+        topic = (
+            f"projects/{self.admin.project}/topics/" + dict(parse_qsl(urlsplit(url).query))["topic"]
+        )
+        cases = {"iris-types of []": "[]", "iris-types of null": "null"}
+        for types in cases.values():
+            attributes = {"iris-types": types, "k": HOSTILE}
+            self.admin.publisher.publish(topic, b"x", **attributes).result(timeout=30)
+        return list(cases)
 
     def claim_check_store(self) -> GcsStore:
         """A bucket on the storage emulator."""
