@@ -62,6 +62,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
 from iris_cloud.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -380,6 +381,9 @@ class Profile(BaseModel):
     images: Endpoint | None = None
     results_store: Endpoint | None = None
     claim_check: Endpoint | None = None
+    claim_check_max_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, gt=0)
+    """Largest claim-checked payload a receiving broker fetches; a pointer to more is
+    dead-lettered unfetched (default 16 MiB)."""
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     source: str | None = Field(default=None, exclude=True)
@@ -503,6 +507,7 @@ class Profile(BaseModel):
             _close_with(broker, claim_check)
         if claim_check is not None:
             broker.claim_check = claim_check
+        broker.claim_check_max_bytes = self.claim_check_max_bytes
         return broker
 
     # -- the other side ------------------------------------------------------
