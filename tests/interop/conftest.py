@@ -19,3 +19,15 @@ def sb_server() -> Iterator[Any]:
             yield server
     except ServerUnavailable as exc:
         require_server(f"Service Bus emulator: {exc}")
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Any]:
+    """A moto server (SQS and S3) on loopback for the session."""
+    from iris_cloud_aws.testing import ServerUnavailable, moto_server
+
+    try:
+        with moto_server() as server:
+            yield server
+    except ServerUnavailable as exc:
+        require_server(f"moto: {exc}")
