@@ -314,7 +314,7 @@ class MessageBroker(ABC):
         :class:`~iris_cloud.errors.PermissionDenied` raised: that is for the
         operator to fix, not the messages' fault.
         """
-        from iris_cloud.claimcheck import is_claim_checked, restore
+        from iris_cloud.claimcheck import is_claim_checked
         from iris_cloud.decoding import DECODE_FAILED, UndecodableMessage, failure_text
 
         received = self._receive(max_messages, wait)
@@ -327,14 +327,7 @@ class MessageBroker(ABC):
                 out.append(msg)
                 continue
             try:
-                out.append(
-                    restore(
-                        msg,
-                        self.claim_check,
-                        max_bytes=self.claim_check_max_bytes,
-                        sources=self.claim_check_sources,
-                    )
-                )
+                out.append(self._restore(msg, self.claim_check))
             except PermissionDenied:
                 for held in [*out, *received[index:]]:
                     self._give_back(held)
@@ -352,6 +345,13 @@ class MessageBroker(ABC):
             except Exception as exc:  # the pointer is the sender's: anything may fail
                 self._reject(msg, "ClaimCheckFailed", failure_text(exc))
         return out
+
+    def _restore(self, msg: Message, store: ObjectStore) -> Message:
+        from iris_cloud.claimcheck import restore
+
+        return restore(
+            msg, store, max_bytes=self.claim_check_max_bytes, sources=self.claim_check_sources
+        )
 
     def _reject(self, msg: Message, reason: str, description: str) -> None:
         """Dead-letter a message that can never be handled; never raises.
@@ -426,19 +426,10 @@ class MessageBroker(ABC):
         received = self._receive_dead_letters(max_messages, wait)
         if self.claim_check is None:
             return received
-        from iris_cloud.claimcheck import restore
-
         out: list[Message] = []
         for msg in received:
             try:
-                out.append(
-                    restore(
-                        msg,
-                        self.claim_check,
-                        max_bytes=self.claim_check_max_bytes,
-                        sources=self.claim_check_sources,
-                    )
-                )
+                out.append(self._restore(msg, self.claim_check))
             except Exception as exc:  # the pointer is the sender's: anything may fail
                 log.warning(
                     "dead letter %s keeps its claim-check pointer (%s)",
