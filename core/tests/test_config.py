@@ -110,11 +110,16 @@ def test_credentials_in_urls_are_refused_without_echoing_them() -> None:
 
 
 def test_mask_url() -> None:
+    # Only the options the scheme's provider declares public are shown.
+    public = frozenset({"region", "sv"})
     assert (
-        mask_url("https://u:pw@host/x?sig=1&region=eu") == "https://u:***@host/x?sig=***&region=eu"
+        mask_url("https://u:pw@host/x?sig=1&region=eu", public)
+        == "https://u:***@host/x?sig=***&region=eu"
     )
     assert mask_url("local:///var/iris?queue=orders") == "local:///var/iris?queue=orders"
-    assert mask_url("azblob://acct/c?sv=1&sig=abc#f") == "azblob://acct/c?sv=1&sig=***#f"
+    assert mask_url("azblob://acct/c?sv=1&sig=abc#f", public) == "azblob://acct/c?sv=1&sig=***#f"
+    # A scheme no installed provider serves shows no query value at all.
+    assert mask_url("nosuch://acct/c?sv=1&pwd=abc") == "nosuch://acct/c?sv=***&pwd=***"
 
 
 def test_literal_secret_in_a_file_is_refused(isolated: Path) -> None:

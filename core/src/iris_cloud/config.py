@@ -40,6 +40,7 @@ the role and how to set it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -83,6 +84,7 @@ __all__ = [
     "load_profile",
     "mask_url",
     "profile_names",
+    "public_options",
 ]
 
 Side = Literal["integrator", "platform"]
@@ -128,9 +130,22 @@ def is_secret_option(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def mask_url(url: str) -> str:
-    """``url`` with any password and secret-looking query parameters replaced by ``***``.
+def public_options(scheme: str) -> frozenset[str]:
+    """The options of ``scheme`` that may be shown: what its provider declares.
 
+    Providers list them (the ``iris_cloud_public_options`` hook); anything
+    else, including every option of a scheme no installed provider serves,
+    is masked, whatever its name.
+    """
+    from iris_cloud.plugins import public_options as declared
+
+    return declared(scheme)
+
+
+def mask_url(url: str, public: frozenset[str] | None = None) -> str:
+    """``url`` with its password and every query value but the ``public`` ones as ``***``.
+
+    ``public`` defaults to :func:`public_options` of the URL's scheme.
     Everything else is kept exactly as written (``local:///dir`` stays so).
     """
     try:
@@ -142,14 +157,35 @@ def mask_url(url: str) -> str:
         host = parts.netloc.rpartition("@")[2]
         masked = masked.replace(parts.netloc, f"{parts.username or ''}:***@{host}", 1)
     if parts.query:
+        shown = public_options(parts.scheme) if public is None else public
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(is_secret_option(k) for k, _ in pairs):
-            query = urlencode(
-                [(k, "***" if is_secret_option(k) else v) for k, v in pairs], safe="*/:"
-            )
+        if any(k not in shown for k, _ in pairs):
+            query = urlencode([(k, v if k in shown else "***") for k, v in pairs], safe="*/:")
             base = masked.split("?", 1)[0]
             masked = f"{base}?{query}" + (f"#{parts.fragment}" if parts.fragment else "")
     return masked
+
+
+def _url_password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+def _hidden_query(url: str, public: frozenset[str]) -> list[str]:
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return []
+    return [v for k, v in parse_qsl(query, keep_blank_values=True) if k not in public]
+
+
+def _mask_option(value: Any, public: frozenset[str]) -> Any:
+    # A public option may still be a URL with a password in it (endpoint_url).
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value, public)
+    return value
 
 
 # --------------------------------------------------------------------- endpoints
@@ -286,18 +322,47 @@ class Endpoint(BaseModel):
 
     def masked(self) -> dict[str, Any]:
         """A printable form: URL masked, secrets shown as their reference or ``***``."""
-        out: dict[str, Any] = {"url": mask_url(self.url)}
+        public = public_options(self.scheme)
+        out: dict[str, Any] = {"url": mask_url(self.url, public)}
         for key, value in self.options.items():
-            out[key] = "***" if is_secret_option(key) else value
+            out[key] = _mask_option(value, public) if key in public else "***"
         for key, secret in self.secrets.items():
             out[key] = "***" if isinstance(secret, SecretStr) else f"*** ({secret})"
         if self.mirror is not None:
             out["mirror"] = self.mirror.masked()
         return out
 
+    def redact(self, text: str) -> str:
+        """``text`` (an error message, say) with every secret of this endpoint as ``***``.
+
+        Secret: any value :meth:`masked` hides (secrets, options the provider
+        does not declare public, their query values, URL passwords), also
+        when a library quotes it in its own message.
+        """
+        public = public_options(self.scheme)
+        values: list[str] = [_url_password(self.url), *_hidden_query(self.url, public)]
+        for key, value in self.options.items():
+            if key not in public:
+                values.append(str(value))
+            elif isinstance(value, str) and "://" in value:
+                values += [_url_password(value), *_hidden_query(value, public)]
+        for key, secret in self.secrets.items():
+            if isinstance(secret, SecretStr):
+                values.append(secret.get_secret_value())
+            else:
+                with contextlib.suppress(ConfigurationError):
+                    values.append(secret.resolve(key))
+        # Longest first, so a secret containing another is replaced whole.
+        for value in sorted({v for v in values if len(v) >= 3}, key=len, reverse=True):
+            text = text.replace(value, "***")
+        if self.mirror is not None:
+            text = self.mirror.redact(text)
+        return text
+
     def __repr__(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v in self.masked().items() if k != "url")
-        return f"Endpoint({mask_url(self.url)!r}{extra})"
+        masked = self.masked()
+        extra = "".join(f", {k}={v!r}" for k, v in masked.items() if k != "url")
+        return f"Endpoint({masked['url']!r}{extra})"
 
     __str__ = __repr__
 

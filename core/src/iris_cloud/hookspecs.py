@@ -42,6 +42,19 @@ def iris_cloud_store_schemes() -> dict[str, type[ObjectStore] | str]:
 
 
 @hookspec
+def iris_cloud_public_options() -> dict[str, frozenset[str]]:
+    """Return, per URL scheme this plugin serves, the options that hold no secret.
+
+    These names (options and URL query parameters alike) are the only ones
+    whose values ``iris-cloud config show``, ``check`` and the reprs of
+    endpoints and profiles print; every other option or query parameter of
+    that scheme is shown as ``***``, whatever its name (``pwd``, ``auth``,
+    ``sig``). A value that is a URL is printed with its password masked.
+    List only what is safe to show; a scheme with no entry is fully masked.
+    """
+
+
+@hookspec
 def iris_cloud_register_commands(cli: click.Group) -> None:
     """Add commands to the ``iris-cloud`` command group (``cli.add_command(...)``)."""
 

@@ -132,6 +132,14 @@ def _load(scheme: str, target: SchemeTarget, kind: Kind) -> type[Any]:
     return cls
 
 
+def public_options(scheme: str) -> frozenset[str]:
+    """The options of ``scheme`` that hold no secret (``iris_cloud_public_options``)."""
+    names: set[str] = set()
+    for mapping in get_plugin_manager().hook.iris_cloud_public_options():
+        names.update(mapping.get(scheme, ()))
+    return frozenset(names)
+
+
 def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that imports each export from its module on first access.
 

@@ -602,6 +602,8 @@ def check_profile(
                 _check_store(profile, role, check, write_probe)
         except IrisCloudError as exc:
             check.notes.append(f"cannot open: {type(exc).__name__}: {exc}")
+        # Library messages may quote an endpoint URL or key as given.
+        check.notes = [endpoint.redact(note) for note in check.notes]
         checks.append(check)
     return checks
 

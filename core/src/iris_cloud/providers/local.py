@@ -133,6 +133,7 @@ __all__ = [
     "FileStore",
     "LocalBroker",
     "iris_cloud_broker_schemes",
+    "iris_cloud_public_options",
     "iris_cloud_store_schemes",
 ]
 
@@ -1005,6 +1006,25 @@ class FileStore(ObjectStore):
             except OSError:
                 return  # not empty (or gone): someone else's objects live there
             directory = directory.parent
+
+
+@hookimpl
+def iris_cloud_public_options() -> dict[str, frozenset[str]]:
+    """Every ``local://`` and ``file://`` option: none holds a secret."""
+    return {
+        "local": frozenset(
+            {
+                "queue",
+                "lock_seconds",
+                "max_delivery_count",
+                "max_message_bytes",
+                "access",
+                "synchronous",
+                "erase_after",
+            }
+        ),
+        "file": frozenset({"access", "fsync"}),
+    }
 
 
 @hookimpl

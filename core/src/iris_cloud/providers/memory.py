@@ -64,6 +64,7 @@ __all__ = [
     "MemoryBroker",
     "MemoryStore",
     "iris_cloud_broker_schemes",
+    "iris_cloud_public_options",
     "iris_cloud_store_schemes",
     "reset",
 ]
@@ -546,6 +547,12 @@ class MemoryStore(ObjectStore):
         with self._c.lock:
             if self._c.objects.pop(self.prefix + name, None) is None:
                 raise NotFound(f"object {name!r} not found in mem://{self.name}")
+
+
+@hookimpl
+def iris_cloud_public_options() -> dict[str, frozenset[str]]:
+    """Every ``mem://`` option: none holds a secret."""
+    return {"mem": frozenset({"lock_seconds", "max_delivery_count", "max_message_bytes", "access"})}
 
 
 @hookimpl

@@ -15,6 +15,26 @@ from iris_cloud.hookspecs import hookimpl
 
 
 @hookimpl
+def iris_cloud_public_options() -> dict[str, frozenset[str]]:
+    """What may be shown: no connection string, SAS, account key or credential."""
+    return {
+        "azuresb": frozenset(
+            {"claim_check", "retry_total", "retry_backoff_factor", "retry_backoff_max"}
+        ),
+        "azblob": frozenset(
+            {
+                "account_url",
+                "block_size",
+                "max_concurrency",
+                "page_size",
+                "read_chunk_size",
+                "notification_queue",
+            }
+        ),
+    }
+
+
+@hookimpl
 def iris_cloud_broker_schemes() -> dict[str, str]:
     """``azuresb``: Azure Service Bus queues and topic subscriptions."""
     return {"azuresb": "iris_cloud_azure.broker:ServiceBusBroker"}

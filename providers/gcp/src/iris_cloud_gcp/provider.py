@@ -19,9 +19,31 @@ if TYPE_CHECKING:
 
 __all__ = [
     "iris_cloud_broker_schemes",
+    "iris_cloud_public_options",
     "iris_cloud_register_provisioners",
     "iris_cloud_store_schemes",
 ]
+
+
+@hookimpl
+def iris_cloud_public_options() -> dict[str, frozenset[str]]:
+    """What may be shown: the key file's path, never the credentials themselves."""
+    common = frozenset({"project", "emulator_host", "credentials_file"})
+    return {
+        "gcppubsub": common
+        | {
+            "topic",
+            "subscription",
+            "ordering_key",
+            "lock_seconds",
+            "dead_letter_topic",
+            "dead_letter_subscription",
+            "batch_latency",
+            "timeout",
+            "claim_check",
+        },
+        "gs": common | {"endpoint", "chunk_size", "notification_subscription"},
+    }
 
 
 @hookimpl
