@@ -58,16 +58,7 @@ def library(moto: Any, queue_url: str, bucket: str, op: str, **plan: Any) -> dic
     return result
 
 
-PREFIX_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a claim-check pointer must name the object's full key and a foreign "
-    "pointer's key be used as sent (the fix is engineer decode's, not on main yet)",
-)
-
-
-@pytest.fixture(
-    params=["", pytest.param("claims", marks=PREFIX_FIX)], ids=["no-prefix", "key-prefix"]
-)
+@pytest.fixture(params=["", "claims"], ids=["no-prefix", "key-prefix"])
 def prefix(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
