@@ -34,10 +34,41 @@ CREDENTIAL_OPTIONS = frozenset(
 """Options that may hold or select secrets: never taken from a URL."""
 
 SESSION_OPTIONS = frozenset(
-    {"region", "region_name", "endpoint_url", "session", "max_pool_connections"}
+    {
+        "region",
+        "region_name",
+        "endpoint_url",
+        "session",
+        "max_pool_connections",
+        "connect_timeout",
+        "read_timeout",
+        "max_attempts",
+    }
     | CREDENTIAL_OPTIONS
 )
 """Options every AWS endpoint accepts (besides its own)."""
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection (botocore's default is 60)."""
+READ_TIMEOUT = 30.0
+"""Seconds a response may stay silent: the longest SQS long poll (20 s) plus a
+margin, so a connection that went dead is noticed in half botocore's 60 s."""
+MAX_ATTEMPTS = 3
+"""Attempts per call in botocore's standard retry mode (the first included)."""
+
+
+def as_float(options: Mapping[str, Any], name: str, default: float) -> float:
+    """Option ``name`` as a positive float (URL query values arrive as strings)."""
+    value = options.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"option {name} must be a number") from None
+    if not number > 0:
+        raise ConfigurationError(f"option {name} must be positive")
+    return number
 
 
 def parse_endpoint(
@@ -100,6 +131,9 @@ class AwsSession:
     region: str | None
     endpoint_url: str | None
     max_pool_connections: int = 10
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    max_attempts: int = MAX_ATTEMPTS
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], region: str | None = None) -> AwsSession:
@@ -115,18 +149,25 @@ class AwsSession:
             with aws_errors("CreateSession", "boto3 session"):
                 session = boto3.session.Session(region_name=region, **creds)
         pool = as_int(options, "max_pool_connections", 10) or 10
+        attempts = as_int(options, "max_attempts", MAX_ATTEMPTS) or MAX_ATTEMPTS
         return cls(
             session=session,
             region=region or session.region_name,
             endpoint_url=options.get("endpoint_url") or None,
             max_pool_connections=pool,
+            connect_timeout=as_float(options, "connect_timeout", CONNECT_TIMEOUT),
+            read_timeout=as_float(options, "read_timeout", READ_TIMEOUT),
+            max_attempts=max(1, attempts),
         )
 
     def client(self, service: str, **config: Any) -> Any:
         """A new client for ``service``; callers keep and reuse it."""
         cfg = Config(
-            retries={"mode": "standard", "max_attempts": 3},
+            # total_max_attempts counts the first try; botocore's max_attempts does not.
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             max_pool_connections=self.max_pool_connections,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
             **config,
         )
         with aws_errors("CreateClient", service):

@@ -238,6 +238,9 @@ class SqsBroker(MessageBroker):
             raise ConfigurationError(f"lock_seconds must be between 0 and {MAX_VISIBILITY}")
         self._aws = session
         self._sqs = session.client("sqs")
+        # A long poll must end before the read timeout does, or every idle
+        # receive would be taken for a dead connection.
+        self._max_wait = max(0, min(MAX_WAIT, math.floor(session.read_timeout) - 2))
         self._lock_seconds = lock_seconds
         self._send_retries = max(0, send_retries)
         self._group_properties = (group_property,) if group_property else GROUP_PROPERTIES
@@ -511,7 +514,7 @@ class SqsBroker(MessageBroker):
             remaining = deadline - time.monotonic()
             # Long poll only while nothing has arrived: once we hold messages,
             # top up without waiting. WaitTimeSeconds is whole seconds.
-            wait_s = 0 if out or remaining <= 0 else min(MAX_WAIT, math.ceil(remaining))
+            wait_s = 0 if out or remaining <= 0 else min(self._max_wait, math.ceil(remaining))
             asked = min(MAX_BATCH, max_messages - len(out))
             kwargs: dict[str, Any] = {
                 "QueueUrl": queue_url,

@@ -226,9 +226,33 @@ def pubsub_emulator_host(option: str | None) -> str | None:
 # gRPC's default 4 MB receive limit would refuse a 10 MB Pub/Sub message.
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
+KEEPALIVE_SECONDS = 30.0
+"""Seconds between gRPC keepalive pings on a quiet channel: what the client
+library sets on its own channels to Google, so that a connection that went
+silent (no FIN, no RST) is closed and redialled instead of swallowing calls."""
 
-def _emulator_channel(host: str) -> grpc.Channel:
-    return grpc.insecure_channel(host, options=_CHANNEL_OPTIONS)
+
+def keepalive_options(seconds: float) -> list[tuple[str, int]]:
+    """gRPC channel options that ping every ``seconds`` and drop a channel unanswered for as long.
+
+    The ping timeout is the interval itself, at most 20 s (gRPC's default).
+    Pings go out with no call in flight too: an idle receiver's connection
+    must be known alive before its next pull goes out on it.
+    """
+    ms = max(500, int(seconds * 1000))
+    return [
+        ("grpc.keepalive_time_ms", ms),
+        ("grpc.keepalive_timeout_ms", min(ms, 20_000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # What gRPC 1.5x+ waits for a ping's ack (keepalive_timeout_ms alone
+        # is no longer enough: the default minute applies otherwise).
+        ("grpc.http2.ping_timeout_ms", min(ms, 20_000)),
+    ]
+
+
+def _emulator_channel(host: str, keepalive: float) -> grpc.Channel:
+    return grpc.insecure_channel(host, options=_CHANNEL_OPTIONS + keepalive_options(keepalive))
 
 
 def publisher_client(
@@ -237,6 +261,7 @@ def publisher_client(
     batch_settings: pubsub_v1.types.BatchSettings,
     *,
     ordering: bool,
+    keepalive: float = KEEPALIVE_SECONDS,
 ) -> pubsub_v1.PublisherClient:
     """A PublisherClient for Pub/Sub or, given ``emulator_host``, a plain-text channel to it.
 
@@ -247,17 +272,23 @@ def publisher_client(
     options = pubsub_v1.types.PublisherOptions(enable_message_ordering=ordering)
     if emulator_host:
         transport = PublisherGrpcTransport(
-            host=emulator_host, channel=_emulator_channel(emulator_host)
+            host=emulator_host, channel=_emulator_channel(emulator_host, keepalive)
         )
         return pubsub_v1.PublisherClient(batch_settings, options, transport=transport)
     return pubsub_v1.PublisherClient(batch_settings, options, credentials=auth.credentials)
 
 
-def subscriber_client(auth: GoogleAuth, emulator_host: str | None) -> pubsub_v1.SubscriberClient:
-    """A SubscriberClient for Pub/Sub or the emulator at ``emulator_host``."""
+def subscriber_client(
+    auth: GoogleAuth, emulator_host: str | None, keepalive: float = KEEPALIVE_SECONDS
+) -> pubsub_v1.SubscriberClient:
+    """A SubscriberClient for Pub/Sub or the emulator at ``emulator_host``.
+
+    ``keepalive`` sets the emulator channel's pings; the client library's
+    channels to Google ping every 30 s of their own accord.
+    """
     if emulator_host:
         transport = SubscriberGrpcTransport(
-            host=emulator_host, channel=_emulator_channel(emulator_host)
+            host=emulator_host, channel=_emulator_channel(emulator_host, keepalive)
         )
         return pubsub_v1.SubscriberClient(transport=transport)
     return pubsub_v1.SubscriberClient(credentials=auth.credentials)

@@ -34,7 +34,10 @@ subscription's ack deadline, read from the subscription when the
 credentials may); ``dead_letter_topic`` (else the subscription's dead-letter
 policy); ``dead_letter_subscription`` (where ``receive_dead_letters`` pulls;
 default ``<subscription>-dlq``); ``batch_latency`` (seconds the publisher
-waits to fill a batch, default 0.01); ``timeout`` (seconds per call, default 60).
+waits to fill a batch, default 0.01); ``timeout`` (seconds per call, default 60);
+``keepalive`` (seconds between gRPC keepalive pings on an emulator channel,
+default 30, as the client library's own channels to Google ping: a connection
+gone silent is dropped after one unanswered ping and redialled).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from iris_cloud.errors import ConfigurationError, IrisCloudError, NotFound
 from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectStore
 
 from iris_cloud_gcp._clients import (
+    KEEPALIVE_SECONDS,
     GoogleAuth,
     merge_query,
     publisher_client,
@@ -111,6 +115,7 @@ _OPTIONS = frozenset(
         "dead_letter_subscription",
         "batch_latency",
         "timeout",
+        "keepalive",
         "claim_check",
     }
 )
@@ -265,6 +270,7 @@ class PubSubBroker(MessageBroker):
         dead_letter_subscription: str | None = None,
         batch_latency: float = 0.01,
         timeout: float = 60.0,
+        keepalive: float = KEEPALIVE_SECONDS,
     ) -> None:
         super().__init__(claim_check=claim_check)
         if topic is None and subscription is None:
@@ -278,6 +284,7 @@ class PubSubBroker(MessageBroker):
             max_bytes=SERVER_REQUEST_LIMIT, max_latency=batch_latency, max_messages=1000
         )
         self._timeout = timeout
+        self._keepalive = keepalive
         self._retry = Retry(timeout=timeout)
         self._publisher: pubsub_v1.PublisherClient | None = None
         self._subscriber: pubsub_v1.SubscriberClient | None = None
@@ -372,6 +379,7 @@ class PubSubBroker(MessageBroker):
             ),
             batch_latency=_number(opts.get("batch_latency", 0.01), "batch_latency"),
             timeout=_number(opts.get("timeout", 60.0), "timeout"),
+            keepalive=_number(opts.get("keepalive", KEEPALIVE_SECONDS), "keepalive"),
         )
 
     # -- clients ----------------------------------------------------------------
@@ -384,7 +392,11 @@ class PubSubBroker(MessageBroker):
             self._check_open()
             if self._publisher is None:
                 self._publisher = publisher_client(
-                    self._auth, self._emulator_host, self._batch_settings, ordering=True
+                    self._auth,
+                    self._emulator_host,
+                    self._batch_settings,
+                    ordering=True,
+                    keepalive=self._keepalive,
                 )
             return self._publisher
 
@@ -392,7 +404,9 @@ class PubSubBroker(MessageBroker):
         with self._lock:
             self._check_open()
             if self._subscriber is None:
-                self._subscriber = subscriber_client(self._auth, self._emulator_host)
+                self._subscriber = subscriber_client(
+                    self._auth, self._emulator_host, self._keepalive
+                )
             return self._subscriber
 
     def _read_subscription(self, path: str) -> int | None:

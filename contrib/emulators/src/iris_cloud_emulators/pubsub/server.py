@@ -90,6 +90,12 @@ class PubSubEmulator:
                 # grpc sets SO_REUSEPORT by default: a second server would then
                 # share a taken port silently instead of failing to bind.
                 ("grpc.so_reuseport", 0),
+                # Accept the clients' keepalive pings (every second in the
+                # fault tests, idle or not) instead of answering them with
+                # GOAWAY "too_many_pings".
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 200),
+                ("grpc.http2.max_ping_strikes", 0),
             ],
         )
         try:
