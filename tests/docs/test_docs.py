@@ -1,4 +1,4 @@
-"""Every snippet in README.md and docs/*.md runs (rules: docs/CONTRIBUTING.md)."""
+"""Every snippet in README.md, core/README.md and docs/*.md runs (rules: docs/CONTRIBUTING.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("snippets.py")
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "core" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def run_doc(path: Path, workdir: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:

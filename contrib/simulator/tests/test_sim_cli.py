@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from iris_cloud.cli import demo
 from iris_cloud.client import IrisClient
 from iris_cloud.config import Profile
 from iris_cloud_simulator import Simulator
+from iris_cloud_simulator.demo import demo_command
 from iris_cloud_simulator.samples import jpeg_image, new_local_id, sample_order
 from simhelpers import CLIENT_GUID, Reader
 
@@ -25,7 +25,7 @@ def demo_cli() -> click.Group:
     def cli() -> None:
         """Test group."""
 
-    demo.register(cli)
+    cli.add_command(demo_command)
     return cli
 
 
@@ -57,9 +57,11 @@ def test_demo_reports_what_is_missing(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "no OrderCancelled" in result.output
 
 
-def test_simulate_is_registered_as_a_plugin_command() -> None:
-    from iris_cloud.cli import main
+def test_simulate_and_demo_are_registered_as_plugin_commands() -> None:
+    from iris_cloud.cli import BUILTIN_COMMANDS, main
 
+    assert main.commands["demo"] is demo_command
+    assert not any("demo" in name for name in BUILTIN_COMMANDS)  # core has no demo of its own
     assert "simulate" in main.commands
     result = CliRunner().invoke(main, ["simulate", "--help"])
     assert result.exit_code == 0

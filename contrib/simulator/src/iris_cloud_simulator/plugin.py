@@ -1,4 +1,4 @@
-"""The simulator's iris-cloud plugin: adds ``iris-cloud simulate``.
+"""The simulator's iris-cloud plugin: adds ``iris-cloud simulate`` and ``iris-cloud demo``.
 
 Kept light: the plugin manager imports this module whenever it loads
 plugins, so the simulator itself is imported only when the command runs.
@@ -18,7 +18,9 @@ __all__ = ["iris_cloud_register_commands"]
 
 @hookimpl
 def iris_cloud_register_commands(cli: click.Group) -> None:
-    """Add ``simulate`` to the ``iris-cloud`` command group."""
+    """Add ``simulate`` and ``demo`` to the ``iris-cloud`` command group."""
     from iris_cloud_simulator.cli import simulate_command
+    from iris_cloud_simulator.demo import demo_command
 
     cli.add_command(simulate_command)
+    cli.add_command(demo_command)

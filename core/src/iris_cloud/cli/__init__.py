@@ -14,7 +14,6 @@ BUILTIN_COMMANDS = (
     "iris_cloud.cli.validate",
     "iris_cloud.cli.providers",
     "iris_cloud.cli.workflow",
-    "iris_cloud.cli.demo",
     "iris_cloud.cli.provision",
 )
 

@@ -1,5 +1,8 @@
 """``iris-cloud demo``: the whole IRIS exchange on this machine, in seconds.
 
+Registered by this distribution (``iris-cloud-simulator``, or ``iris-cloud[demo]``)
+through the ``iris_cloud_register_commands`` hook: core has no demo of its own.
+
 On the local provider (``local://`` queues and ``file://`` stores in a
 temporary or given directory) it starts the IRIS simulator in a background
 thread, then plays the integrator with :class:`~iris_cloud.client.IrisClient`:
@@ -28,18 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from iris_cloud.errors import IrisCloudError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from iris_cloud.cli.common import console, err_console
-from iris_cloud.errors import IrisCloudError
 
 if TYPE_CHECKING:
     from iris_cloud.client import IrisClient
     from iris_cloud.config import Profile
     from iris_cloud.model import Event, OrderResult
 
-__all__ = ["DemoOrder", "register", "run_demo"]
+__all__ = ["DemoOrder", "demo_command", "run_demo"]
 
 DEMO_CLIENT_GUID = "63E3C9EF-66AC-4154-B0C2-494515EB99A7"
 """The ClientGuid of the documented samples, used as the demo organization."""
@@ -201,9 +202,9 @@ class _Exchange:
         self.iris.submit_order(sample_order(local_id, images=images))
 
     def _upload_exam(self, request: dict[str, Any]) -> None:
-        from iris_cloud_simulator.samples import dicom_image, jpeg_image
-
         from iris_cloud.model import OrderRequest
+
+        from iris_cloud_simulator.samples import dicom_image, jpeg_image
 
         model = OrderRequest.model_validate(request)
         local_id = model.order.local_id
@@ -256,12 +257,13 @@ class _Exchange:
 
 def run_demo(base: Path, count: int, timeout: float) -> tuple[list[DemoOrder], bool]:
     """Run the demo in ``base`` with ``count`` regular orders; returns the orders and success."""
-    from iris_cloud_simulator import Simulator
-
+    from iris_cloud.cli.common import console
     from iris_cloud.client import IrisClient
     from iris_cloud.consumer import Consumer, IrisApp
     from iris_cloud.model import Event, OrderResult
     from iris_cloud.private import private_dir
+
+    from iris_cloud_simulator import Simulator
 
     # Queues, images, results and the simulator's state: all hold sample PHI.
     private_dir(base)
@@ -361,13 +363,9 @@ def demo_command(directory: Path | None, count: int, timeout: float) -> None:
     change and a cancellation, listens for events and results, saves the PDF
     reports and prints a summary. No cloud account needed.
     """
-    try:
-        import iris_cloud_simulator  # noqa: F401 - checked before any work starts
-    except ImportError:
-        err_console.print(
-            "[red]the demo needs the IRIS simulator:[/] pip install iris-cloud-simulator"
-        )
-        raise SystemExit(2) from None
+    # Imported here: iris_cloud.cli loads the plugins, and so this module, when imported.
+    from iris_cloud.cli.common import console, err_console
+
     base = (directory or Path(tempfile.mkdtemp(prefix="iris-cloud-demo-"))).resolve()
     console.print(f"IRIS demo in [bold]{base}[/] (local provider, simulator in the background)")
     started = time.monotonic()
@@ -395,8 +393,3 @@ def demo_command(directory: Path | None, count: int, timeout: float) -> None:
             )
         raise SystemExit(1)
     console.print(f"[green]done[/] in {elapsed:.1f}s: {len(orders)} orders, {len(saved)} reports")
-
-
-def register(cli: click.Group) -> None:
-    """Add ``demo`` to ``cli``."""
-    cli.add_command(demo_command)
