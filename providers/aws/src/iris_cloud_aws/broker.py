@@ -537,7 +537,7 @@ class SqsBroker(MessageBroker):
                 decode_each(
                     got,
                     lambda m, at=now: self._decode(queue_url, m, at),
-                    lambda m: self._shell(queue_url, m),
+                    lambda m, at=now: self._shell(queue_url, m, at),
                 )
             )
             if not got:
@@ -569,7 +569,7 @@ class SqsBroker(MessageBroker):
         if overflow:
             properties.update(json.loads(overflow))
         sent = system.get("SentTimestamp")
-        lock = self._lock_seconds if self._lock_seconds is not None else self._visibility
+        lock = self._lock()
         return Message(
             body=body,
             message_id=message_id,
@@ -604,8 +604,7 @@ class SqsBroker(MessageBroker):
             )
         return handle
 
-    @staticmethod
-    def _shell(queue_url: str, raw: dict[str, Any]) -> Message:
+    def _shell(self, queue_url: str, raw: dict[str, Any], now: datetime) -> Message:
         # What settles (and, in the dead-letter queue, explains) a message
         # that did not decode: SQS's own fields and our reason attributes.
         attrs = raw.get("MessageAttributes") or {}
@@ -619,10 +618,16 @@ class SqsBroker(MessageBroker):
             body=b"",
             message_id=str(raw.get("MessageId", "")),
             lock_token=receipt,
+            # As for a decoded message: settling past it would use a stale handle.
+            locked_until=now + timedelta(seconds=self._lock()),
             dead_letter_reason=text(ATTR_DL_REASON),
             dead_letter_description=text(ATTR_DL_DESCRIPTION),
             raw=_Handle(queue_url, receipt, raw),
         )
+
+    def _lock(self) -> int:
+        """Seconds a received message stays locked: ``lock_seconds``, else the queue's."""
+        return self._lock_seconds if self._lock_seconds is not None else self._visibility
 
     def _handle(self, message: Message) -> _Handle:
         if isinstance(message.raw, _Handle):
@@ -645,7 +650,7 @@ class SqsBroker(MessageBroker):
 
     def renew_lock(self, message: Message) -> datetime:
         """Extend the visibility timeout by ``lock_seconds`` (or the queue's) from now."""
-        seconds = self._lock_seconds if self._lock_seconds is not None else self._visibility
+        seconds = self._lock()
         self._change_visibility(message, seconds, "renew the lock of")
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         message.locked_until = until
