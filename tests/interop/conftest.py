@@ -31,3 +31,28 @@ def moto() -> Iterator[Any]:
             yield server
     except ServerUnavailable as exc:
         require_server(f"moto: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pubsub() -> Iterator[Any]:
+    """The Pub/Sub emulator (deadlines down to 1 s, so tests can watch them expire)."""
+    from iris_cloud_emulators.pubsub import PubSubEmulator
+
+    try:
+        emulator = PubSubEmulator(min_ack_deadline=1).start()
+    except OSError as exc:
+        require_server(f"Pub/Sub emulator: {exc}")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def pubsub_admin(pubsub: Any) -> Iterator[Any]:
+    """Creates topics and subscriptions on the emulator."""
+    from iris_cloud_gcp.testing import PubSubAdmin
+
+    admin = PubSubAdmin(pubsub.host_port)
+    yield admin
+    admin.close()

@@ -8,6 +8,7 @@ on its command line and prints one JSON document.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import uuid
@@ -25,8 +26,10 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def run_node(script: str, plan: dict[str, Any], *, timeout: float = 90) -> Any:
-    """Run ``js/<script>`` with ``plan`` and return its JSON output."""
+def run_node(
+    script: str, plan: dict[str, Any], *, timeout: float = 90, env: dict[str, str] | None = None
+) -> Any:
+    """Run ``js/<script>`` with ``plan`` (and ``env`` added) and return its JSON output."""
     node = shutil.which("node")
     if node is None:
         require_server("node is not on PATH (the interop env needs Node 20)")
@@ -38,6 +41,7 @@ def run_node(script: str, plan: dict[str, Any], *, timeout: float = 90) -> Any:
         text=True,
         timeout=timeout,
         cwd=REPO,
+        env={**os.environ, **(env or {})},
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
