@@ -18,6 +18,7 @@ from iris_cloud.errors import ConfigurationError
 from iris_cloud.providers._common import parse_bool
 
 from iris_cloud_aws.errors import aws_errors
+from iris_cloud_aws.options import CREDENTIAL_OPTIONS, SESSION_OPTIONS
 
 __all__ = [
     "CREDENTIAL_OPTIONS",
@@ -27,26 +28,6 @@ __all__ = [
     "as_int",
     "parse_endpoint",
 ]
-
-CREDENTIAL_OPTIONS = frozenset(
-    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "profile_name"}
-)
-"""Options that may hold or select secrets: never taken from a URL."""
-
-SESSION_OPTIONS = frozenset(
-    {
-        "region",
-        "region_name",
-        "endpoint_url",
-        "session",
-        "max_pool_connections",
-        "connect_timeout",
-        "read_timeout",
-        "max_attempts",
-    }
-    | CREDENTIAL_OPTIONS
-)
-"""Options every AWS endpoint accepts (besides its own)."""
 
 CONNECT_TIMEOUT = 5.0
 """Seconds to open a connection (botocore's default is 60)."""

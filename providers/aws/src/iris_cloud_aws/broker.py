@@ -45,6 +45,7 @@ from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectStore
 
 from iris_cloud_aws._session import AwsSession, as_int, parse_endpoint
 from iris_cloud_aws.errors import aws_errors
+from iris_cloud_aws.options import BROKER_OPTIONS
 
 __all__ = ["ATTRIBUTE_LIMIT", "SqsBroker"]
 
@@ -93,18 +94,6 @@ DEDUP_PROPERTY = "TransactionId"
 # Characters an SQS body may contain; anything else goes base64-encoded.
 _SQS_INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FIFO_ID_INVALID = re.compile(r"[^A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]")
-
-BROKER_OPTIONS = frozenset(
-    {
-        "claim_check",
-        "lock_seconds",
-        "dead_letter_queue",
-        "queue_owner",
-        "max_message_bytes",
-        "send_retries",
-        "group_property",
-    }
-)
 
 
 @dataclass(frozen=True)

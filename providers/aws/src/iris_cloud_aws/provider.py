@@ -29,30 +29,9 @@ __all__ = [
 @hookimpl
 def iris_cloud_public_options() -> dict[str, frozenset[str]]:
     """What may be shown: not the keys or the session token (nor ``session``)."""
-    session = frozenset({"region", "region_name", "endpoint_url", "max_pool_connections"})
-    return {
-        "awssqs": session
-        | {
-            "profile_name",
-            "claim_check",
-            "lock_seconds",
-            "dead_letter_queue",
-            "queue_owner",
-            "max_message_bytes",
-            "send_retries",
-            "group_property",
-        },
-        "s3": session
-        | {
-            "profile_name",
-            "multipart_threshold",
-            "multipart_chunksize",
-            "max_concurrency",
-            "notification_queue",
-            "signed_urls",
-            "addressing_style",
-        },
-    }
+    from iris_cloud_aws.options import PUBLIC_OPTIONS
+
+    return PUBLIC_OPTIONS
 
 
 @hookimpl

@@ -39,6 +39,7 @@ from iris_cloud.ports import (
 
 from iris_cloud_aws._session import AwsSession, as_bool, as_int, parse_endpoint
 from iris_cloud_aws.errors import aws_errors
+from iris_cloud_aws.options import STORE_OPTIONS
 
 __all__ = ["S3Store"]
 
@@ -50,17 +51,6 @@ MIB = 1024 * 1024
 MIN_PART = 5 * MIB
 """S3's smallest part (all but the last)."""
 MAX_PARTS = 10_000
-
-STORE_OPTIONS = frozenset(
-    {
-        "multipart_threshold",
-        "multipart_chunksize",
-        "max_concurrency",
-        "notification_queue",
-        "signed_urls",
-        "addressing_style",
-    }
-)
 
 
 def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:

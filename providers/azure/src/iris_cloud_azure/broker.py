@@ -39,6 +39,7 @@ from iris_cloud.errors import ConfigurationError, MessageTooLarge
 from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
 
 from iris_cloud_azure.errors import translate
+from iris_cloud_azure.options import BUS_CREDENTIAL_OPTIONS, RETRY_OPTIONS
 from iris_cloud_azure.store import default_credential
 
 __all__ = ["ENVELOPE_RESERVE", "ServiceBusBroker"]
@@ -52,8 +53,6 @@ limit goes through the claim check instead of failing at the service.
 """
 MIN_WAIT = 0.2
 """The SDK needs a positive wait; ``receive(wait=0)`` polls this long."""
-CREDENTIAL_OPTIONS = ("connection_string", "sas_token", "credential")
-RETRY_OPTIONS = ("retry_total", "retry_backoff_factor", "retry_backoff_max")
 
 
 @dataclass(frozen=True)
@@ -165,10 +164,10 @@ class ServiceBusBroker(MessageBroker):
         subscription = segments[2] if len(segments) == 3 else None
         claim_check = options.pop("claim_check", None)
         retry = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
-        unknown = set(options) - set(CREDENTIAL_OPTIONS)
+        unknown = set(options) - set(BUS_CREDENTIAL_OPTIONS)
         if unknown:
             raise ConfigurationError(f"unknown azuresb option(s): {', '.join(sorted(unknown))}")
-        given = [k for k in CREDENTIAL_OPTIONS if options.get(k)]
+        given = [k for k in BUS_CREDENTIAL_OPTIONS if options.get(k)]
         if len(given) > 1:
             raise ConfigurationError(f"give one azuresb credential, not {' and '.join(given)}")
         kind = given[0] if given else "default_credential"

@@ -17,21 +17,9 @@ from iris_cloud.hookspecs import hookimpl
 @hookimpl
 def iris_cloud_public_options() -> dict[str, frozenset[str]]:
     """What may be shown: no connection string, SAS, account key or credential."""
-    return {
-        "azuresb": frozenset(
-            {"claim_check", "retry_total", "retry_backoff_factor", "retry_backoff_max"}
-        ),
-        "azblob": frozenset(
-            {
-                "account_url",
-                "block_size",
-                "max_concurrency",
-                "page_size",
-                "read_chunk_size",
-                "notification_queue",
-            }
-        ),
-    }
+    from iris_cloud_azure.options import PUBLIC_OPTIONS
+
+    return PUBLIC_OPTIONS
 
 
 @hookimpl

@@ -54,6 +54,7 @@ from iris_cloud.ports import (
 )
 
 from iris_cloud_azure.errors import translate
+from iris_cloud_azure.options import BLOB_CREDENTIAL_OPTIONS, NOTIFICATION_OPTIONS, TUNING_OPTIONS
 
 log = logging.getLogger("iris_cloud_azure.store")
 
@@ -72,9 +73,6 @@ DEFAULT_MAX_CONCURRENCY = 4
 # ~9x with azure-storage-blob 12.31 on requests), so ranges stay small.
 DEFAULT_READ_CHUNK_SIZE = 1024 * 1024
 MAX_BLOCKS = 50_000  # Azure's limit of blocks in one block blob
-CREDENTIAL_OPTIONS = ("connection_string", "sas_url", "sas_token", "account_key", "credential")
-TUNING_OPTIONS = ("block_size", "max_concurrency", "page_size", "read_chunk_size")
-NOTIFICATION_OPTIONS = ("notification_queue", "notification_connection_string")
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 
 # Metadata names must be C# identifiers and values ASCII header text. Other
@@ -246,14 +244,14 @@ class AzureBlobStore(ObjectStore):
                 )
         settings = {**query, **options}
         unknown = set(settings) - {
-            *CREDENTIAL_OPTIONS,
+            *BLOB_CREDENTIAL_OPTIONS,
             *TUNING_OPTIONS,
             *NOTIFICATION_OPTIONS,
             "account_url",
         }
         if unknown:
             raise ConfigurationError(f"unknown azblob option(s): {', '.join(sorted(unknown))}")
-        given = [k for k in CREDENTIAL_OPTIONS if settings.get(k)]
+        given = [k for k in BLOB_CREDENTIAL_OPTIONS if settings.get(k)]
         if len(given) > 1:
             raise ConfigurationError(f"give one azblob credential, not {' and '.join(given)}")
         block_size = int(settings.get("block_size", DEFAULT_BLOCK_SIZE))

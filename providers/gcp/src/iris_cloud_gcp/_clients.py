@@ -27,6 +27,8 @@ from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcT
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.providers._common import parse_bool
 
+from iris_cloud_gcp.options import CREDENTIAL_OPTIONS
+
 __all__ = [
     "CREDENTIAL_OPTIONS",
     "GoogleAuth",
@@ -39,9 +41,6 @@ __all__ = [
     "resolve_auth",
     "subscriber_client",
 ]
-
-CREDENTIAL_OPTIONS = ("credentials", "credentials_file", "credentials_json")
-"""Options that may only be given as keywords, never in a URL (URLs get logged)."""
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ from iris_cloud_gcp._clients import (
     subscriber_client,
 )
 from iris_cloud_gcp.errors import gcp_errors, map_error
+from iris_cloud_gcp.options import BROKER_OPTIONS
 
 __all__ = ["MAX_MESSAGE_BYTES", "PubSubBroker"]
 
@@ -100,25 +101,6 @@ A_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 _PUBLISH_KWARGS = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
 _HEADERS = frozenset({A_ID, A_CORRELATION, A_SUBJECT, A_CONTENT_TYPE, A_TYPES})
 
-_OPTIONS = frozenset(
-    {
-        "credentials",
-        "credentials_file",
-        "credentials_json",
-        "project",
-        "emulator_host",
-        "topic",
-        "subscription",
-        "ordering_key",
-        "lock_seconds",
-        "dead_letter_topic",
-        "dead_letter_subscription",
-        "batch_latency",
-        "timeout",
-        "keepalive",
-        "claim_check",
-    }
-)
 DEFAULT_LOCK_SECONDS = 10
 """Pub/Sub's default ack deadline, assumed when the subscription cannot be read."""
 MIN_PULL_SECONDS = 0.5
@@ -337,11 +319,11 @@ class PubSubBroker(MessageBroker):
                 "gcppubsub://projects/P/subscriptions/S (receive)"
             )
         opts = merge_query(parts.query, options)
-        unknown = sorted(set(opts) - _OPTIONS)
+        unknown = sorted(set(opts) - BROKER_OPTIONS)
         if unknown:
             raise ConfigurationError(
                 f"unknown gcppubsub:// option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(_OPTIONS))}"
+                f"known: {', '.join(sorted(BROKER_OPTIONS))}"
             )
         project = pieces[1]
         topic = resource if pieces[2] == "topics" else None

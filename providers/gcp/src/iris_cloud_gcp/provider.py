@@ -28,22 +28,9 @@ __all__ = [
 @hookimpl
 def iris_cloud_public_options() -> dict[str, frozenset[str]]:
     """What may be shown: the key file's path, never the credentials themselves."""
-    common = frozenset({"project", "emulator_host", "credentials_file"})
-    return {
-        "gcppubsub": common
-        | {
-            "topic",
-            "subscription",
-            "ordering_key",
-            "lock_seconds",
-            "dead_letter_topic",
-            "dead_letter_subscription",
-            "batch_latency",
-            "timeout",
-            "claim_check",
-        },
-        "gs": common | {"endpoint", "chunk_size", "notification_subscription"},
-    }
+    from iris_cloud_gcp.options import PUBLIC_OPTIONS
+
+    return PUBLIC_OPTIONS
 
 
 @hookimpl

@@ -64,22 +64,11 @@ from iris_cloud_gcp._clients import (
     resolve_auth,
 )
 from iris_cloud_gcp.errors import gcp_errors
+from iris_cloud_gcp.options import STORE_OPTIONS
 
 __all__ = ["GcsStore"]
 
 _CHUNK_QUANTUM = 256 * 1024
-_OPTIONS = frozenset(
-    {
-        "endpoint",
-        "project",
-        "credentials",
-        "credentials_file",
-        "credentials_json",
-        "chunk_size",
-        "notification_subscription",
-        "emulator_host",
-    }
-)
 
 
 def _normalise_endpoint(value: str | None) -> str | None:
@@ -262,11 +251,11 @@ class GcsStore(ObjectStore):
         if parts.scheme != cls.scheme or not parts.netloc:
             raise ConfigurationError("store URL must look like gs://BUCKET/PREFIX")
         opts = merge_query(parts.query, options)
-        unknown = sorted(set(opts) - _OPTIONS)
+        unknown = sorted(set(opts) - STORE_OPTIONS)
         if unknown:
             raise ConfigurationError(
                 f"unknown gs:// option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(_OPTIONS))}"
+                f"known: {', '.join(sorted(STORE_OPTIONS))}"
             )
         endpoint = _normalise_endpoint(
             opts.get("endpoint") or os.environ.get("STORAGE_EMULATOR_HOST")
