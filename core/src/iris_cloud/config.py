@@ -449,6 +449,9 @@ class Profile(BaseModel):
     claim_check_max_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, gt=0)
     """Largest claim-checked payload a receiving broker fetches; a pointer to more is
     dead-lettered unfetched (default 16 MiB)."""
+    claim_check_sources: tuple[Endpoint, ...] = ()
+    """Stores besides ``claim_check`` whose objects a received pointer may name (a
+    trusted partner's bucket); a pointer naming any other bucket is dead-lettered."""
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     source: str | None = Field(default=None, exclude=True)
@@ -563,7 +566,7 @@ class Profile(BaseModel):
         """
         if ROLES.get(role, ROLES["images"]).kind != "broker":
             raise ConfigurationError(f"{role!r} is a store role; use open_store")
-        from iris_cloud.plugins import open_broker
+        from iris_cloud.plugins import open_broker, open_store
 
         endpoint = self.endpoint(role)
         broker = open_broker(endpoint.url, **endpoint.resolved_options(role))
@@ -572,6 +575,18 @@ class Profile(BaseModel):
             _close_with(broker, claim_check)
         if claim_check is not None:
             broker.claim_check = claim_check
+            sources = []
+            try:
+                for index, source in enumerate(self.claim_check_sources):
+                    store = open_store(
+                        source.url, **source.resolved_options(f"claim_check_sources[{index}]")
+                    )
+                    _close_with(broker, store)
+                    sources.append(store)
+            except BaseException:
+                broker.close()
+                raise
+            broker.claim_check_sources = tuple(sources)
         broker.claim_check_max_bytes = self.claim_check_max_bytes
         return broker
 
@@ -589,6 +604,8 @@ class Profile(BaseModel):
             "consumer": self.consumer,
             "client": self.client,
             "source": self.source,
+            "claim_check_max_bytes": self.claim_check_max_bytes,
+            "claim_check_sources": self.claim_check_sources,
         }
         for role in ROLES:
             endpoint = getattr(self, role)
@@ -610,6 +627,8 @@ class Profile(BaseModel):
         for role in ROLES:
             endpoint = getattr(self, role)
             out[role] = None if endpoint is None else endpoint.masked()
+        out["claim_check_max_bytes"] = self.claim_check_max_bytes
+        out["claim_check_sources"] = [e.masked() for e in self.claim_check_sources]
         out["consumer"] = self.consumer.model_dump()
         out["client"] = self.client.model_dump()
         return out
