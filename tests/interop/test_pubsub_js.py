@@ -164,3 +164,29 @@ def test_dead_letter_policy_counts_node_deliveries_and_the_broker_reads_the_dead
         assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
         broker.complete(dead)
     assert pubsub.num_undelivered_messages(sub) == 0
+
+
+def test_node_extends_the_lease_of_a_message_it_holds_past_the_deadline(
+    pubsub: Any, pubsub_admin: Any
+) -> None:
+    topic = pubsub_admin.topic(unique("lease"))
+    sub = pubsub_admin.subscription(unique("lease-sub"), topic, ack_deadline=2)
+    with PubSubBroker.from_url(f"gcppubsub://{topic}", emulator_host=pubsub.host_port) as broker:
+        broker.send(Message(body=b"slow work"))
+    # Deadlines of at most 2 s, the message held 5 s: only the client's
+    # modifyAckDeadline calls keep it from coming back meanwhile.
+    [read] = node(
+        pubsub,
+        {
+            "op": "subscribe",
+            "subscriptions": [sub],
+            "expect": 2,
+            "timeoutMs": 7000,
+            "action": "ack",
+            "holdMs": 5000,
+            "maxAckDeadlineSeconds": 2,
+        },
+    )
+    assert "error" not in read, read
+    assert [m["text"] for m in read["received"]] == ["slow work"]
+    assert pubsub.num_undelivered_messages(sub) == 0

@@ -5,14 +5,15 @@
 // Steps (topic / subscription: full resource paths):
 //   {op: "publish", topic, ordering?, messages: [{text | base64, attributes?, orderingKey?}]}
 //       -> {ids}
-//   {op: "subscribe", subscriptions: [...], expect, action, timeoutMs?, holdMs?}
+//   {op: "subscribe", subscriptions: [...], expect, action, timeoutMs?, holdMs?,
+//    maxAckDeadlineSeconds?}
 //       -> {received: [{subscription, id, text, attributes, orderingKey, deliveryAttempt}]}
 // subscribe opens every subscription at once in this one process (the client's
 // default of 5 streams each) and returns once `expect` deliveries arrived.
 // action: ack | nackFirst (nack each message's first delivery, ack the rest)
 //         | nackAll. holdMs waits that long before acking (the client extends
-// the lease meanwhile).
-import { PubSub } from "@google-cloud/pubsub";
+// the lease meanwhile, every maxAckDeadlineSeconds or less when given).
+import { Duration, PubSub } from "@google-cloud/pubsub";
 
 const plan = JSON.parse(process.argv[2]);
 const pubsub = new PubSub({ projectId: plan.projectId });
@@ -34,7 +35,12 @@ async function publish(step) {
 async function subscribe(step) {
   const received = [];
   const seenOnce = new Set();
-  const subscriptions = step.subscriptions.map((name) => pubsub.subscription(name));
+  const options = {};
+  if (step.maxAckDeadlineSeconds) {
+    options.minAckDeadline = Duration.from({ seconds: 1 });
+    options.maxAckDeadline = Duration.from({ seconds: step.maxAckDeadlineSeconds });
+  }
+  const subscriptions = step.subscriptions.map((name) => pubsub.subscription(name, options));
   let finish;
   let fail;
   const done = new Promise((resolve, reject) => {
