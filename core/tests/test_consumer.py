@@ -151,7 +151,8 @@ def test_dead_letter_after_max_attempts_with_the_exception_as_reason(profile: Pr
     assert calls == [1, 2, 3]
     assert stats.retried == 2 and stats.dead_lettered == 1 and stats.poison == 0
     [dead] = dead_letters(profile, "events")
-    assert dead.dead_letter_reason == "KeyError: 'no such order in our EHR'"
+    # The class only: an exception's text may quote the message.
+    assert dead.dead_letter_reason == "KeyError"
     assert remaining(profile, "events") == 0
 
 

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from iris_cloud.cli.demo import run_demo
+from iris_cloud_simulator.demo import run_demo
 
 
 def test_the_demo_leaves_only_private_files(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from iris_cloud.errors import (
     is_transient,
 )
 from iris_cloud.hookspecs import hookimpl
+from iris_cloud.logs import enable_sdk_logs, quiet_sdk_loggers
 from iris_cloud.model import (
     MODEL_VERSION,
     GenericEvent,
@@ -82,6 +83,7 @@ __all__ = [
     "Unavailable",
     "ValidationError",
     "detect_kind",
+    "enable_sdk_logs",
     "hookimpl",
     "is_transient",
     "json_schema",
@@ -90,3 +92,7 @@ __all__ = [
     "parse_event",
     "parse_message",
 ]
+
+# The SDKs log request bodies (patient data) and credentials at DEBUG: keep
+# them at WARNING unless the application set their level or enable_sdk_logs.
+quiet_sdk_loggers()

@@ -8,15 +8,16 @@ deadline, and whatever still runs then does not hold the process.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 
+from iris_cloud.logs import get_logger
+
 __all__ = ["DaemonPool", "call_bounded"]
 
-log = logging.getLogger("iris_cloud.consumer")
+log = get_logger("iris_cloud.consumer")
 
 
 class DaemonPool:

@@ -24,7 +24,6 @@ those it opened. Endpoints passed in directly stay the caller's.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from iris_cloud.config import Profile, load_profile
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
+from iris_cloud.logs import get_logger
 from iris_cloud.model import (
     MODEL_VERSION,
     EyeGrading,
@@ -62,7 +62,7 @@ from iris_cloud.workflows.order_first import (
 
 __all__ = ["IrisClient", "Sent", "check_order", "message_for", "order_message"]
 
-log = logging.getLogger("iris_cloud.client")
+log = get_logger("iris_cloud.client")
 
 OrderInput = OrderRequest | Mapping[str, Any] | str | bytes
 GradingInput = GradingSubmission | Mapping[str, Any] | str | bytes

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
+from iris_cloud.decoding import failure_text
 from iris_cloud.dedupe import Dedupe
 from iris_cloud.errors import (
     ConfigurationError,
@@ -79,6 +80,7 @@ from iris_cloud.errors import (
     ValidationError,
     is_transient,
 )
+from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel, kind_of, parse_message
 
 if TYPE_CHECKING:
@@ -87,7 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Consumer", "ConsumerStats", "Context", "Handler", "IrisApp", "poison_reason"]
 
-log = logging.getLogger("iris_cloud.consumer")
+log = get_logger("iris_cloud.consumer")
 
 Handler = Callable[..., object]
 """``handler(message_model, ctx)`` or ``handler(message_model)``; the return value is ignored."""
@@ -276,6 +278,11 @@ def poison_reason(exc: ValidationError) -> str:
     """The dead-letter reason for a body that does not parse: its failing field paths."""
     paths = ", ".join(e.path or "<root>" for e in exc.errors) or "<root>"
     return f"invalid message: {paths}"[:MAX_REASON]
+
+
+def field_errors(exc: ValidationError) -> str:
+    """Each failing field path with its error type: no message text, which may quote input."""
+    return "; ".join(f"{e.path or '<root>'}: {e.type}" for e in exc.errors)
 
 
 @dataclass
@@ -539,7 +546,7 @@ class Consumer:
             def on_signal(signum: int, frame: FrameType | None) -> None:
                 if self.stopping:
                     log.warning("signal %s while stopping: exiting now, unsettled", signum)
-                    for handler in logging.getLogger().handlers + log.handlers:
+                    for handler in logging.getLogger().handlers + log.logger.handlers:
                         handler.flush()
                     os._exit(128 + signum)
                 log.info("signal %s: stopping after in-flight messages", signum)
@@ -814,7 +821,7 @@ class Consumer:
         except ValidationError as exc:
             reason = poison_reason(exc)
             log.warning("poison message_id=%s from %s: %s", msg.message_id, name, reason)
-            if self._settle(broker, msg, "dead_letter", reason, str(exc)):
+            if self._settle(broker, msg, "dead_letter", reason, field_errors(exc)):
                 self._count("poison")
                 self._count("dead_lettered")
             self._forget(msg)
@@ -1012,7 +1019,7 @@ class Consumer:
     def _dead_letter_failure(
         self, broker: MessageBroker, msg: Message, kind: str, exc: Exception, description: str
     ) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
+        reason = failure_text(exc)[:MAX_REASON]
         log.warning(
             "%s message_id=%s: %s (%s): dead-lettered",
             kind,

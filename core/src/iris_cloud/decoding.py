@@ -16,17 +16,17 @@ provider: ``bytes`` body, ``str`` headers, properties mapping ``str`` to
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from iris_cloud.errors import ValidationError
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import Message
 
 __all__ = ["DECODE_FAILED", "UndecodableMessage", "check_decoded", "decode_each", "failure_text"]
 
-log = logging.getLogger("iris_cloud.decoding")
+log = get_logger("iris_cloud.decoding")
 
 R = TypeVar("R")
 

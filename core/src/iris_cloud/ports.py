@@ -12,7 +12,6 @@ instead of guessing.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +35,7 @@ from iris_cloud.errors import (
     NotFound,
     PermissionDenied,
 )
+from iris_cloud.logs import get_logger
 from iris_cloud.private import private_dir
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
     "read_full",
 ]
 
-log = logging.getLogger("iris_cloud.ports")
+log = get_logger("iris_cloud.ports")
 
 CLAIM_CHECK_RETRY_DELAY = 5.0
 """Seconds before a message whose payload could not be fetched for now comes back

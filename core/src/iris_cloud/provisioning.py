@@ -125,8 +125,11 @@ class Plan:
 
 
 def print_plan(plan: Plan, console: Any) -> None:
-    """A readable rendering of ``plan`` on a rich console: resources, grants, policies."""
-    from rich.markup import escape
+    """A readable rendering of ``plan`` on a plain-text console: resources, grants, policies.
+
+    The CLI's consoles print every string as it is (no markup), so names and
+    settings need no escaping.
+    """
     from rich.table import Table
 
     resources = Table(title=f"{plan.provider} resources of {plan.name!r}", title_justify="left")
@@ -134,24 +137,24 @@ def print_plan(plan: Plan, console: Any) -> None:
         resources.add_column(column)
     for res in plan.resources:
         settings = ", ".join(f"{k}={_short(v)}" for k, v in res.settings.items())
-        resources.add_row(escape(res.kind), escape(res.name), escape(settings))
+        resources.add_row(res.kind, res.name, settings)
     console.print(resources)
     grants = Table(title="rights of each identity", title_justify="left")
     for column in ("identity", "role", "resource", "actions"):
         grants.add_column(column)
     for grant in plan.grants:
         grants.add_row(
-            escape(plan.identities[grant.side]),
-            escape(grant.role),
-            escape(plan.resource(grant.key).name),
-            escape(", ".join(grant.actions)),
+            plan.identities[grant.side],
+            grant.role,
+            plan.resource(grant.key).name,
+            ", ".join(grant.actions),
         )
     console.print(grants)
     for side, policy in plan.policies.items():
-        console.print(f"policy of {escape(plan.identities[side])} ({side} side):")
-        console.print(escape(json.dumps(policy, indent=2)), soft_wrap=True)
+        console.print(f"policy of {plan.identities[side]} ({side} side):")
+        console.print(json.dumps(policy, indent=2), soft_wrap=True)
     for note in plan.notes:
-        console.print(f"note: {escape(note)}")
+        console.print(f"note: {note}")
 
 
 def _short(value: Any) -> str:

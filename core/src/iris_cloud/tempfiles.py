@@ -10,15 +10,16 @@ so one not modified for :data:`STALE_SECONDS` belongs to no live write.
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 import time
 from pathlib import Path
 
+from iris_cloud.logs import get_logger
+
 __all__ = ["STALE_SECONDS", "remove_stale_temp_files"]
 
-log = logging.getLogger("iris_cloud.tempfiles")
+log = get_logger("iris_cloud.tempfiles")
 
 STALE_SECONDS = 3600.0
 """Seconds without a write after which a temporary file is taken as abandoned."""

@@ -13,17 +13,17 @@ object twice.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 
 from iris_cloud.errors import IrisCloudError
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import MessageBroker, NotificationParser, ObjectInfo, ObjectStore
 
 __all__ = ["NotificationParser", "watch_notifications"]
 
-log = logging.getLogger("iris_cloud.watching")
+log = get_logger("iris_cloud.watching")
 
 # Recent (name, etag) pairs remembered to drop repeats: services deliver at
 # least once and some announce one upload twice (S3 multipart on moto).
@@ -65,7 +65,7 @@ def watch_notifications(
                 if not exc.retryable:
                     raise
                 # The parser could not look the object up for now: later.
-                log.warning("notification %s abandoned: %s", msg.message_id, exc)
+                log.warning("notification %s abandoned: %s", msg.message_id, type(exc).__name__)
                 broker.abandon(msg, delay=poll_interval)
                 continue
             except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -69,7 +69,7 @@ def simulate_command(
     with --auto-grade, else on a GradingSubmission) and delivers results with
     a PDF report, until SIGINT or SIGTERM.
     """
-    from iris_cloud.cli.common import console, err_console
+    from iris_cloud.cli.common import console, err_console, markup
     from iris_cloud.config import load_profile
     from iris_cloud.errors import ConfigurationError, IrisCloudError
 
@@ -87,22 +87,25 @@ def simulate_command(
             poll_interval=poll_interval,
         )
     except ConfigurationError as exc:
-        err_console.print(f"[red]configuration error:[/] {exc}")
+        err_console.print(markup("[red]configuration error:[/] {}", exc))
         raise SystemExit(2) from None
     except IrisCloudError as exc:
-        err_console.print(f"[red]{type(exc).__name__}:[/] {exc}")
+        err_console.print(markup("[red]{}:[/] {}", type(exc).__name__, exc))
         raise SystemExit(1) from None
     console.print(
-        f"IRIS simulator on profile [bold]{profile.name}[/] "
-        f"({'auto' if auto_grade else 'manual'} grading), state in {state_dir}; "
-        "Ctrl-C to stop"
+        markup(
+            "IRIS simulator on profile [bold]{}[/] ({} grading), state in {}; Ctrl-C to stop",
+            profile.name,
+            "auto" if auto_grade else "manual",
+            state_dir,
+        )
     )
     try:
         with simulator:
             code = simulator.run()
             stats = simulator.stats()
     except IrisCloudError as exc:
-        err_console.print(f"[red]{type(exc).__name__}:[/] {exc}")
+        err_console.print(markup("[red]{}:[/] {}", type(exc).__name__, exc))
         raise SystemExit(1) from None
     summary = ", ".join(f"{k} {v}" for k, v in stats.as_dict().items() if v)
     console.print(f"simulator stopped: {summary or 'nothing happened'}")

@@ -257,7 +257,7 @@ class _Exchange:
 
 def run_demo(base: Path, count: int, timeout: float) -> tuple[list[DemoOrder], bool]:
     """Run the demo in ``base`` with ``count`` regular orders; returns the orders and success."""
-    from iris_cloud.cli.common import console
+    from iris_cloud.cli.common import console, plain
     from iris_cloud.client import IrisClient
     from iris_cloud.consumer import Consumer, IrisApp
     from iris_cloud.model import Event, OrderResult
@@ -280,7 +280,7 @@ def run_demo(base: Path, count: int, timeout: float) -> tuple[list[DemoOrder], b
         transient=False,
     )
     with simulator, IrisClient(profile) as iris, progress:
-        exchange = _Exchange(base, iris, lambda line: progress.console.print(line, highlight=False))
+        exchange = _Exchange(base, iris, lambda line: progress.console.print(plain(line)))
         app = IrisApp()
         app.on(Event)(exchange.on_event)
         app.on(OrderResult)(exchange.on_result)
@@ -316,6 +316,8 @@ def run_demo(base: Path, count: int, timeout: float) -> tuple[list[DemoOrder], b
 
 
 def _summary(orders: list[DemoOrder]) -> Table:
+    from iris_cloud.cli.common import plain
+
     table = Table(title="IRIS demo: what came back", title_justify="left")
     table.add_column("order")
     table.add_column("workflow")
@@ -324,11 +326,11 @@ def _summary(orders: list[DemoOrder]) -> Table:
     table.add_column("findings")
     for o in orders:
         table.add_row(
-            o.local_id,
+            plain(o.local_id),
             o.workflow,
-            o.events_text() or "-",
-            o.result_code or "-",
-            "; ".join(o.failures) or o.findings or "-",
+            plain(o.events_text() or "-"),
+            plain(o.result_code or "-"),
+            plain("; ".join(o.failures) or o.findings or "-"),
         )
     return table
 
@@ -364,26 +366,28 @@ def demo_command(directory: Path | None, count: int, timeout: float) -> None:
     reports and prints a summary. No cloud account needed.
     """
     # Imported here: iris_cloud.cli loads the plugins, and so this module, when imported.
-    from iris_cloud.cli.common import console, err_console
+    from iris_cloud.cli.common import console, err_console, markup
 
     base = (directory or Path(tempfile.mkdtemp(prefix="iris-cloud-demo-"))).resolve()
-    console.print(f"IRIS demo in [bold]{base}[/] (local provider, simulator in the background)")
+    console.print(
+        markup("IRIS demo in [bold]{}[/] (local provider, simulator in the background)", base)
+    )
     started = time.monotonic()
     try:
         orders, ok = run_demo(base, count, timeout)
     except (IrisCloudError, OSError) as exc:
-        err_console.print(f"[red]demo failed: {type(exc).__name__}:[/] {exc}")
+        err_console.print(markup("[red]demo failed: {}:[/] {}", type(exc).__name__, exc))
         raise SystemExit(1) from None
     console.print(_summary(orders))
     saved = [o.pdf for o in orders if o.pdf]
     if saved:
-        console.print("[bold]saved reports[/]")
+        console.print(markup("[bold]saved reports[/]"))
         for path in saved:
-            console.print(f"  {path}", highlight=False)
+            console.print(f"  {path}")
     elapsed = time.monotonic() - started
     if not ok:
         missing = [o for o in orders if not o.done or o.failures]
-        err_console.print(f"[red]demo incomplete after {elapsed:.1f}s:[/]")
+        err_console.print(markup("[red]demo incomplete after {}s:[/]", f"{elapsed:.1f}"))
         for o in missing:
             what = "; ".join(o.failures) or (
                 "no result" if o.expect_result else "no OrderCancelled"
@@ -392,4 +396,11 @@ def demo_command(directory: Path | None, count: int, timeout: float) -> None:
                 f"  {o.local_id} ({o.workflow}): {what}; events seen: {o.events_text() or 'none'}"
             )
         raise SystemExit(1)
-    console.print(f"[green]done[/] in {elapsed:.1f}s: {len(orders)} orders, {len(saved)} reports")
+    console.print(
+        markup(
+            "[green]done[/] in {}s: {} orders, {} reports",
+            f"{elapsed:.1f}",
+            len(orders),
+            len(saved),
+        )
+    )

@@ -40,7 +40,6 @@ import base64
 import hashlib
 import itertools
 import json
-import logging
 import threading
 import time
 import uuid
@@ -63,6 +62,7 @@ from iris_cloud.errors import (
     PermissionDenied,
     ValidationError,
 )
+from iris_cloud.logs import get_logger
 from iris_cloud.model import (
     EVENT_TYPES,
     MODEL_VERSION,
@@ -82,7 +82,7 @@ from iris_cloud_simulator.state import OrderRow, State, Transaction, now_iso
 
 __all__ = ["Simulator", "SimulatorStats"]
 
-log = logging.getLogger("iris_cloud_simulator")
+log = get_logger("iris_cloud_simulator")
 
 RESULT_SCHEMA = (
     "https://cdn.retinalscreenings.com/hosts/iris/schemas/order-results.schema.2.3.1.json"
@@ -541,7 +541,7 @@ class Simulator:
                 ):
                     self._on_object(info.name)
             except PermissionDenied as exc:
-                log.error("cannot watch the images store: %s", exc)
+                log.error("cannot watch the images store: %s", type(exc).__name__)
                 return
             except Exception as exc:
                 log.warning("watching the images store failed (%s); retrying", type(exc).__name__)

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from iris_cloud import plugins
-from iris_cloud.cli.common import console
+from iris_cloud.cli.common import console, markup
 
 __all__ = ["register"]
 
@@ -87,7 +87,7 @@ def providers_command(as_json: bool) -> None:
             )
     console.print(caps)
     for name, reason in sorted(plugins.failed.items()):
-        console.print(f"[red]not loaded[/red] {name}: {reason}", highlight=False)
+        console.print(markup("[red]not loaded[/red] {}: {}", name, reason))
 
 
 def register(cli: click.Group) -> None:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 import click
 from rich.table import Table
 
-from iris_cloud.cli.common import console, err_console
+from iris_cloud.cli.common import console, err_console, markup, plain
 from iris_cloud.config import ROLES, Profile, load_profile, mask_url, profile_names
 from iris_cloud.errors import (
     ConfigurationError,
@@ -68,15 +68,15 @@ def _errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConfigurationError as exc:
-            err_console.print(f"[red]configuration error:[/] {exc}", markup=True, highlight=False)
+            err_console.print(markup("[red]configuration error:[/] {}", exc))
             raise SystemExit(2) from None
         except ValidationError as exc:
-            err_console.print(f"[red]refused:[/] {exc.title}")
+            err_console.print(markup("[red]refused:[/] {}", exc.title))
             for e in exc.errors:
-                err_console.print(f"  {e}", markup=False)
+                err_console.print(f"  {e}")
             raise SystemExit(1) from None
         except IrisCloudError as exc:
-            err_console.print(f"[red]{type(exc).__name__}:[/] {exc}")
+            err_console.print(markup("[red]{}:[/] {}", type(exc).__name__, exc))
             raise SystemExit(1) from None
 
     return cast(F, wrapper)
@@ -140,14 +140,24 @@ def submit_command(
 
                     if image_references(order):
                         check_images_exist(order, iris.images, iris.receipts)
-                table.add_row(path.name, str(order.order_control_code), order.order.local_id, "-")
+                table.add_row(
+                    plain(path.name),
+                    plain(order.order_control_code),
+                    plain(order.order.local_id),
+                    "-",
+                )
                 continue
             sent = iris.send_order(
                 data,
                 transaction_id=transaction_id,
                 check_images=False if no_image_check else None,
             )
-            table.add_row(path.name, sent.control_code or "", sent.correlation_id, sent.message_id)
+            table.add_row(
+                plain(path.name),
+                plain(sent.control_code or ""),
+                plain(sent.correlation_id),
+                plain(sent.message_id),
+            )
     console.print(table)
 
 
@@ -171,7 +181,7 @@ def cancel_command(
         sent = iris.cancel_order(
             local_id, site_local_id=site_local_id, transaction_id=transaction_id
         )
-    console.print(f"cancel sent for [bold]{local_id}[/] (message id {sent.message_id})")
+    console.print(markup("cancel sent for [bold]{}[/] (message id {})", local_id, sent.message_id))
 
 
 @click.command("resend")
@@ -187,7 +197,9 @@ def resend_command(
 
     with IrisClient(_load(profile_name, config_file)) as iris:
         sent = iris.resend(local_id, site_local_id=site_local_id)
-    console.print(f"resend requested for [bold]{local_id}[/] (message id {sent.message_id})")
+    console.print(
+        markup("resend requested for [bold]{}[/] (message id {})", local_id, sent.message_id)
+    )
 
 
 # ------------------------------------------------------------------- images
@@ -260,7 +272,9 @@ def upload_command(
     for col in ("file", "container", "file name", "bytes"):
         table.add_column(col)
     for path, ref in refs:
-        table.add_row(path.name, ref.container, ref.file_name, str(ref.size or ""))
+        table.add_row(
+            plain(path.name), plain(ref.container), plain(ref.file_name), str(ref.size or "")
+        )
     console.print(table)
 
 
@@ -332,11 +346,15 @@ def listen_command(
             click.echo(event.to_json())
             return
         ok = {True: "[green]ok[/]", False: "[red]failed[/]", None: ""}[event.success]
+        # Every field is the sender's: plain text, escaped, capped.
         console.print(
-            f"{event.result_object_type:<24} order={event.order_local_id or '-'} "
-            f"iris={event.iris_order_id or '-'} {ok}"
-            + (f" {event.error_message}" if event.error_message else ""),
-            highlight=False,
+            markup(
+                "{} order={} iris={} " + ok + " {}",
+                f"{event.result_object_type:<24}",
+                event.order_local_id or "-",
+                event.iris_order_id or "-",
+                event.error_message or "",
+            )
         )
 
     @app.on(OrderResult)
@@ -351,14 +369,19 @@ def listen_command(
             return
         local_id = result.order.local_id if result.order else "-"
         console.print(
-            f"OrderResult {result.result_code or '-'}  order={local_id}"
-            + (f"  saved {saved}" if saved else "  (no document)" if save_dir else ""),
-            highlight=False,
+            markup(
+                "OrderResult {}  order={}{}",
+                result.result_code or "-",
+                local_id,
+                f"  saved {saved}" if saved else "  (no document)" if save_dir else "",
+            )
         )
 
     @app.fallback
     def other(message: Any, ctx: Context) -> None:
-        console.print(f"{ctx.kind} (not an {what[:-1]}) message_id={ctx.message.message_id}")
+        console.print(
+            markup("{} (not an {}) message_id={}", ctx.kind, what[:-1], ctx.message.message_id)
+        )
 
     consumer = Consumer.from_profile(app, profile, roles=(what,), dedupe=dedupe)
     try:
@@ -447,7 +470,9 @@ def grade_command(
             sent = iris.submit_grading(
                 local_id=local_id, od=eyes["OD"], os=eyes["OS"], site_local_id=site_local_id
             )
-    console.print(f"grading sent for [bold]{sent.correlation_id}[/] (message id {sent.message_id})")
+    console.print(
+        markup("grading sent for [bold]{}[/] (message id {})", sent.correlation_id, sent.message_id)
+    )
 
 
 # ------------------------------------------------------------------- check
@@ -669,16 +694,19 @@ def check_command(
         shown = {"yes": "[green]yes[/]", "no": "[red]no[/]", "untested": "[dim]?[/]"}
         for c in checks:
             cells = [
-                shown.get(v, f"[yellow]{v}[/]") if (v := c.rights.get(r)) else "" for r in rights
+                (markup(shown[v]) if v in shown else markup("[yellow]{}[/]", v))
+                if (v := c.rights.get(r))
+                else ""
+                for r in rights
             ]
-            needs = c.direction if c.ok else f"[red]{c.direction}[/]"
+            needs = plain(c.direction) if c.ok else markup("[red]{}[/]", c.direction)
             table.add_row(c.role, needs, *cells)
         console.print(table)
-        console.print("[dim]? = not tested (see --send-probe / --no-write)[/]")
+        console.print(markup("[dim]? = not tested (see --send-probe / --no-write)[/]"))
         for c in checks:
-            console.print(f"[bold]{c.role}[/]: {c.url}", highlight=False, soft_wrap=True)
+            console.print(markup("[bold]{}[/]: {}", c.role, c.url), soft_wrap=True)
             for note in c.notes:
-                console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
+                console.print(f"  {note}", soft_wrap=True)
     if not all(c.ok for c in checks):
         raise SystemExit(1)
 
@@ -703,8 +731,7 @@ def config_show(as_json: bool, profile_name: str | None, config_file: Path | Non
         click.echo(json.dumps(data, indent=2, default=str))
         return
     console.print(
-        f"profile [bold]{profile.name}[/] ({profile.side} side) from {profile.source}",
-        highlight=False,
+        markup("profile [bold]{}[/] ({} side) from {}", profile.name, profile.side, profile.source)
     )
     console.print(f"client_guid: {profile.client_guid or '-'}", highlight=False)
     table = Table()
@@ -715,13 +742,13 @@ def config_show(as_json: bool, profile_name: str | None, config_file: Path | Non
     for role in ROLES:
         ep = data[role]
         if ep is None:
-            table.add_row(role, profile.direction(role), "[dim]not set[/]", "")
+            table.add_row(role, profile.direction(role), markup("[dim]not set[/]"), "")
             continue
         opts = ", ".join(f"{k}={v}" for k, v in ep.items() if k != "url")
-        table.add_row(role, profile.direction(role), ep["url"], opts, style=None)
-    console.print(table, markup=True)
-    console.print(f"consumer: {data['consumer']}", highlight=False, markup=False)
-    console.print(f"client: {data['client']}", highlight=False, markup=False)
+        table.add_row(role, profile.direction(role), plain(ep["url"]), plain(opts), style=None)
+    console.print(table)
+    console.print(f"consumer: {data['consumer']}")
+    console.print(f"client: {data['client']}")
 
 
 @config_group.command("list")
@@ -737,7 +764,7 @@ def config_list(config_file: Path | None) -> None:
     from iris_cloud.config import config_files
 
     for path in config_files(config_file):
-        err_console.print(f"[dim]{path}[/]")
+        err_console.print(markup("[dim]{}[/]", path))
     for name in profile_names(config_file):
         click.echo(name)
 

@@ -11,14 +11,15 @@ seconds after the first delete it was told of, on a timer thread, and at close.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 
+from iris_cloud.logs import get_logger
+
 __all__ = ["WalEraser"]
 
-log = logging.getLogger("iris_cloud.providers.local")
+log = get_logger("iris_cloud.providers.local")
 
 # A checkpoint that found readers still on old pages is tried again this soon.
 _BUSY_RETRY = 0.05

@@ -72,7 +72,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import sqlite3
 import stat
@@ -99,6 +98,7 @@ from iris_cloud.errors import (
     is_transient,
 )
 from iris_cloud.hookspecs import hookimpl
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import (
     Capabilities,
     Message,
@@ -137,10 +137,9 @@ __all__ = [
     "iris_cloud_store_schemes",
 ]
 
-log = logging.getLogger("iris_cloud.providers.local")
+log = get_logger("iris_cloud.providers.local")
 
 DATABASE_NAME = "queues.sqlite3"
-log = logging.getLogger("iris_cloud.providers.local")
 
 RESERVED_DIR = ".iris-cloud"
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
 import re
 import time
@@ -41,6 +40,7 @@ from iris_cloud.errors import (
     Unavailable,
     ValidationError,
 )
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectStore
 
 from iris_cloud_aws._session import AwsSession, as_int, parse_endpoint
@@ -49,7 +49,7 @@ from iris_cloud_aws.options import BROKER_OPTIONS
 
 __all__ = ["ATTRIBUTE_LIMIT", "SqsBroker"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ATTRIBUTE_LIMIT = 10
 """Message attributes SQS accepts per message."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import math
 import re
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import IO, Any, ClassVar, Self, cast
 from urllib.parse import unquote_plus
 
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import (
     Capabilities,
     Message,
@@ -45,7 +45,7 @@ __all__ = ["S3Store"]
 
 _RFC2047 = re.compile(r"=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=", re.IGNORECASE)
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MIB = 1024 * 1024
 MIN_PART = 5 * MIB
@@ -299,7 +299,11 @@ class S3Store(ObjectStore):
         except Exception as exc:
             # The original error matters more; an unaborted upload holds no
             # object (only parts, which a lifecycle rule expires).
-            log.warning("could not abort the multipart upload of %s: %s", self._where(name), exc)
+            log.warning(
+                "could not abort the multipart upload of %s: %s",
+                self._where(name),
+                type(exc).__name__,
+            )
 
     # -- reading -----------------------------------------------------------------------
     def _open_read(self, name: str) -> IO[bytes]:

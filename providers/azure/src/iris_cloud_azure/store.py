@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
 import re
 import uuid
@@ -43,6 +42,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 from iris_cloud.errors import AlreadyExists, ConfigurationError
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import (
     Capabilities,
     Message,
@@ -56,7 +56,7 @@ from iris_cloud.ports import (
 from iris_cloud_azure.errors import translate
 from iris_cloud_azure.options import BLOB_CREDENTIAL_OPTIONS, NOTIFICATION_OPTIONS, TUNING_OPTIONS
 
-log = logging.getLogger("iris_cloud_azure.store")
+log = get_logger("iris_cloud_azure.store")
 
 __all__ = [
     "AzureBlobStore",
