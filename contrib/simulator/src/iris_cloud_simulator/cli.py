@@ -75,8 +75,10 @@ def simulate_command(
 
     from iris_cloud_simulator.simulator import Simulator
 
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    root = logging.getLogger()
+    if verbose and root.getEffectiveLevel() > logging.INFO:
+        # iris-cloud's own -v/--log-level configured the handler; this only lowers the level.
+        root.setLevel(logging.INFO)
     try:
         profile = load_profile(profile_name, config_file=config_file)
         simulator = Simulator(
