@@ -89,6 +89,14 @@ def test_repr_hides_credentials(moto: MotoServer, queue: str) -> None:
     assert "session-token-value" not in text
 
 
+def test_repr_masks_a_password_in_endpoint_url(moto: MotoServer, queue: str) -> None:
+    # A proxy or gateway in front of the service may take basic auth in the URL.
+    endpoint = moto.options()["endpoint_url"].replace("://", "://admin:Hunter2pw@", 1)
+    broker = _open(moto, queue, endpoint_url=endpoint)
+    text = repr(broker) + repr(broker._aws)
+    assert "Hunter2pw" not in text and "admin:***@" in text
+
+
 # -- capabilities read from the queue --------------------------------------------------------------
 def test_capabilities_come_from_queue_attributes(moto: MotoServer, name: str) -> None:
     moto.create_queue(name, max_message_bytes=2048, dead_letter=True, max_receive_count=4)

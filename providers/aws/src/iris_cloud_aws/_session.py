@@ -14,6 +14,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import boto3
 from botocore.config import Config
+from iris_cloud.config import mask_url
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.providers._common import parse_bool
 
@@ -162,5 +163,7 @@ class AwsSession:
         return self.session.get_credentials() is not None
 
     def __repr__(self) -> str:
-        # No credentials, not even the key id: only where the session points.
-        return f"AwsSession(region={self.region!r}, endpoint_url={self.endpoint_url!r})"
+        # No credentials, not even the key id: only where the session points
+        # (an endpoint URL's password and query values masked).
+        endpoint = mask_url(self.endpoint_url, frozenset()) if self.endpoint_url else None
+        return f"AwsSession(region={self.region!r}, endpoint_url={endpoint!r})"
