@@ -60,6 +60,10 @@ def test_pass_stall_blackhole_reset(echo: int) -> None:
         fresh.sendall(b"x")
         with pytest.raises(TimeoutError):
             fresh.recv(10)
+        proxy.set_mode("pass")
+        sock.sendall(b"still")  # its state is gone: black-holed for good
+        with pytest.raises(TimeoutError):
+            sock.recv(10)
         proxy.set_mode("reset")
         sock.settimeout(5)
         with pytest.raises(ConnectionResetError):

@@ -8,7 +8,9 @@ the link with :meth:`FaultProxy.set_mode`:
   (a congested or frozen peer); switching back to ``pass`` delivers it;
 * ``blackhole`` — everything is read and dropped, both ways, and new
   connections are accepted and treated alike: a NAT or firewall that dropped
-  its state, with no FIN and no RST. Only timeouts and keepalives notice;
+  its state, with no FIN and no RST. Only timeouts and keepalives notice.
+  A connection that was black-holed stays so after the mode changes back (the
+  state is gone for good): only new connections pass again;
 * ``reset`` — every connection is closed with a RST now, and new ones as
   they arrive.
 
@@ -111,19 +113,20 @@ class FaultProxy:
 
     def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
         peer = {client: upstream, upstream: client}
+        doomed = False
         try:
             while not self._closed.is_set():
                 if self._mode == "stall":
                     self._closed.wait(_TICK)
                     continue
+                doomed = doomed or self._mode == "blackhole"
                 readable, _, _ = select.select([client, upstream], [], [], _TICK)
                 for sock in readable:
                     data = sock.recv(65536)
                     if not data:
                         return
-                    if self._mode == "pass":
+                    if not doomed:
                         peer[sock].sendall(data)
-                    # blackhole: read and drop; stall/reset are handled above/elsewhere
         except (OSError, ValueError):
             return  # reset, or closed under us
         finally:

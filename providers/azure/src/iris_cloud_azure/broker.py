@@ -10,11 +10,21 @@ subscription. Credentials (keyword options only): ``connection_string`` (SAS
 key, SAS signature, or ``UseDevelopmentEmulator=true``), ``sas_token``,
 ``credential`` (any azure-core token credential), or, when none is given and
 azure-identity is installed, ``DefaultAzureCredential``.
+
+A connection that goes silent (a NAT or firewall dropped its state: no FIN,
+no RST) looks to the SDK like an empty queue for ever. So after
+``probe_interval`` seconds (default 30) in which receives brought nothing,
+the receiver is asked for a peek that must answer within ``probe_timeout``
+seconds (default 10); when it does not, the receiver (and its connection) is
+dropped, the receive raises :class:`~iris_cloud.errors.Unavailable`, and the
+next receive opens a new one.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,14 +45,16 @@ from azure.servicebus import (
 from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError
 from iris_cloud.decoding import decode_each
-from iris_cloud.errors import ConfigurationError, MessageTooLarge
+from iris_cloud.errors import ConfigurationError, IrisCloudError, MessageTooLarge, Unavailable
 from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
 
 from iris_cloud_azure.errors import translate
-from iris_cloud_azure.options import BUS_CREDENTIAL_OPTIONS, RETRY_OPTIONS
+from iris_cloud_azure.options import BUS_CREDENTIAL_OPTIONS, PROBE_OPTIONS, RETRY_OPTIONS
 from iris_cloud_azure.store import default_credential
 
 __all__ = ["ENVELOPE_RESERVE", "ServiceBusBroker"]
+
+log = logging.getLogger(__name__)
 
 STANDARD_MAX_MESSAGE = 256 * 1024
 ENVELOPE_RESERVE = 2048
@@ -53,6 +65,10 @@ limit goes through the claim check instead of failing at the service.
 """
 MIN_WAIT = 0.2
 """The SDK needs a positive wait; ``receive(wait=0)`` polls this long."""
+PROBE_INTERVAL = 30.0
+"""Seconds of receives that brought nothing before the connection is checked."""
+PROBE_TIMEOUT = 10.0
+"""Seconds the check (a peek) may take before the connection is taken for dead."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +136,15 @@ class ServiceBusBroker(MessageBroker):
         subscription: str | None = None,
         claim_check: Any = None,
         auth: str = "custom",
+        probe_interval: float = PROBE_INTERVAL,
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
         super().__init__(claim_check=claim_check)
+        if not probe_interval > 0 or not probe_timeout > 0:
+            raise ConfigurationError("probe_interval and probe_timeout must be positive")
+        self._probe_interval = probe_interval
+        self._probe_timeout = probe_timeout
+        self._heard_at = time.monotonic()
         self._client = client
         self._entity = entity
         self._subscription = subscription
@@ -164,6 +187,7 @@ class ServiceBusBroker(MessageBroker):
         subscription = segments[2] if len(segments) == 3 else None
         claim_check = options.pop("claim_check", None)
         retry = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
+        probe = {k: _seconds(options.pop(k), k) for k in PROBE_OPTIONS if k in options}
         unknown = set(options) - set(BUS_CREDENTIAL_OPTIONS)
         if unknown:
             raise ConfigurationError(f"unknown azuresb option(s): {', '.join(sorted(unknown))}")
@@ -189,7 +213,12 @@ class ServiceBusBroker(MessageBroker):
         else:
             client = ServiceBusClient(fqdn, default_credential(), **retry)
         return cls(
-            client, entity=entity, subscription=subscription, claim_check=claim_check, auth=kind
+            client,
+            entity=entity,
+            subscription=subscription,
+            claim_check=claim_check,
+            auth=kind,
+            **probe,
         )
 
     def __repr__(self) -> str:
@@ -336,7 +365,41 @@ class ServiceBusBroker(MessageBroker):
 
     # -- receiving -------------------------------------------------------------------
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
-        return self._receive_from(self._get_receiver(), max_messages, wait)
+        receiver = self._get_receiver()
+        got = self._receive_from(receiver, max_messages, wait)
+        now = time.monotonic()
+        if got:
+            self._heard_at = now
+        elif now - self._heard_at >= self._probe_interval:
+            self._probe(receiver)
+        return got
+
+    def _probe(self, receiver: ServiceBusReceiver) -> None:
+        """Make sure a receiver that brings nothing is still connected; else drop it."""
+        try:
+            with translate(f"check the connection to {self._where}", "receive"):
+                receiver.peek_messages(
+                    max_message_count=1, sequence_number=1, timeout=self._probe_timeout
+                )
+        except IrisCloudError as exc:
+            if not exc.retryable:
+                raise
+            log.warning(
+                "the connection to %s did not answer within %.0fs (%s); reopening it",
+                self._where,
+                self._probe_timeout,
+                type(exc).__name__,
+            )
+            with self._lock:
+                if self._receiver is receiver:
+                    self._receiver = None
+            # Closing a link on a dead connection can block: not on this thread.
+            threading.Thread(target=receiver.close, name="sb-close-dead", daemon=True).start()
+            raise Unavailable(
+                f"the connection to {self._where} went silent; a new one is opened on the "
+                "next receive"
+            ) from exc
+        self._heard_at = time.monotonic()
 
     def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         # The ``$deadletterqueue`` sub-queue, under peek-lock like the main one.
@@ -447,6 +510,13 @@ class ServiceBusBroker(MessageBroker):
                     handler.close()
         with translate(f"close the connection of {self!r}"):
             self._client.close()
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"option {name} must be a number of seconds") from None
 
 
 def _check_connection_string(conn: str, namespace: str, entity: str) -> None:
