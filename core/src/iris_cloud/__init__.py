@@ -6,6 +6,7 @@ documented.
 
 from __future__ import annotations
 
+from iris_cloud.decoding import UndecodableMessage
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
@@ -81,6 +82,7 @@ __all__ = [
     "Throttled",
     "Timeout",
     "Unavailable",
+    "UndecodableMessage",
     "ValidationError",
     "detect_kind",
     "enable_sdk_logs",
