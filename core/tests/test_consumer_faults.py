@@ -410,3 +410,65 @@ def test_a_message_whose_lock_was_lost_is_not_settled_and_comes_back() -> None:
     # back was recognised as a duplicate and completed.
     assert runs == [1] and stats.handled == 1 and stats.lock_lost == 1
     assert stats.completed == 1 and stats.duplicates == 1 and stats.settle_errors == 0
+
+
+DEDUPE_SCRIPT = """
+import json, os, sys, time
+from pathlib import Path
+from iris_cloud.config import Profile
+from iris_cloud.consumer import Consumer, IrisApp
+from iris_cloud.model import Event
+
+state, profile = Path(sys.argv[1]), Profile.from_dict(json.loads(sys.argv[2]))
+app = IrisApp()
+
+@app.on(Event)
+def side_effect(evt, ctx):
+    with open(state / "effects", "a") as out:
+        out.write(f"{os.getpid()}\\n")
+    time.sleep(1.5)  # the other process holds its copy meanwhile
+
+consumer = Consumer.from_profile(
+    app, profile, roles=("events",), dedupe=str(state / "dedupe.sqlite3"),
+    concurrency=1, batch_size=1, wait=0.1, backoff_initial=0.2,
+)
+consumer.start()
+(state / f"ready-{os.getpid()}").touch()
+deadline = time.monotonic() + 20
+while consumer.snapshot().handled + consumer.snapshot().duplicates < 1:
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.05)
+consumer.stop()
+stats = consumer.join(10)
+consumer.close()
+(state / f"stats-{os.getpid()}.json").write_text(json.dumps(stats.as_dict()))
+"""
+
+
+def test_two_processes_on_one_dedupe_file_run_the_side_effect_once(tmp_path: Path) -> None:
+    profile = make_profile("local", tmp_path)
+    assert profile.events is not None
+    state = tmp_path / "state"
+    state.mkdir()
+    script = tmp_path / "consume.py"
+    script.write_text(DEDUPE_SCRIPT)
+    data = json.dumps({"events": {"url": profile.events.url, "lock_seconds": 10}})
+    procs = [subprocess.Popen([sys.executable, str(script), str(state), data]) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(state.glob("ready-*"))) < 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        body = event()  # one event, delivered twice (a redelivery, or IRIS sending it again)
+        send(profile, body, body)
+        for proc in procs:
+            assert proc.wait(timeout=40) == 0
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert len((state / "effects").read_text().split()) == 1
+    stats = [json.loads(p.read_text()) for p in state.glob("stats-*.json")]
+    assert sum(s["handled"] for s in stats) == 1 and sum(s["duplicates"] for s in stats) == 1
+    assert sum(s["deferred"] for s in stats) >= 1  # the second copy waited for the first
