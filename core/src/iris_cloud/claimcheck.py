@@ -182,4 +182,6 @@ def restore(
         for k, v in message.properties.items()
         if k not in (SIZE_PROPERTY, LEGACY_SIZE_PROPERTY)
     }
-    return replace(message, body=body, properties=properties)
+    # Only a payload in our own store is ours to delete later; a source's is not.
+    owned = name if source is store else None
+    return replace(message, body=body, properties=properties, claim_check_name=owned)

@@ -452,6 +452,10 @@ class Profile(BaseModel):
     claim_check_sources: tuple[Endpoint, ...] = ()
     """Stores besides ``claim_check`` whose objects a received pointer may name (a
     trusted partner's bucket); a pointer naming any other bucket is dead-lettered."""
+    claim_check_delete: bool = False
+    """Delete a claim-checked payload once its message is completed, on brokers where
+    nobody else can need it (``capabilities.completes_for_all``: queues, not topic
+    subscriptions). Off by default: see docs/claim-check.md for the lifecycle rule."""
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     source: str | None = Field(default=None, exclude=True)
@@ -588,6 +592,7 @@ class Profile(BaseModel):
                 raise
             broker.claim_check_sources = tuple(sources)
         broker.claim_check_max_bytes = self.claim_check_max_bytes
+        broker.claim_check_delete = self.claim_check_delete
         return broker
 
     # -- the other side ------------------------------------------------------
@@ -606,6 +611,7 @@ class Profile(BaseModel):
             "source": self.source,
             "claim_check_max_bytes": self.claim_check_max_bytes,
             "claim_check_sources": self.claim_check_sources,
+            "claim_check_delete": self.claim_check_delete,
         }
         for role in ROLES:
             endpoint = getattr(self, role)
@@ -629,6 +635,7 @@ class Profile(BaseModel):
             out[role] = None if endpoint is None else endpoint.masked()
         out["claim_check_max_bytes"] = self.claim_check_max_bytes
         out["claim_check_sources"] = [e.masked() for e in self.claim_check_sources]
+        out["claim_check_delete"] = self.claim_check_delete
         out["consumer"] = self.consumer.model_dump()
         out["client"] = self.client.model_dump()
         return out

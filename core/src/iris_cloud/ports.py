@@ -93,6 +93,9 @@ class Capabilities:
     """``Message.delivery_count`` is the service's own count, not an estimate."""
     peek: bool = False
     """``peek`` shows waiting messages without locking them or counting a delivery."""
+    completes_for_all: bool = False
+    """Completing a message removes it for every receiver (a queue, not one subscription
+    of a topic), so nobody else needs its claim-checked payload afterwards."""
     # store
     conditional_create: bool = True
     """``put(overwrite=False)`` is enforced atomically by the service."""
@@ -132,6 +135,9 @@ class Message:
     dead_letter_description: str | None = None
     raw: Any = field(default=None, repr=False, compare=False)
     """The provider's own handle (receipt handle, ack id, SDK message)."""
+    claim_check_name: str | None = field(default=None, repr=False, compare=False)
+    """On a received message whose body came from the broker's claim-check store:
+    the payload's object name there (``None`` for a body that travelled inline)."""
 
     def __repr__(self) -> str:
         # Bodies carry patient data: a repr shows only their size.
@@ -226,6 +232,12 @@ class MessageBroker(ABC):
     claim_check_sources: tuple[ObjectStore, ...] = ()
     """Stores besides ``claim_check`` that a received pointer may name (trusted senders'
     buckets); a pointer naming any other bucket is dead-lettered unfetched."""
+    claim_check_delete: bool = False
+    """Delete a claim-checked payload from ``claim_check`` once its message is completed,
+    where ``capabilities.completes_for_all`` (nobody else can need it). A copy the
+    service delivers again afterwards (at-least-once) is then dead-lettered with
+    ``ClaimCheckFailed``; leave it off where that matters and let a lifecycle rule
+    expire payloads instead."""
 
     def __init__(self, *, claim_check: ObjectStore | None = None) -> None:
         self.claim_check = claim_check
@@ -352,6 +364,28 @@ class MessageBroker(ABC):
         return restore(
             msg, store, max_bytes=self.claim_check_max_bytes, sources=self.claim_check_sources
         )
+
+    def _completed(self, message: Message) -> None:
+        """After ``complete``: delete the message's payload if nobody else can need it.
+
+        Providers call it at the end of :meth:`complete`. It never raises: the
+        message is settled, and a payload left behind is for the lifecycle rule.
+        """
+        name = message.claim_check_name
+        if not (name and self.claim_check_delete and self.capabilities.completes_for_all):
+            return
+        if self.claim_check is None:
+            return
+        try:
+            self.claim_check.delete(name)
+        except NotFound:
+            pass  # deleted by an earlier completion of a copy
+        except Exception as exc:
+            log.warning(
+                "claim-check payload of message %s not deleted (%s)",
+                message.message_id,
+                type(exc).__name__,
+            )
 
     def _reject(self, msg: Message, reason: str, description: str) -> None:
         """Dead-letter a message that can never be handled; never raises.

@@ -258,6 +258,7 @@ class LocalBroker(MessageBroker):
         max_delivery_count=DEFAULT_MAX_DELIVERY_COUNT,
         delivery_count_exact=True,
         peek=True,
+        completes_for_all=True,
     )
 
     def __init__(
@@ -593,6 +594,7 @@ class LocalBroker(MessageBroker):
         """Delete ``message``; :class:`LockLost` if its lock is gone."""
         self._settle(message, "complete", "DELETE FROM messages", ())
         self._eraser.deleted()
+        self._completed(message)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Release ``message`` for redelivery, after ``delay`` seconds if given."""

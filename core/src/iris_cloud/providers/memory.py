@@ -156,6 +156,7 @@ class MemoryBroker(MessageBroker):
         max_delivery_count=DEFAULT_MAX_DELIVERY_COUNT,
         delivery_count_exact=True,
         peek=True,
+        completes_for_all=True,
     )
 
     def __init__(
@@ -375,6 +376,7 @@ class MemoryBroker(MessageBroker):
         with q.cond:
             _, entry = self._held(message, "complete")
             del q.entries[entry.seq]
+        self._completed(message)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Release ``message`` for redelivery, after ``delay`` seconds if given."""

@@ -582,6 +582,25 @@ class BrokerContract:
             assert msg.properties == {"kind": "result"}
             b.complete(msg)
 
+    def test_claim_check_payload_lifecycle_on_complete(
+        self, broker_env: BrokerContractEnv, queue_url: str
+    ) -> None:
+        """The payload is deleted at completion only if asked and nobody else can need it."""
+        store = broker_env.claim_check_store()
+        before = {o.name for o in store.list()}
+        for delete in (False, True):
+            with broker_env.open(queue_url, claim_check=store) as b:
+                b.claim_check_delete = delete
+                b.send(Message(body=os.urandom(b.capabilities.max_message_bytes + 10)))
+                (payload,) = {o.name for o in store.list()} - before
+                msg = self._receive_one(b)
+                assert msg.claim_check_name == payload
+                b.complete(msg)
+                gone = delete and b.capabilities.completes_for_all
+                assert store.exists(payload) is not gone
+                if not gone:
+                    store.delete(payload)
+
     def test_claim_check_payload_gone_is_dead_lettered(
         self, broker_env: BrokerContractEnv, queue_url: str
     ) -> None:

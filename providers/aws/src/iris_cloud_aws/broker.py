@@ -205,6 +205,7 @@ class SqsBroker(MessageBroker):
         delayed_retry=True,
         lock_renewal=True,
         delivery_count_exact=False,
+        completes_for_all=True,
     )
 
     def __init__(
@@ -631,6 +632,7 @@ class SqsBroker(MessageBroker):
         handle = self._held(message, "complete")
         with aws_errors("DeleteMessage", self._target):
             self._sqs.delete_message(QueueUrl=handle.queue_url, ReceiptHandle=handle.receipt_handle)
+        self._completed(message)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Make ``message`` visible again now, or after ``delay`` seconds (whole, <= 12 h)."""

@@ -148,6 +148,8 @@ class ServiceBusBroker(MessageBroker):
         self._client = client
         self._entity = entity
         self._subscription = subscription
+        # A queue's completed message is gone for everyone; a subscription's only for it.
+        self.capabilities = replace(self.capabilities, completes_for_all=subscription is None)
         self._auth = auth
         self._lock = threading.Lock()
         self._sender: ServiceBusSender | None = None
@@ -471,6 +473,7 @@ class ServiceBusBroker(MessageBroker):
         held = self._held(message)
         with translate(f"complete message {message.message_id} on {self._where}", "receive"):
             held.receiver.complete_message(held.message)
+        self._completed(message)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Release the lock for immediate redelivery.

@@ -601,6 +601,8 @@ class PubSubBroker(MessageBroker):
             )
         with self._lock:
             self._seen.pop(receipt.pubsub_message_id, None)
+        # A no-op: a subscription cannot know whether another one still needs the payload.
+        self._completed(message)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Let ``message`` be redelivered now, or after ``delay`` seconds (at most 600)."""
