@@ -162,3 +162,33 @@ def test_cli_verbosity_flags(caplog: pytest.LogCaptureFixture) -> None:
         for name in SDK_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
         root.setLevel(logging.WARNING)
+
+
+def test_a_logged_exception_keeps_frames_but_not_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    log = get_logger("iris_cloud.test")
+    try:
+        try:
+            raise FileExistsError(17, "File exists", f"/saved/{PHI}.pdf")
+        except OSError as inner:
+            raise RuntimeError(f"saving {PHI} failed") from inner
+    except RuntimeError:
+        log.exception("unexpected error processing message_id=%s", "m1")
+    (record,) = caplog.records
+    text = logging.Formatter().format(record)
+    assert PHI not in text
+    assert "builtins.RuntimeError (text withheld)" in text
+    assert "builtins.FileExistsError (text withheld)" in text
+    assert "test_a_logged_exception_keeps_frames_but_not_its_text" in text
+    assert record.exc_info is None
+
+
+def test_validate_prints_names_and_paths_escaped(tmp_path: Path) -> None:
+    bad = tmp_path / "order\x1b]0;pwned\x07.json"
+    bad.write_text(json.dumps({"ResultObjectType": "OrderGradedEvent", "Success": "maybe"}))
+    out = CliRunner().invoke(iris_cloud_cli, ["validate", str(bad)])
+    assert out.exit_code != 0
+    assert "\x1b" not in out.output and "\x07" not in out.output
+    assert "order\\x1b]0;pwned\\x07.json: INVALID" in out.output

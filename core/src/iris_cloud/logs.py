@@ -4,7 +4,9 @@ Every module of the framework logs through :func:`get_logger`. Its loggers
 pass every argument that is not a number through
 :func:`iris_cloud.untrusted.clean`, so a sender's message id or type name
 cannot forge a log line or flood the log; callers log class names and field
-paths, never bodies or values.
+paths, never bodies or values. A logged exception (``log.exception``,
+``exc_info``) keeps its classes and frames but not its text, which may quote
+the message being handled.
 
 The cloud SDKs log whole request bodies (OrderRequests, results) and
 credentials headers (``x-amz-security-token``) at DEBUG. Importing
@@ -17,6 +19,8 @@ for our detail does not turn theirs on. :func:`enable_sdk_logs` (the CLI's
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,7 +78,40 @@ class SafeLogger(logging.LoggerAdapter[logging.Logger]):
         safe = tuple(a if isinstance(a, int | float) else clean(a) for a in args)
         # Report the caller, not this method, as the record's origin.
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        exc = _exception(kwargs.pop("exc_info", None))
+        if exc is not None:
+            msg = f"{msg}\n{traceback_without_text(exc).replace('%', '%%')}"
         self.logger.log(level, msg, *safe, **kwargs)
+
+
+def _exception(exc_info: object) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple) and len(exc_info) == 3:
+        value = exc_info[1]
+        return value if isinstance(value, BaseException) else None
+    return sys.exc_info()[1] if exc_info else None
+
+
+def traceback_without_text(exc: BaseException) -> str:
+    """``exc``'s traceback (causes included) with classes and frames, not messages.
+
+    An exception's text may quote the message being handled (a file name, a
+    field value), so a logged traceback keeps only where it happened.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = traceback.format_list(traceback.extract_tb(current.__traceback__))
+        parts.append(
+            "Traceback (most recent call last):\n"
+            + "".join(frames)
+            + f"{type(current).__module__}.{type(current).__qualname__} (text withheld)"
+        )
+        current = current.__cause__ or current.__context__
+    return "\n\nwhich was raised while handling / caused by:\n".join(reversed(parts))
 
 
 def get_logger(name: str) -> SafeLogger:

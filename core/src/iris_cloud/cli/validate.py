@@ -23,6 +23,7 @@ from iris_cloud.model import (
     sample_files,
     schema_file_name,
 )
+from iris_cloud.untrusted import clean
 
 __all__ = ["Outcome", "register", "schema_command", "validate_command", "validate_document"]
 
@@ -73,13 +74,15 @@ def _read(path: str) -> bytes:
 
 
 def _print_outcome(outcome: Outcome) -> None:
+    # Paths can hold the document's own keys: escaped like any sender text.
+    source = clean(outcome.source, None)
     if outcome.valid:
-        click.echo(f"{outcome.source}: " + click.style("OK", fg="green") + f" {outcome.kind}")
+        click.echo(f"{source}: " + click.style("OK", fg="green") + f" {clean(outcome.kind)}")
         return
-    kind = f" {outcome.kind}" if outcome.kind else ""
-    click.echo(f"{outcome.source}: " + click.style("INVALID", fg="red", bold=True) + kind)
+    kind = f" {clean(outcome.kind)}" if outcome.kind else ""
+    click.echo(f"{source}: " + click.style("INVALID", fg="red", bold=True) + kind)
     for error in outcome.errors:
-        click.echo(f"  {error.path or '<root>'}: {error.message} [{error.type}]")
+        click.echo(f"  {clean(error.path or '<root>')}: {clean(error.message)} [{error.type}]")
 
 
 @click.command("validate")
