@@ -24,22 +24,41 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
-
-if TYPE_CHECKING:
-    from iris_cloud.ports import Message, ObjectStore
+from iris_cloud.messages import Message
+from iris_cloud.objects import check_object_name
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "MAX_POINTER_BYTES",
     "POINTER_CLASS",
     "SIZE_PROPERTY",
+    "PayloadStore",
     "is_claim_checked",
     "offload",
     "restore",
 ]
+
+
+class PayloadStore(Protocol):
+    """What the claim check uses of an :class:`iris_cloud.ports.ObjectStore`.
+
+    Structural, because the ports call the claim check: this module imports
+    what both share (:mod:`iris_cloud.messages`, :mod:`iris_cloud.objects`),
+    not the ports.
+    """
+
+    prefix: str
+
+    @property
+    def container(self) -> str: ...
+
+    def put(self, name: str, data: bytes, *, content_type: str | None = None) -> object: ...
+
+    def open_read(self, name: str) -> IO[bytes]: ...
+
 
 POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
 # The Java extended client 1.x wrote this class name; its pointers are still in flight.
@@ -64,7 +83,7 @@ def _invalid(path: str, code: str, message: str) -> ValidationError:
     return ValidationError("claim-check pointer", [FieldError(path, code, message)])
 
 
-def offload(message: Message, store: ObjectStore) -> Message:
+def offload(message: Message, store: PayloadStore) -> Message:
     """Write ``message.body`` to ``store`` and return the message carrying the pointer."""
     name = str(uuid.uuid4())
     store.put(name, message.body, content_type=message.content_type or "application/octet-stream")
@@ -115,10 +134,8 @@ def _pointer(body: bytes) -> tuple[str, str]:
     return bucket, key
 
 
-def _source(bucket: str, key: str, stores: Sequence[ObjectStore]) -> tuple[ObjectStore, str]:
+def _source(bucket: str, key: str, stores: Sequence[PayloadStore]) -> tuple[PayloadStore, str]:
     """The allowed store that holds ``bucket``/``key``, and the key's name inside it."""
-    from iris_cloud.ports import check_object_name
-
     in_bucket = [s for s in stores if s.container == bucket]
     if not in_bucket:
         raise _invalid("body[1].s3BucketName", "not_allowed", "not the claim-check store")
@@ -140,7 +157,7 @@ def _source(bucket: str, key: str, stores: Sequence[ObjectStore]) -> tuple[Objec
     raise _invalid("body[1].s3Key", "not_allowed", "outside the claim-check store's prefix")
 
 
-def _read_capped(store: ObjectStore, name: str, max_bytes: int) -> bytes:
+def _read_capped(store: PayloadStore, name: str, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     total = 0
     with store.open_read(name) as fh:
@@ -157,10 +174,10 @@ def _read_capped(store: ObjectStore, name: str, max_bytes: int) -> bytes:
 
 def restore(
     message: Message,
-    store: ObjectStore,
+    store: PayloadStore,
     *,
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-    sources: Sequence[ObjectStore] = (),
+    sources: Sequence[PayloadStore] = (),
 ) -> Message:
     """Fetch a claim-checked body back from ``store``; other messages pass unchanged.
 

@@ -37,6 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from iris_cloud.config import Profile, load_profile
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
 from iris_cloud.logs import get_logger
+from iris_cloud.messages import message_for, order_message
 from iris_cloud.model import (
     MODEL_VERSION,
     EyeGrading,
@@ -46,7 +47,7 @@ from iris_cloud.model import (
     OrderRequest,
 )
 from iris_cloud.model.common import validation_error
-from iris_cloud.ports import Message, MessageBroker, ObjectStore
+from iris_cloud.ports import MessageBroker, ObjectStore
 from iris_cloud.workflows.image_first import (
     ImageRef,
     ImageSource,
@@ -168,61 +169,6 @@ def _as_dict(data: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValidationError("invalid message", [FieldError("", "dict_type", "not a JSON object")])
     return value
-
-
-def order_message(order: OrderRequest, transaction_id: str) -> Message:
-    """The broker message for ``order`` (ids and properties as the module docstring says)."""
-    code = str(order.order_control_code)
-    local_id = order.order.local_id
-    return Message(
-        body=order.to_json().encode("utf-8"),
-        message_id=transaction_id,
-        correlation_id=local_id,
-        content_type="application/json",
-        subject="OrderRequest",
-        properties={
-            "MessageType": "OrderRequest",
-            "OrderControlCode": code,
-            "OrderLocalId": local_id,
-            "TransactionId": transaction_id,
-        },
-    )
-
-
-def message_for(message: IrisModel, transaction_id: str | None = None) -> Message:
-    """The broker message for any IRIS model, with the ids every side of this library uses.
-
-    ``message_id`` is the TransactionId (the event's / result's own when it
-    has one, else ``transaction_id``, else a new GUID), ``correlation_id`` the
-    order's LocalId, ``subject`` and property ``MessageType`` the message type
-    (``OrderRequest``, ``GradingSubmission``, ``OrderResult`` or the event's
-    ``ResultObjectType``). The simulator sends events and results with it.
-    """
-    from iris_cloud.model import Event, OrderResult
-
-    own = getattr(message, "transaction_id", None)
-    txid = str(own) if own else (transaction_id or str(uuid.uuid4()))
-    if isinstance(message, OrderRequest):
-        return order_message(message, txid)
-    local_id: str | None
-    if isinstance(message, GradingSubmission):
-        kind, local_id = "GradingSubmission", message.local_id
-    elif isinstance(message, OrderResult):
-        kind, local_id = "OrderResult", message.order.local_id if message.order else None
-    elif isinstance(message, Event):
-        kind, local_id = message.result_object_type, message.order_local_id
-    else:
-        raise TypeError(f"not an IRIS message: {type(message).__name__}")
-    properties: dict[str, str | int | float | bool] = {"MessageType": kind, "TransactionId": txid}
-    if local_id:
-        properties["OrderLocalId"] = local_id
-    return Message(
-        body=message.to_json().encode("utf-8"),
-        message_id=txid,
-        correlation_id=local_id,
-        subject=kind,
-        properties=properties,
-    )
 
 
 # --------------------------------------------------------------------- client

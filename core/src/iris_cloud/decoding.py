@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from iris_cloud.errors import ValidationError
 from iris_cloud.logs import get_logger
-from iris_cloud.ports import Message
+from iris_cloud.messages import Message
 
 __all__ = ["DECODE_FAILED", "UndecodableMessage", "check_decoded", "decode_each", "failure_text"]
 

@@ -18,10 +18,10 @@ import tempfile
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
@@ -36,6 +36,8 @@ from iris_cloud.errors import (
     PermissionDenied,
 )
 from iris_cloud.logs import get_logger
+from iris_cloud.messages import _MAPPING_REFUSED, Message, Sendable
+from iris_cloud.objects import NotificationParser, ObjectInfo, check_object_name
 from iris_cloud.private import private_dir
 
 __all__ = [
@@ -62,7 +64,6 @@ MAX_SIGNED_URL_EXPIRY = timedelta(days=7)
 """Longest validity of a :meth:`ObjectStore.signed_url`: the most SigV4 (S3) and
 V4 (GCS) signatures allow, and a bound on how long a leaked Azure SAS stays good."""
 
-PropertyValue = str | int | float | bool
 BinarySource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | Path
 
 
@@ -109,111 +110,6 @@ class Capabilities:
     """The credentials may list objects."""
     can_write: bool = True
     """The credentials may write objects."""
-
-
-@dataclass
-class Message:
-    """One message, outgoing or received.
-
-    For sending, set ``body`` and whichever headers matter; ``message_id`` is
-    generated when left empty. On a received message the broker also fills
-    ``delivery_count``, ``enqueued_at``, ``lock_token`` and ``locked_until``;
-    settle it with the broker that returned it.
-    """
-
-    body: bytes
-    message_id: str = ""
-    correlation_id: str | None = None
-    content_type: str | None = "application/json"
-    subject: str | None = None
-    properties: dict[str, PropertyValue] = field(default_factory=dict)
-    delivery_count: int = 0
-    enqueued_at: datetime | None = None
-    lock_token: str | None = None
-    locked_until: datetime | None = None
-    dead_letter_reason: str | None = None
-    dead_letter_description: str | None = None
-    raw: Any = field(default=None, repr=False, compare=False)
-    """The provider's own handle (receipt handle, ack id, SDK message)."""
-    claim_check_name: str | None = field(default=None, repr=False, compare=False)
-    """On a received message whose body came from the broker's claim-check store:
-    the payload's object name there (``None`` for a body that travelled inline)."""
-
-    def __repr__(self) -> str:
-        # Bodies carry patient data: a repr shows only their size.
-        return (
-            f"Message(message_id={self.message_id!r}, correlation_id={self.correlation_id!r}, "
-            f"subject={self.subject!r}, body=<{len(self.body)} bytes>, "
-            f"delivery_count={self.delivery_count})"
-        )
-
-    @property
-    def size(self) -> int:
-        """Bytes of body plus property keys and values, as services count them."""
-        return len(self.body) + sum(len(k) + len(str(v)) for k, v in self.properties.items())
-
-    @classmethod
-    def coerce(cls, value: Sendable) -> Message:
-        """A :class:`Message` from what callers pass to ``send``.
-
-        A pydantic model is sent as its JSON by alias (wire names); an IRIS
-        model as :func:`iris_cloud.client.message_for` makes it (the ids and
-        properties an :class:`~iris_cloud.client.IrisClient` gives it).
-        """
-        if isinstance(value, Message):
-            return value
-        if isinstance(value, str):
-            return cls(body=value.encode("utf-8"))
-        if isinstance(value, bytes | bytearray | memoryview):
-            return cls(body=bytes(value))
-        if isinstance(value, BaseModel):
-            return _model_message(value)
-        if isinstance(value, Mapping):
-            raise TypeError(_MAPPING_REFUSED)
-        raise TypeError(
-            f"cannot send a {type(value).__name__}; pass bytes, str, a pydantic model or Message"
-        )
-
-
-def _model_message(model: BaseModel) -> Message:
-    # Imported here: the client builds on the ports, not the other way round.
-    from iris_cloud.client import message_for
-    from iris_cloud.model import Event, GradingSubmission, OrderRequest, OrderResult
-
-    if isinstance(model, Event | GradingSubmission | OrderRequest | OrderResult):
-        return message_for(model)
-    return Message(body=model.model_dump_json(by_alias=True).encode("utf-8"))
-
-
-_MAPPING_REFUSED = (
-    "cannot send a dict or other mapping: serialise it first (json.dumps) or pass a pydantic model"
-)
-
-Sendable = Message | bytes | bytearray | memoryview | str | BaseModel
-"""One message as ``send`` takes it."""
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """What a store knows of one object."""
-
-    name: str
-    size: int
-    content_type: str | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    etag: str | None = None
-    """The version tag, unquoted: services quote it in some replies and not in
-    others, and one form keeps put / info / list / watch results comparable."""
-    last_modified: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if self.etag is not None:
-            object.__setattr__(self, "etag", self.etag.strip('"') or None)
-
-
-NotificationParser = Callable[[Message], Iterable[ObjectInfo]]
-"""Turns one notification into the objects it announces as created, named as
-the store names them (its prefix removed); anything else yields nothing."""
 
 
 class MessageBroker(ABC):
@@ -507,26 +403,6 @@ def read_full(stream: IO[bytes], size: int) -> bytes:
         parts.append(chunk)
         remaining -= len(chunk)
     return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def check_object_name(name: str) -> str:
-    """Return ``name`` if it is a safe relative object name, else raise ConfigurationError.
-
-    Rejected: empty names, absolute paths, ``..`` segments, NUL and backslashes,
-    which would escape a prefix or a directory on some provider.
-    """
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError("object name must be a non-empty string")
-    if "\x00" in name:
-        raise ConfigurationError("object name must not contain NUL")
-    if "\\" in name:
-        raise ConfigurationError("object name must not contain backslashes")
-    if name.startswith("/"):
-        raise ConfigurationError("object name must be relative (no leading '/')")
-    parts = PurePosixPath(name).parts
-    if any(p in ("..", ".") for p in name.split("/")) or not parts:
-        raise ConfigurationError("object name must not contain '.' or '..' segments")
-    return name
 
 
 class ObjectStore(ABC):

@@ -15,15 +15,32 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from iris_cloud.errors import IrisCloudError
 from iris_cloud.logs import get_logger
-from iris_cloud.ports import MessageBroker, NotificationParser, ObjectInfo, ObjectStore
+from iris_cloud.messages import Message
+from iris_cloud.objects import NotificationParser, ObjectInfo
 
 __all__ = ["NotificationParser", "watch_notifications"]
 
 log = get_logger("iris_cloud.watching")
+
+
+# What the loop uses of an ObjectStore and a MessageBroker, structurally: the
+# ports call this module, so it does not import them.
+class _Listing(Protocol):
+    def list(self, prefix: str = "") -> Iterable[ObjectInfo]: ...
+
+
+class _Notifications(Protocol):
+    def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]: ...
+
+    def abandon(self, message: Message, delay: float | None = None) -> None: ...
+
+    def complete(self, message: Message) -> None: ...
+
 
 # Recent (name, etag) pairs remembered to drop repeats: services deliver at
 # least once and some announce one upload twice (S3 multipart on moto).
@@ -31,8 +48,8 @@ _REMEMBER = 10_000
 
 
 def watch_notifications(
-    store: ObjectStore,
-    broker: MessageBroker,
+    store: _Listing,
+    broker: _Notifications,
     parse: NotificationParser,
     prefix: str = "",
     *,

@@ -48,9 +48,9 @@ from iris_cloud.decoding import decode_each
 from iris_cloud.errors import ConfigurationError, IrisCloudError, MessageTooLarge, Unavailable
 from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
 
+from iris_cloud_azure.credentials import default_credential
 from iris_cloud_azure.errors import translate
 from iris_cloud_azure.options import BUS_CREDENTIAL_OPTIONS, PROBE_OPTIONS, RETRY_OPTIONS
-from iris_cloud_azure.store import default_credential
 
 __all__ = ["ENVELOPE_RESERVE", "ServiceBusBroker"]
 

@@ -53,6 +53,7 @@ from iris_cloud.ports import (
     read_full,
 )
 
+from iris_cloud_azure.credentials import default_credential
 from iris_cloud_azure.errors import translate
 from iris_cloud_azure.options import BLOB_CREDENTIAL_OPTIONS, NOTIFICATION_OPTIONS, TUNING_OPTIONS
 
@@ -124,18 +125,6 @@ def sas_permissions(sas: str) -> str | None:
     query = sas.split("?", 1)[1] if "?" in sas else sas
     values = parse_qs(query.lstrip("?")).get("sp")
     return values[0] if values else None
-
-
-def default_credential() -> Any:
-    """``DefaultAzureCredential`` from azure-identity, or a clear error if it is missing."""
-    try:
-        from azure.identity import DefaultAzureCredential
-    except ImportError as exc:
-        raise ConfigurationError(
-            "no credentials given and azure-identity is not installed: pass connection_string, "
-            "sas_url, sas_token or account_key, or install 'iris-cloud-azure[identity]'"
-        ) from exc
-    return DefaultAzureCredential()
 
 
 class _ChunkReader(io.RawIOBase):
