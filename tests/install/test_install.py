@@ -108,6 +108,7 @@ class Venv:
             "pip",
             "install",
             "--quiet",
+            "--no-compile",  # bytecode for every SDK file: minutes, and nothing to check
             "--report",
             str(report),
             "--find-links",
@@ -162,26 +163,27 @@ def providers_listed(env: Venv) -> dict[str, set[str]]:
     return {p["name"]: set(p["brokers"]) | set(p["stores"]) for p in listed}
 
 
-def smoke(env: Venv, provider: str | None) -> None:
-    """validate --samples; the provider listed; a mem:// + provider profile opens."""
+def smoke(env: Venv, *providers: str) -> None:
+    """validate --samples; the providers listed; a mem:// + provider profile opens."""
     env.cli("validate", "--samples")
     listed = providers_listed(env)
-    store_url, options = PROVIDER_STORES[provider] if provider else ("file:///tmp", {})
-    if provider:
-        assert provider in listed, listed
-    profile = {
-        "orders": "mem://orders",
-        "events": "mem://events",
-        "images": {"url": store_url, **options},
-    }
+    assert set(providers) <= set(listed), listed
+    stores = [PROVIDER_STORES[p] for p in providers] or [("file:///tmp", {})]
+    roles = ("images", "results_store", "claim_check")[: len(stores)]
+    profile: dict[str, object] = {"orders": "mem://orders", "events": "mem://events"}
+    profile.update(
+        {role: {"url": url, **opts} for role, (url, opts) in zip(roles, stores, strict=True)}
+    )
     code = (
         "from iris_cloud.config import Profile\n"
         f"p = Profile.from_dict({profile!r})\n"
-        "with p.open_broker('orders') as b, p.open_store('images') as s:\n"
+        "with p.open_broker('orders') as b:\n"
         "    b.send(b'ping'); assert b.receive(1)[0].body == b'ping'\n"
-        "    print(type(s).__name__)\n"
+        f"for role in {list(roles)!r}:\n"
+        "    with p.open_store(role) as s: print(type(s).__name__)\n"
     )
-    assert env.python_code(code).strip()
+    opened = env.python_code(code).split()
+    assert len(opened) == len(stores), opened
 
 
 # -- metadata -------------------------------------------------------------------------
@@ -204,6 +206,8 @@ def test_testing_helpers_declare_pytest(wheelhouse: Path) -> None:
     for dist in ("iris-cloud-aws", "iris-cloud-azure", "iris-cloud-gcp"):
         assert "iris-cloud" in requirements(metadata(wheelhouse, dist), "testing"), dist
     assert "moto" in requirements(metadata(wheelhouse, "iris-cloud-aws"), "testing")
+    for dist in ("iris-cloud-azure", "iris-cloud-gcp"):
+        assert "iris-cloud-emulators" in requirements(metadata(wheelhouse, dist), "testing"), dist
 
 
 def test_core_long_description_is_the_readme(wheelhouse: Path) -> None:
@@ -224,7 +228,7 @@ def test_core_alone_then_the_simulator(make_venv: Callable[[str], Venv]) -> None
     taken = env.install("iris-cloud")
     assert_ours_from_wheelhouse(taken, env.wheelhouse, {"iris-cloud"})
     assert "fpdf2" not in taken and "pytest" not in taken
-    smoke(env, None)
+    smoke(env)
     listed = providers_listed(env)
     assert set(listed) == {"memory", "local"}
     assert set().union(*listed.values()) == BUILTIN_SCHEMES
@@ -255,8 +259,7 @@ def test_all_and_demo_and_testing(make_venv: Callable[[str], Venv]) -> None:
         env.wheelhouse,
         {"iris-cloud", "iris-cloud-aws", "iris-cloud-azure", "iris-cloud-gcp"},
     )
-    for provider in PROVIDER_STORES:
-        smoke(env, provider)
+    smoke(env, *PROVIDER_STORES)
 
     taken = env.install("iris-cloud[demo]")
     assert_ours_from_wheelhouse(taken, env.wheelhouse, {"iris-cloud-simulator"})
