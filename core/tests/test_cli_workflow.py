@@ -272,14 +272,11 @@ def test_check_full_rights_and_no_consumption(tmp_path: Path) -> None:
     out = run("check", "--config", str(config), "--json")
     assert out.exit_code == 0, out.output
     checks = {c["role"]: c for c in json.loads(out.stdout)}
-    assert checks["orders"]["rights"] == {"receive": "yes", "send": "untested"}
-    assert checks["images"]["rights"] == {
-        "list": "yes",
-        "write": "yes",
-        "read": "yes",
-        "delete": "yes",
-    }
-    assert checks["events"]["rights"]["receive"] == "yes"
+    assert checks["orders"]["rights"] == {"receive": "verified", "send": "verified"}
+    assert checks["images"]["rights"] == dict.fromkeys(
+        ("list", "write", "read", "delete"), "verified"
+    )
+    assert checks["events"]["rights"]["receive"] == "verified"
     assert checks["events"]["notes"] == []
     # The real message was peeked, not taken: its first delivery is still to
     # come. No probe object was left behind.
@@ -298,7 +295,7 @@ def test_check_send_probe_takes_it_back(tmp_path: Path) -> None:
     out = run("check", "--config", str(config), "--json", "--send-probe")
     assert out.exit_code == 0, out.output
     checks = {c["role"]: c for c in json.loads(out.stdout)}
-    assert checks["orders"]["rights"]["send"] == "yes"
+    assert checks["orders"]["rights"]["send"] == "verified"
     assert "probe sent and removed" in checks["orders"]["notes"]
     assert queue(config, "orders") == []
 
@@ -312,20 +309,23 @@ def test_check_reports_iris_style_write_only_credentials(tmp_path: Path) -> None
     )
     out = run("check", "--config", str(config), "--json", "--send-probe")
     checks = {c["role"]: c for c in json.loads(out.stdout)}
-    assert checks["orders"]["rights"] == {"receive": "no", "send": "yes"}
+    assert checks["orders"]["rights"] == {"receive": "refused", "send": "verified"}
     assert any("probe message" in n for n in checks["orders"]["notes"])
     assert checks["images"]["rights"] == {
-        "list": "no",
-        "write": "yes",
-        "read": "no",
-        "delete": "no",
+        "list": "refused",
+        "write": "verified",
+        "read": "refused",
+        "delete": "refused",
     }
     assert any("left" in n for n in checks["images"]["notes"])
-    assert checks["events"]["rights"] == {"receive": "yes", "send": "no"}
+    assert checks["events"]["rights"] == {"receive": "verified", "send": "refused"}
     # Everything the integrator side needs is there: exit 0; the table form works too.
     assert out.exit_code == 0
+    # Without the write probe the images' write right is unverified: not ok, unless allowed.
     table = run("check", "--config", str(config), "--no-write")
-    assert table.exit_code == 0 and "images" in table.output
+    assert table.exit_code == 1 and "images" in table.output
+    allowed = run("check", "--config", str(config), "--no-write", "--allow-unverified")
+    assert allowed.exit_code == 0, allowed.output
 
 
 def test_check_fails_when_a_needed_right_is_missing(tmp_path: Path) -> None:
@@ -340,19 +340,27 @@ def test_check_where_the_service_cannot_peek() -> None:
     from dataclasses import replace
 
     from iris_cloud.cli.workflow import EndpointCheck, _check_receive
+    from iris_cloud.ports import MessageBroker
     from iris_cloud.providers.memory import MemoryBroker
 
-    with MemoryBroker(f"nopeek-{uuid.uuid4().hex[:8]}") as broker:
+    class Blind(MemoryBroker):
+        """A service that can neither peek nor otherwise confirm a right."""
+
+        def verify(self, right: str) -> bool:
+            return MessageBroker.verify(self, right)
+
+    with Blind(f"nopeek-{uuid.uuid4().hex[:8]}") as broker:
         broker.capabilities = replace(broker.capabilities, peek=False)
         broker.send(Message(body=b"{}", message_id="real-one"))
         check = EndpointCheck("events", "mem://x", "receive")
         _check_receive(broker, check, receive_probe=False)
-        assert check.rights == {"receive": "untested"}
+        assert check.rights == {"receive": "unverified"}
         assert "--receive-probe" in check.notes[0]
-        assert check.ok  # untested is not a failure
+        assert not check.ok()  # unverified is not ok ...
+        assert check.ok(allow_unverified=True)  # ... unless the user accepts it
         probed = EndpointCheck("events", "mem://x", "receive")
         _check_receive(broker, probed, receive_probe=True)
-        assert probed.rights == {"receive": "yes"}
+        assert probed.rights == {"receive": "verified"}
         assert "delivery count rose by 1" in probed.notes[0]
         [again] = broker.receive(wait=1)
         assert (again.message_id, again.delivery_count) == ("real-one", 2)

@@ -10,6 +10,7 @@ from iris_cloud.decoding import UndecodableMessage
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
+    CredentialsRejected,
     FieldError,
     IrisCloudError,
     LockLost,
@@ -58,6 +59,7 @@ __all__ = [
     "AlreadyExists",
     "Capabilities",
     "ConfigurationError",
+    "CredentialsRejected",
     "FieldError",
     "GenericEvent",
     "GradingReceipt",

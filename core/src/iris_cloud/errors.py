@@ -86,6 +86,14 @@ class PermissionDenied(IrisCloudError):
         super().__init__(message)
 
 
+class CredentialsRejected(PermissionDenied):
+    """The service did not accept the credentials at all (unknown key, bad secret, expired token).
+
+    A :class:`PermissionDenied` for every right at once: no grant can fix it,
+    only other keys (or a corrected clock, for signatures that expired).
+    """
+
+
 class MessageTooLarge(IrisCloudError):
     """A message body exceeds the service's limit and no claim-check store is set."""
 

@@ -311,6 +311,24 @@ class MessageBroker(ABC):
         except Exception as exc:  # its lock expires instead
             log.warning("abandoning message %s failed (%s)", msg.message_id, type(exc).__name__)
 
+    def verify(self, right: str) -> bool:
+        """Confirm, without side effects, that the credentials hold ``right``.
+
+        ``right`` is ``"send"`` or ``"receive"``. Returns ``True`` when the
+        service confirmed the right, ``False`` when it cannot be told here
+        without sending or taking a message; raises :class:`PermissionDenied`
+        when the service refused it (:class:`CredentialsRejected` when it did
+        not accept the credentials at all). Nothing is sent, taken, locked or
+        counted. The default confirms receive by a :meth:`peek` where the
+        service has one; providers that can do more override it.
+        """
+        if right not in ("send", "receive"):
+            raise ConfigurationError(f"no such broker right: {right!r} (send or receive)")
+        if right == "receive" and self.capabilities.peek:
+            self.peek()
+            return True
+        return False
+
     def peek(self, max_messages: int = 1) -> list[Message]:
         """Look at up to ``max_messages`` messages, oldest first, without taking them.
 

@@ -13,6 +13,7 @@ from botocore import exceptions as bexc
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
+    CredentialsRejected,
     IrisCloudError,
     LockLost,
     MessageTooLarge,
@@ -44,7 +45,7 @@ def _client_error(code: str, status: int, message: str = "secret detail") -> bex
         ("AccessDenied", 403, "PutObject", PermissionDenied, "write"),
         ("AccessDenied", 403, "DeleteObject", PermissionDenied, "delete"),
         ("AccessDenied", 403, "SendMessageBatch", PermissionDenied, "send"),
-        ("InvalidClientTokenId", 403, "SendMessage", PermissionDenied, "send"),
+        ("InvalidClientTokenId", 403, "SendMessage", CredentialsRejected, "send"),
         ("NoSuchKey", 404, "GetObject", NotFound, None),
         ("404", 404, "HeadObject", NotFound, None),
         ("AWS.SimpleQueueService.NonExistentQueue", 400, "GetQueueUrl", NotFound, None),

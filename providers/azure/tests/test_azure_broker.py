@@ -298,3 +298,24 @@ def test_consumer_settles_and_renews_concurrently(sb_server: ServiceBusServer, q
         assert stats.settle_errors == 0
         assert broker.receive(max_messages=1, wait=0.5) == []
         assert broker.receive_dead_letters(max_messages=1, wait=0.2) == []
+
+
+def test_verify_rights_with_send_only_and_listen_only_keys(
+    sb_server: ServiceBusServer, queue: str
+) -> None:
+    # Send: the sender link's attach is where Service Bus checks the Send
+    # claim; receive: a peek (Listen). Neither sends, locks or counts anything.
+    with _open(sb_server, queue) as admin:
+        admin.send(b"waiting")
+    with _open(sb_server, queue, SEND_KEY) as sender:
+        assert sender.verify("send") is True
+        with pytest.raises(PermissionDenied):
+            sender.verify("receive")
+    with _open(sb_server, queue, LISTEN_KEY) as listener:
+        assert listener.verify("receive") is True
+        with pytest.raises(PermissionDenied):
+            listener.verify("send")
+    with _open(sb_server, queue) as admin:
+        [msg] = admin.receive(max_messages=5, wait=5)
+        assert (msg.body, msg.delivery_count) == (b"waiting", 1)
+        admin.complete(msg)

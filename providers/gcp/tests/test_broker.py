@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import iris_cloud
 import pytest
+from click.testing import CliRunner
+from iris_cloud.cli import main
 from iris_cloud.errors import ConfigurationError, MessageTooLarge, NotFound
 from iris_cloud.ports import Message
 from iris_cloud_gcp.broker import MAX_MESSAGE_BYTES, PubSubBroker, decode_message
@@ -346,3 +350,38 @@ def test_workflow_profiles_mirror_each_other(servers: GcpServers) -> None:
         images.put("od.jpg", b"jpeg")
     with side_b.open_store("images") as images:
         assert images.get("od.jpg") == b"jpeg"
+
+
+# -- rights ---------------------------------------------------------------------------
+
+
+def test_verify_cannot_tell_without_iam(admin: PubSubAdmin, pubsub_host: str) -> None:
+    # TestIamPermissions is how Pub/Sub answers; an endpoint without IAM (the
+    # emulator) does not implement it, so neither right can be verified there.
+    topic, sub = admin.queue(_name("rights"), ack_deadline=5)
+    with _open(f"gcppubsub://{topic}", pubsub_host) as sender:
+        assert sender.verify("send") is False
+        with pytest.raises(ConfigurationError, match="cannot receive"):
+            sender.verify("receive")
+    with _open(f"gcppubsub://{sub}", pubsub_host) as receiver:
+        assert receiver.verify("receive") is False
+
+
+def test_check_reports_unverified_and_fails_unless_allowed(
+    admin: PubSubAdmin, pubsub_host: str, tmp_path: Path
+) -> None:
+    topic, _ = admin.queue(_name("check"), ack_deadline=5)
+    config = tmp_path / "iris-cloud.toml"
+    config.write_text(
+        '[profiles.g]\nclient_guid = "63E3C9EF-66AC-4154-B0C2-494515EB99A7"\n'
+        f'orders = {{ url = "gcppubsub://{topic}", emulator_host = "{pubsub_host}" }}\n'
+    )
+    args = ["check", "--json", "--config", str(config), "--profile", "g"]
+    strict = CliRunner().invoke(main, args)
+    assert strict.exit_code == 1, strict.output
+    [orders] = json.loads(strict.stdout)
+    assert orders["rights"]["send"] == "unverified" and orders["ok"] is False
+    assert any("--send-probe" in note for note in orders["notes"])
+    allowed = CliRunner().invoke(main, [*args, "--allow-unverified"])
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)[0]["ok"] is True

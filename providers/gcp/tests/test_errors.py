@@ -10,6 +10,7 @@ from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
+    CredentialsRejected,
     IrisCloudError,
     LockLost,
     MessageTooLarge,
@@ -29,8 +30,8 @@ SECRET_LOOKING = "ya29.a0AfH6SMBxTOKEN sig=abc"
     [
         (gexc.Forbidden(SECRET_LOOKING), PermissionDenied),
         (gexc.PermissionDenied(SECRET_LOOKING), PermissionDenied),
-        (gexc.Unauthorized(SECRET_LOOKING), PermissionDenied),
-        (gexc.Unauthenticated(SECRET_LOOKING), PermissionDenied),
+        (gexc.Unauthorized(SECRET_LOOKING), CredentialsRejected),
+        (gexc.Unauthenticated(SECRET_LOOKING), CredentialsRejected),
         (gexc.NotFound(SECRET_LOOKING), NotFound),
         (gexc.PreconditionFailed(SECRET_LOOKING), AlreadyExists),
         (gexc.AlreadyExists(SECRET_LOOKING), AlreadyExists),
@@ -52,7 +53,7 @@ SECRET_LOOKING = "ya29.a0AfH6SMBxTOKEN sig=abc"
         (gexc.InvalidArgument(SECRET_LOOKING), ConfigurationError),
         (gexc.BadRequest(SECRET_LOOKING), ConfigurationError),
         (auth_exc.DefaultCredentialsError(SECRET_LOOKING), ConfigurationError),
-        (auth_exc.RefreshError(SECRET_LOOKING), PermissionDenied),
+        (auth_exc.RefreshError(SECRET_LOOKING), CredentialsRejected),
         (gexc.MethodNotImplemented(SECRET_LOOKING), ConfigurationError),
         (gexc.Unknown(SECRET_LOOKING), Unavailable),
         (gexc.NotModified(SECRET_LOOKING), IrisCloudError),

@@ -8,6 +8,7 @@ the config file's ``default_profile``, else ``default``) and ``--config FILE``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import uuid
@@ -23,6 +24,7 @@ from iris_cloud.cli.common import console, err_console, markup, plain
 from iris_cloud.config import ROLES, Profile, load_profile, mask_url, profile_names
 from iris_cloud.errors import (
     ConfigurationError,
+    CredentialsRejected,
     FieldError,
     IrisCloudError,
     NotFound,
@@ -478,9 +480,21 @@ def grade_command(
 # ------------------------------------------------------------------- check
 
 
+VERIFIED, REFUSED, UNVERIFIED = "verified", "refused", "unverified"
+"""What ``check`` found out about a right; anything else is ``error: CLASS``."""
+
+_NEEDED = {
+    "send": ("send",),
+    "receive": ("receive",),
+    "write": ("write",),
+    "read": ("read",),
+    "readwrite": ("read", "write"),
+}
+
+
 @dataclass
 class EndpointCheck:
-    """What the credentials of one endpoint may do: right -> yes / no / untested / error."""
+    """What the credentials of one endpoint may do: right -> verified / refused / unverified."""
 
     role: str
     url: str
@@ -489,42 +503,50 @@ class EndpointCheck:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        """Whether every right this side needs was confirmed (untested rights do not fail)."""
-        needed = {
-            "send": ["send"],
-            "receive": ["receive"],
-            "write": ["write"],
-            "read": ["read"],
-            "readwrite": ["read", "write"],
-        }.get(self.direction, [])
-        return all(self.rights.get(r) in ("yes", "untested") for r in needed)
+    def needed(self) -> tuple[str, ...]:
+        """The rights this side of the exchange needs on the endpoint."""
+        return _NEEDED.get(self.direction, ())
+
+    def ok(self, allow_unverified: bool = False) -> bool:
+        """Whether every needed right was verified (or, if allowed, left unverified)."""
+        accepted = (VERIFIED, UNVERIFIED) if allow_unverified else (VERIFIED,)
+        return all(self.rights.get(r) in accepted for r in self.needed)
 
 
 def _attempt(call: Callable[[], Any], check: EndpointCheck, right: str) -> Any:
     try:
         result = call()
-    except PermissionDenied:
-        check.rights[right] = "no"
+    except PermissionDenied as exc:
+        check.rights[right] = REFUSED
+        if isinstance(exc, CredentialsRejected):
+            _rejected(check)
         return None
     except IrisCloudError as exc:
         check.rights[right] = f"error: {type(exc).__name__}"
         return None
-    check.rights[right] = "yes"
+    check.rights[right] = VERIFIED
     return result
 
 
+def _rejected(check: EndpointCheck) -> None:
+    note = "the service did not accept the credentials (wrong key or secret, expired token)"
+    if note not in check.notes:
+        check.notes.append(note)
+
+
+def _verify(broker: MessageBroker, check: EndpointCheck, right: str) -> None:
+    if _attempt(lambda: broker.verify(right), check, right) is False:
+        check.rights[right] = UNVERIFIED
+
+
 def _check_receive(broker: MessageBroker, check: EndpointCheck, receive_probe: bool) -> None:
-    if broker.capabilities.peek:
-        # Peeking needs the receive right and takes nothing: no lock, no delivery.
-        _attempt(lambda: broker.peek(), check, "receive")
-        return
-    if not receive_probe:
-        check.rights["receive"] = "untested"
-        check.notes.append(
-            "this service cannot look without taking a message; --receive-probe takes one "
-            "and gives it back"
-        )
+    if not receive_probe or broker.capabilities.peek:
+        _verify(broker, check, "receive")
+        if check.rights["receive"] == UNVERIFIED:
+            check.notes.append(
+                "the service cannot confirm receive without taking a message; "
+                "--receive-probe takes one and gives it back"
+            )
         return
     got = _attempt(lambda: broker.receive(max_messages=1, wait=0), check, "receive")
     for msg in got or []:
@@ -540,7 +562,11 @@ def _check_broker(
     with profile.open_broker(role) as broker:
         _check_receive(broker, check, receive_probe)
         if not send_probe:
-            check.rights["send"] = "untested"
+            _verify(broker, check, "send")
+            if check.rights["send"] == UNVERIFIED:
+                check.notes.append(
+                    "the service cannot confirm send without sending; --send-probe sends one"
+                )
             return
         probe_id = f"iris-cloud-probe-{uuid.uuid4().hex}"
         probe = Message(
@@ -551,7 +577,7 @@ def _check_broker(
         )
         if _attempt(lambda: broker.send(probe), check, "send") is None:
             return
-        if check.rights.get("receive") != "yes":
+        if check.rights.get("receive") != VERIFIED:
             check.notes.append(f"probe message {probe_id} left in the queue")
             return
         # Take our probe back; anything else goes back untouched.
@@ -580,24 +606,21 @@ def _check_store(profile: Profile, role: str, check: EndpointCheck, write_probe:
                 is not None
             )
         else:
-            check.rights["write"] = "untested"
+            check.rights["write"] = UNVERIFIED
         if wrote:
             _attempt(lambda: store.get(probe), check, "read")
             _attempt(lambda: store.delete(probe), check, "delete")
-            if check.rights.get("delete") != "yes":
+            if check.rights.get("delete") != VERIFIED:
                 check.notes.append(f"probe object {probe} left (no delete right)")
         else:
-            # Reading a name that cannot exist needs read rights but changes nothing.
-            try:
-                store.info(f"{PROBE_PREFIX}{uuid.uuid4().hex}-absent")
-                check.rights["read"] = "yes"
-            except NotFound:
-                check.rights["read"] = "yes"
-            except PermissionDenied:
-                check.rights["read"] = "no"
-            except IrisCloudError as exc:
-                check.rights["read"] = f"error: {type(exc).__name__}"
-            check.rights["delete"] = "untested"
+
+            def read_absent() -> None:
+                # Reading a name that cannot exist needs read rights but changes nothing.
+                with contextlib.suppress(NotFound):
+                    store.info(f"{PROBE_PREFIX}{uuid.uuid4().hex}-absent")
+
+            _attempt(read_absent, check, "read")
+            check.rights["delete"] = UNVERIFIED
 
 
 def check_profile(
@@ -609,10 +632,11 @@ def check_profile(
 ) -> list[EndpointCheck]:
     """Connect to every endpoint of ``profile`` and find out what its credentials may do.
 
-    Brokers: receive, by a peek where the service has one (nothing is taken);
-    elsewhere only with ``receive_probe`` (one message is received and given
-    back at once, which counts a delivery). Send only with ``send_probe``
-    (the probe is taken back where receiving is allowed).
+    Brokers: send and receive by :meth:`MessageBroker.verify` (nothing is
+    sent or taken); where the service cannot tell, receive is tried only with
+    ``receive_probe`` (one message is received and given back at once, which
+    counts a delivery) and send only with ``send_probe`` (the probe is taken
+    back where receiving is allowed).
     Stores: list, write a probe object (unless ``write_probe`` is false),
     read and delete only that probe.
     """
@@ -625,6 +649,9 @@ def check_profile(
                 _check_broker(profile, role, check, send_probe, receive_probe)
             else:
                 _check_store(profile, role, check, write_probe)
+        except CredentialsRejected:
+            check.rights.update(dict.fromkeys(check.needed, REFUSED))
+            _rejected(check)
         except IrisCloudError as exc:
             check.notes.append(f"cannot open: {type(exc).__name__}: {exc}")
         # Library messages may quote an endpoint URL or key as given.
@@ -634,7 +661,11 @@ def check_profile(
 
 
 @click.command("check")
-@click.option("--send-probe", is_flag=True, help="Also send a probe message to each queue.")
+@click.option(
+    "--send-probe",
+    is_flag=True,
+    help="Also send a probe message to each queue (taken back where receiving is allowed).",
+)
 @click.option(
     "--receive-probe",
     is_flag=True,
@@ -642,6 +673,11 @@ def check_profile(
     "and giving it back at once; this counts a delivery on it.",
 )
 @click.option("--no-write", is_flag=True, help="Do not write probe objects to stores.")
+@click.option(
+    "--allow-unverified",
+    is_flag=True,
+    help="Exit 0 when a needed right could not be verified (only a refused one fails).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @_profile_options
 @_errors
@@ -649,19 +685,23 @@ def check_command(
     send_probe: bool,
     receive_probe: bool,
     no_write: bool,
+    allow_unverified: bool,
     as_json: bool,
     profile_name: str | None,
     config_file: Path | None,
 ) -> None:
     """Report, per endpoint of the profile, what the credentials may do.
 
-    Rights: send, receive (brokers); list, write, read, delete (stores).
-    Nothing that is not the check's own is changed: receive is tested by a
-    peek where the service has one (local, mem, Service Bus) and is reported
-    "untested" elsewhere unless --receive-probe; probe objects are written
-    under .iris-cloud-check/ and deleted when allowed; nothing is sent unless
-    --send-probe. Exits 1 when a right this side needs (e.g. send on orders)
-    is missing.
+    Rights: send, receive (brokers); list, write, read, delete (stores), each
+    verified, refused or unverified (the service cannot tell without a side
+    effect that was not asked for). Nothing that is not the check's own is
+    changed: rights are verified by calls that authenticate and then change
+    nothing (a peek, a permissions query, a request the service refuses after
+    checking the right); probe objects are written under .iris-cloud-check/
+    and deleted when allowed; a message is sent or taken only with
+    --send-probe / --receive-probe. Exits 1 unless every right this side
+    needs (e.g. send on orders) is verified, or with --allow-unverified
+    not refused.
     """
     profile = _load(profile_name, config_file)
     checks = check_profile(
@@ -675,9 +715,10 @@ def check_command(
                         "role": c.role,
                         "url": c.url,
                         "direction": c.direction,
+                        "needs": list(c.needed),
                         "rights": c.rights,
                         "notes": c.notes,
-                        "ok": c.ok,
+                        "ok": c.ok(allow_unverified),
                     }
                     for c in checks
                 ],
@@ -691,7 +732,7 @@ def check_command(
         table.add_column("needs", no_wrap=True)
         for r in rights:
             table.add_column(r, no_wrap=True, justify="center")
-        shown = {"yes": "[green]yes[/]", "no": "[red]no[/]", "untested": "[dim]?[/]"}
+        shown = {VERIFIED: "[green]yes[/]", REFUSED: "[red]no[/]", UNVERIFIED: "[yellow]?[/]"}
         for c in checks:
             cells = [
                 (markup(shown[v]) if v in shown else markup("[yellow]{}[/]", v))
@@ -699,15 +740,18 @@ def check_command(
                 else ""
                 for r in rights
             ]
-            needs = plain(c.direction) if c.ok else markup("[red]{}[/]", c.direction)
+            good = c.ok(allow_unverified)
+            needs = plain(c.direction) if good else markup("[red]{}[/]", c.direction)
             table.add_row(c.role, needs, *cells)
         console.print(table)
-        console.print(markup("[dim]? = not tested (see --send-probe / --no-write)[/]"))
+        console.print(
+            markup("[dim]yes = verified, no = refused, ? = unverified (see the notes)[/]")
+        )
         for c in checks:
             console.print(markup("[bold]{}[/]: {}", c.role, c.url), soft_wrap=True)
             for note in c.notes:
                 console.print(f"  {note}", soft_wrap=True)
-    if not all(c.ok for c in checks):
+    if not all(c.ok(allow_unverified) for c in checks):
         raise SystemExit(1)
 
 

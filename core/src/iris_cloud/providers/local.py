@@ -427,6 +427,12 @@ class LocalBroker(MessageBroker):
     def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         return self._poll(self.dead_letter_queue, max_messages, wait, None)
 
+    def verify(self, right: str) -> bool:
+        """The broker's own rights decide (see ``access``); see :meth:`MessageBroker.verify`."""
+        super().verify(right)  # checks the name of the right
+        self.access.require(right, f"{right} on queue {self.queue!r}")
+        return True
+
     def peek(self, max_messages: int = 1) -> list[Message]:
         """The oldest ``max_messages`` messages of the queue, locked or not, left as they are."""
         self.access.require("receive", f"peek at queue {self.queue!r}")

@@ -246,6 +246,12 @@ class MemoryBroker(MessageBroker):
         assert dead is not None  # a main queue always has its dead-letter queue
         return self._take(dead, max_messages, wait, None)
 
+    def verify(self, right: str) -> bool:
+        """The broker's own rights decide (see ``access``); see :meth:`MessageBroker.verify`."""
+        super().verify(right)  # checks the name of the right
+        self.access.require(right, f"{right} on mem://{self.name}")
+        return True
+
     def peek(self, max_messages: int = 1) -> list[Message]:
         """The oldest ``max_messages`` messages of the queue, locked or not, left as they are."""
         self._check_open()

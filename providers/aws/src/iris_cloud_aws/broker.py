@@ -33,6 +33,7 @@ from iris_cloud.claimcheck import SIZE_PROPERTY, is_claim_checked, offload
 from iris_cloud.decoding import decode_each
 from iris_cloud.errors import (
     ConfigurationError,
+    CredentialsRejected,
     FieldError,
     LockLost,
     MessageTooLarge,
@@ -59,6 +60,8 @@ MAX_WAIT = 20
 """Longest long poll SQS allows, in seconds."""
 MAX_VISIBILITY = 43200
 """Longest visibility timeout SQS allows (12 hours)."""
+MAX_DELAY = 900
+"""Longest DelaySeconds SQS allows (15 minutes)."""
 FALLBACK_MAX_MESSAGE_BYTES = 256 * 1024
 """Message size assumed when the credentials may not read the queue's attributes:
 the smallest ``MaximumMessageSize`` default AWS has shipped, safe everywhere."""
@@ -295,6 +298,8 @@ class SqsBroker(MessageBroker):
         try:
             with aws_errors("GetQueueUrl", f"queue {name}"):
                 return str(self._sqs.get_queue_url(**kwargs)["QueueUrl"])
+        except CredentialsRejected:
+            raise  # no URL form helps keys the service does not accept
         except PermissionDenied as exc:
             raise PermissionDenied(
                 f"{exc} - with send-only or receive-only credentials, give the full queue URL "
@@ -312,6 +317,8 @@ class SqsBroker(MessageBroker):
                     QueueUrl=self.queue_url,
                     AttributeNames=["MaximumMessageSize", "VisibilityTimeout", "RedrivePolicy"],
                 )
+        except CredentialsRejected:
+            raise  # bad keys are reported at once, not taken for a missing right
         except PermissionDenied:
             log.info("no right to read the attributes of %s; assuming defaults", self._target)
             return {}
@@ -323,6 +330,33 @@ class SqsBroker(MessageBroker):
 
     def __repr__(self) -> str:
         return f"SqsBroker(queue_url={self.queue_url!r}, session={self._aws!r})"
+
+    # -- rights ------------------------------------------------------------------
+    def verify(self, right: str) -> bool:
+        """Ask SQS with a request it refuses only after checking the credentials and the right.
+
+        Send: SendMessage with an empty body and DelaySeconds 901 (a body of at
+        least one character and delays of 0-900 s are required); receive:
+        ReceiveMessage for 0 messages (1-10 are allowed). SQS answers a
+        refused right with AccessDenied and bad keys with InvalidClientTokenId
+        or SignatureDoesNotMatch; a parameter error means both passed. Nothing
+        is sent or taken. See :meth:`MessageBroker.verify`.
+        """
+        super().verify(right)  # checks the name of the right
+        try:
+            if right == "send":
+                with aws_errors("SendMessage", self._target):
+                    self._sqs.send_message(
+                        QueueUrl=self.queue_url, MessageBody="", DelaySeconds=MAX_DELAY + 1
+                    )
+            else:
+                with aws_errors("ReceiveMessage", self._target):
+                    self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=0)
+        except ValidationError:
+            return True
+        # The service accepted a request it documents as invalid: it cannot be trusted here.
+        log.warning("SQS accepted an invalid %s request on %s", right, self._target)
+        return False
 
     # -- sending -----------------------------------------------------------------
     def _prepare(self, msg: Message) -> Message:

@@ -13,6 +13,7 @@ parameters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ from botocore import exceptions as bexc
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
+    CredentialsRejected,
     FieldError,
     IrisCloudError,
     LockLost,
@@ -156,6 +158,9 @@ _INVALID = {
 }
 
 
+_XML_CODE = re.compile(r"<Code>([A-Za-z.]{1,64})</Code>")
+
+
 def _denied(operation: str, target: str) -> PermissionDenied:
     right = RIGHTS.get(operation, operation)
     action = IAM_ACTIONS.get(operation, operation)
@@ -172,9 +177,13 @@ def _client_error(exc: bexc.ClientError, operation: str, target: str) -> IrisClo
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     message = str(error.get("Message", ""))
     what = f"{operation} on {target}"
+    if code == "403" and (inner := _XML_CODE.search(message)):
+        # moto answers JSON-protocol SQS calls with code "403" and the XML error
+        # (InvalidClientTokenId, AccessDenied, ...) as the message: only its code is used.
+        code = inner.group(1)
     if code in _BAD_CREDENTIALS:
         right = RIGHTS.get(operation, operation)
-        return PermissionDenied(
+        return CredentialsRejected(
             f"the credentials were not accepted for {what} (AWS error {code}); "
             "check the access key, secret, session token and clock",
             right=right,

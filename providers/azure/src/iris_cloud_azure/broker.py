@@ -306,6 +306,15 @@ class ServiceBusBroker(MessageBroker):
                 self._receiver = receiver
             return receiver
 
+    # -- rights ----------------------------------------------------------------------
+    def verify(self, right: str) -> bool:
+        """Send: open the send link (Service Bus checks the Send claim on the attach);
+        receive: peek (the Listen claim). Nothing is sent or locked."""
+        if right == "send":
+            self._get_sender()
+            return True
+        return super().verify(right)
+
     # -- sending ---------------------------------------------------------------------
     def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
         """Send one or more messages; see :meth:`MessageBroker.send`.

@@ -70,7 +70,7 @@ from iris_cloud_gcp._clients import (
     resolve_auth,
     subscriber_client,
 )
-from iris_cloud_gcp.errors import gcp_errors, map_error
+from iris_cloud_gcp.errors import IAM_PERMISSIONS, gcp_errors, map_error
 from iris_cloud_gcp.options import BROKER_OPTIONS
 
 __all__ = ["MAX_MESSAGE_BYTES", "PubSubBroker"]
@@ -428,6 +428,32 @@ class PubSubBroker(MessageBroker):
                 f"gcppubsub://projects/P/{what}s/NAME or add ?{what}=NAME to the URL"
             )
         return value
+
+    # -- rights -----------------------------------------------------------------
+    def verify(self, right: str) -> bool:
+        """Ask Pub/Sub's TestIamPermissions which permission the credentials hold.
+
+        Send: ``pubsub.topics.publish`` on the topic; receive:
+        ``pubsub.subscriptions.consume`` on the subscription. The call needs no
+        permission of its own and changes nothing. An endpoint without IAM
+        (the emulators) cannot tell: ``False``. See :meth:`MessageBroker.verify`.
+        """
+        super().verify(right)  # checks the name of the right
+        resource = self._need("topic" if right == "send" else "subscription")
+        permission = IAM_PERMISSIONS[right]
+        client = self._get_publisher() if right == "send" else self._get_subscriber()
+        with gcp_errors(right, resource):
+            try:
+                granted = client.test_iam_permissions(
+                    request={"resource": resource, "permissions": [permission]},
+                    timeout=self._timeout,
+                )
+            except gexc.MethodNotImplemented:
+                return False
+            if permission not in granted.permissions:
+                # Reported as the service reports a refused call.
+                raise gexc.PermissionDenied(f"{permission} not granted")
+        return True
 
     # -- sending ----------------------------------------------------------------
     def _send_batch(self, batch: list[Message]) -> None:

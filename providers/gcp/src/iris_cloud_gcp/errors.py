@@ -21,6 +21,7 @@ from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
+    CredentialsRejected,
     IrisCloudError,
     LockLost,
     MessageTooLarge,
@@ -87,7 +88,7 @@ def map_error(
             right=right,
         )
     if isinstance(exc, (gexc.Unauthorized, gexc.Unauthenticated)):
-        return PermissionDenied(
+        return CredentialsRejected(
             f"the credentials were not accepted for {target} ('{right}' right, "
             f"IAM permission {permission}): check the service account or ADC",
             right=right,
@@ -130,7 +131,7 @@ def map_error(
             "set up Application Default Credentials (gcloud auth application-default login)"
         )
     if isinstance(exc, auth_exc.RefreshError):
-        return PermissionDenied(
+        return CredentialsRejected(
             f"the credentials could not obtain a token for {target} ('{right}' right)",
             right=right,
         )
