@@ -220,8 +220,11 @@ def test_missing_endpoint_names_role_and_how_to_set_it() -> None:
 
 
 def test_invalid_client_guid_is_named() -> None:
-    with pytest.raises(ConfigurationError, match="client_guid"):
+    with pytest.raises(ConfigurationError, match="client_guid") as exc:
         Profile.from_dict({"client_guid": "not-a-guid"})
+    assert "must be a GUID" in str(exc.value)
+    assert "[0-9A-Fa-f]" not in str(exc.value) and "not-a-guid" not in str(exc.value)
+    assert Profile.from_dict({"client_guid": "{63E3C9EF-66AC-4154-B0C2-494515EB99A7}"})
 
 
 def test_mirror_flips_side_and_uses_mirror_urls() -> None:

@@ -191,6 +191,11 @@ def _mask_option(value: Any, public: frozenset[str]) -> Any:
 # --------------------------------------------------------------------- endpoints
 
 
+_GUID = re.compile(  # the ClientGuid IRIS assigns; braces as .NET may print it
+    r"\{?[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}?"
+)
+
+
 class SecretRef(BaseModel):
     """Where a secret option's value comes from: an environment variable or a file."""
 
@@ -435,10 +440,7 @@ class Profile(BaseModel):
 
     name: str = "default"
     side: Side = "integrator"
-    client_guid: str | None = Field(
-        default=None,
-        pattern=r"^\{?[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}?$",
-    )
+    client_guid: str | None = None
     orders: Endpoint | None = None
     events: Endpoint | None = None
     results: Endpoint | None = None
@@ -532,6 +534,17 @@ class Profile(BaseModel):
         """Raise :class:`ConfigurationError` naming the first of ``roles`` that is not set."""
         for role in roles:
             self.endpoint(role)
+
+    @field_validator("client_guid")
+    @classmethod
+    def _guid(cls, value: str | None) -> str | None:
+        if value is not None and not _GUID.fullmatch(value):
+            # The value itself is not quoted: errors go to logs.
+            raise ValueError(
+                "must be a GUID: 32 hex digits as 8-4-4-4-12, optionally in braces "
+                "(e.g. 63E3C9EF-66AC-4154-B0C2-494515EB99A7)"
+            )
+        return value
 
     def require_client_guid(self) -> str:
         """The profile's ClientGuid; :class:`ConfigurationError` when it is not set."""
