@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -153,3 +155,32 @@ def test_a_file_store_removes_what_killed_puts_left(tmp_path: Path) -> None:
     FileStore(tmp_path)
     assert not any(p.exists() for p in leftovers)
     assert store.get("a.bin") == b"x"
+
+
+SHM_DMS_BYTE = 128
+"""The byte of ``-shm`` every SQLite connection holds a shared lock on (unix VFS)."""
+
+TAKE_DMS = f"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, {SHM_DMS_BYTE})
+except OSError:
+    sys.exit(1)  # held by the other process's connections, as it must be
+sys.exit(0)
+"""
+
+
+def test_opening_another_endpoint_keeps_the_process_s_sqlite_locks(tmp_path: Path) -> None:
+    # Closing any descriptor of a file drops all of a process's POSIX locks on
+    # it; a second endpoint opened on the same database must not do that to
+    # the first one's -shm lock, or another process may truncate the -shm
+    # under our mapping (SIGBUS).
+    first = LocalBroker(tmp_path, "events")
+    first.send(event())
+    second = LocalBroker(tmp_path, "results")
+    shm = tmp_path / (DATABASE_NAME + "-shm")
+    taken = subprocess.run([sys.executable, "-c", TAKE_DMS, str(shm)], check=False)
+    assert taken.returncode == 1
+    second.close()
+    first.close()

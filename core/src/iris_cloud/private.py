@@ -61,9 +61,12 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def _ours_and_wide(st: os.stat_result) -> bool:
+    return bool(stat.S_IMODE(st.st_mode) & ~FILE_MODE) and st.st_uid == os.geteuid()
+
+
 def _narrow(fd: int) -> None:
-    st = os.fstat(fd)
-    if stat.S_IMODE(st.st_mode) & ~FILE_MODE and st.st_uid == os.geteuid():
+    if _ours_and_wide(os.fstat(fd)):
         os.fchmod(fd, FILE_MODE)
 
 
@@ -101,16 +104,41 @@ def connect_private(path: str | os.PathLike[str], **kwargs: Any) -> sqlite3.Conn
     """
     target = Path(path)
     private_dir(target.parent)
-    os.close(open_private(target, os.O_RDWR | os.O_CREAT))
+    try:
+        os.close(open_private(target, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        _narrow_in_place(target)
     for suffix in _SQLITE_SIDE_FILES:
-        side = target.with_name(target.name + suffix)
-        try:
-            fd = os.open(side, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            _narrow(fd)
-        finally:
-            os.close(fd)
+        _narrow_in_place(target.with_name(target.name + suffix))
     connection: sqlite3.Connection = sqlite3.connect(target, **kwargs)
     return connection
+
+
+def _narrow_in_place(path: Path) -> None:
+    """Narrow an existing regular file of ours to 0600 without opening it for I/O.
+
+    This process may already hold SQLite connections to it, and closing any
+    ordinary descriptor of a file drops every POSIX lock the process holds on
+    it: on ``-shm`` that lets another process take the file for its own and
+    truncate it under our mapping (SIGBUS). An ``O_PATH`` descriptor carries
+    no locks; symlinks are not followed.
+    """
+    o_path = getattr(os, "O_PATH", 0)
+    if not o_path:  # not Linux: no descriptor at all
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISREG(st.st_mode) and _ours_and_wide(st):
+            os.chmod(path, FILE_MODE)
+        return
+    try:
+        fd = os.open(path, o_path | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and _ours_and_wide(st):
+            os.chmod(f"/proc/self/fd/{fd}", FILE_MODE)
+    finally:
+        os.close(fd)
