@@ -177,6 +177,24 @@ def test_upload_then_submit(profile: Profile, tmp_path: Path) -> None:
     assert sent[0]["AzureBlobStorage"] == {"Container": ref.container, "FileName": ref.file_name}
 
 
+def test_upload_refuses_what_is_not_an_image(profile: Profile, tmp_path: Path) -> None:
+    with IrisClient(profile) as iris:
+        with pytest.raises(TypeError, match="path, bytes or a binary stream, not OrderRequest"):
+            iris.upload_image(OrderRequest.model_validate(new_order()))  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="JPEG, PNG, TIFF or DICOM"):
+            iris.upload_image(b"not an image")
+        # A .jpg name does not make text a JPEG: the content decides.
+        fake = tmp_path / "eye.jpg"
+        fake.write_bytes(b"not an image")
+        with pytest.raises(ValidationError, match="force=True"):
+            iris.upload_image(fake)
+        assert list(iris.images.list()) == []  # nothing was stored
+        for image in (b"II*\x00" + b"0" * 10, b"\0" * 128 + b"DICM" + b"0" * 10):
+            assert iris.upload_image(image).content_type in ("image/tiff", "application/dicom")
+        forced = iris.upload_image(b"not an image", force=True)
+        assert forced.content_type == "application/octet-stream"
+
+
 def test_upload_from_stream_with_name(profile: Profile, tmp_path: Path) -> None:
     path = tmp_path / "scan.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)

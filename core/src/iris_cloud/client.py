@@ -453,13 +453,16 @@ class IrisClient:
         content_type: str | None = None,
         *,
         metadata: Mapping[str, str] | None = None,
+        force: bool = False,
     ) -> ImageRef:
         """Image First: stream ``source`` (path, bytes or binary stream) to the images store.
 
         The name defaults to a new GUID with the image's suffix; an existing
-        name is never overwritten. Returns the reference for
-        ``Camera.Images[].AzureBlobStorage`` (``ref.image(laterality="OD", ...)``
-        builds the whole entry) and records a receipt.
+        name is never overwritten. Content that is not a JPEG, PNG, TIFF or
+        DICOM image is refused (:class:`ValidationError`) unless ``force``.
+        Returns the reference for ``Camera.Images[].AzureBlobStorage``
+        (``ref.image(laterality="OD", ...)`` builds the whole entry) and
+        records a receipt.
         """
         return upload_image(
             self.images,
@@ -468,6 +471,7 @@ class IrisClient:
             content_type=content_type,
             metadata=metadata,
             receipts=self.receipts,
+            force=force,
         )
 
     def upload_exam_image(

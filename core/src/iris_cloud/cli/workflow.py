@@ -215,6 +215,7 @@ def resend_command(
 @click.option("--site", "site_local_id", help="Order First: the site's LocalId.")
 @click.option("--laterality", type=click.Choice(["OD", "OS", "OU"]), help="Order First: which eye.")
 @click.option("--json", "as_json", is_flag=True, help="Print Camera.Images entries as JSON.")
+@click.option("--force", is_flag=True, help="Upload files that are not JPEG/PNG/TIFF/DICOM too.")
 @_profile_options
 @_errors
 def upload_command(
@@ -225,6 +226,7 @@ def upload_command(
     site_local_id: str | None,
     laterality: str | None,
     as_json: bool,
+    force: bool,
     profile_name: str | None,
     config_file: Path | None,
 ) -> None:
@@ -260,7 +262,7 @@ def upload_command(
                     name=name,
                 )
             else:
-                ref = iris.upload_image(path, name=name)
+                ref = iris.upload_image(path, name=name, force=force)
             refs.append((path, ref))
             progress.advance(task)
     if as_json:

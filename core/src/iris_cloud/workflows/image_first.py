@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from iris_cloud.ports import ObjectInfo, ObjectStore
 
 __all__ = [
+    "IMAGE_TYPES",
     "ImageRef",
     "ImageSource",
     "UploadReceipts",
@@ -47,7 +48,11 @@ ImageSource = bytes | bytearray | memoryview | IO[bytes] | str | os.PathLike[str
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
     (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
+    (b"II*\x00", "image/tiff", ".tif"),
+    (b"MM\x00*", "image/tiff", ".tif"),
 )
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/tiff", "application/dicom"})
+"""What an IRIS image upload may be (by its content): JPEG, PNG, TIFF, DICOM."""
 _EXT_BY_TYPE = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -81,13 +86,20 @@ class ImageRef:
         return Image(azure_blob_storage=self.blob(), **fields)
 
 
-def guess_content_type(head: bytes, name: str | None = None) -> str:
-    """The MIME type of an image from its first bytes (and name as a hint)."""
+def _sniff(head: bytes) -> str | None:
+    """The image type the first bytes show, if any."""
     for magic, ctype, _ in _MAGIC:
         if head.startswith(magic):
             return ctype
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "application/dicom"
+    return None
+
+
+def guess_content_type(head: bytes, name: str | None = None) -> str:
+    """The MIME type of an image from its first bytes (and name as a hint)."""
+    if sniffed := _sniff(head):
+        return sniffed
     if name:
         if name.lower().endswith((".dcm", ".dicom")):
             return "application/dicom"
@@ -191,13 +203,28 @@ def upload_image(
     content_type: str | None = None,
     metadata: Mapping[str, str] | None = None,
     receipts: UploadReceipts | None = None,
+    force: bool = False,
 ) -> ImageRef:
     """Stream ``source`` to ``store`` under ``name`` (default: a new GUID name).
 
     Never overwrites: an existing name raises
     :class:`~iris_cloud.errors.AlreadyExists` (IRIS requires unique names).
+    ``source`` must be a path, bytes or a binary stream (:class:`TypeError`
+    otherwise) holding a JPEG, PNG, TIFF or DICOM image by its content
+    (:class:`ValidationError` otherwise, before anything is stored; a stream
+    that cannot seek is judged by ``content_type`` or its name), unless
+    ``force``.
     """
+    if not isinstance(source, bytes | bytearray | memoryview | str | os.PathLike) and not (
+        callable(getattr(source, "read", None))
+    ):
+        raise TypeError(
+            f"upload_image takes a path, bytes or a binary stream, not {type(source).__name__}"
+            " (a message model is sent with submit_order / broker.send)"
+        )
     head, hint = _peek(source)
+    if not force:
+        _require_image(head, content_type or guess_content_type(head, name or hint))
     ctype = content_type or guess_content_type(head, name or hint)
     object_name = name or unique_name(ctype, hint)
     data: Any = Path(source) if isinstance(source, str | os.PathLike) else source
@@ -208,6 +235,22 @@ def upload_image(
     if receipts is not None:
         receipts.add(ref.container, ref.file_name, info.size)
     return ref
+
+
+def _require_image(head: bytes, declared: str) -> None:
+    seen = _sniff(head) if head else declared
+    if seen not in IMAGE_TYPES:
+        raise ValidationError(
+            "not an image IRIS takes",
+            [
+                FieldError(
+                    "source",
+                    "not_an_image",
+                    "IRIS takes JPEG, PNG, TIFF or DICOM images and this content is none of "
+                    "them; pass force=True (iris-cloud upload --force) to upload it anyway",
+                )
+            ],
+        )
 
 
 def image_references(order: OrderRequest) -> list[tuple[str, AzureBlobStorage]]:
