@@ -22,7 +22,6 @@ next receive opens a new one.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -46,6 +45,7 @@ from azure.servicebus.amqp import AmqpMessageBodyType
 from azure.servicebus.exceptions import MessageSizeExceededError
 from iris_cloud.decoding import decode_each
 from iris_cloud.errors import ConfigurationError, IrisCloudError, MessageTooLarge, Unavailable
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
 
 from iris_cloud_azure.credentials import default_credential
@@ -54,7 +54,7 @@ from iris_cloud_azure.options import BUS_CREDENTIAL_OPTIONS, PROBE_OPTIONS, RETR
 
 __all__ = ["ENVELOPE_RESERVE", "ServiceBusBroker"]
 
-log = logging.getLogger(__name__)
+log = get_logger("iris_cloud_azure.broker")
 
 STANDARD_MAX_MESSAGE = 256 * 1024
 ENVELOPE_RESERVE = 2048
