@@ -251,6 +251,27 @@ def test_listen_results_saves_documents(tmp_path: Path) -> None:
     assert out.exit_code == 2
 
 
+def test_listen_save_checks_the_directory_and_fails_when_a_handler_did(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = run("listen", "results", "--config", str(config), "--save", str(blocker / "sub"))
+    assert out.exit_code == 2 and "not a writable directory" in out.output
+    result = sample("result-final.json")
+    result["ResultsDocument"]["Content"] = base64.b64encode(b"%PDF-1.4 hi").decode()
+    result["Order"]["LocalId"] = "RES-2"
+    with profile_of(config).open_broker("results") as broker:
+        broker.send(json.dumps(result).encode())
+    out_dir = tmp_path / "saved"
+    out_dir.mkdir()
+    (out_dir / "RES-2").write_text("a file where the document's directory must go")
+    args = ["--save", str(out_dir), "--template", "{orderLocalId}/doc.pdf", "--timeout", "3"]
+    out = run("listen", "results", "--config", str(config), *args)
+    assert out.exit_code == 1, out.output
+    assert "handlers failed" in out.output
+    assert "dead-lettered 0" in out.output  # given back for a retry, not lost
+
+
 def test_listen_events_prints_and_dead_letters_poison(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     with profile_of(config).open_broker("events") as broker:

@@ -307,7 +307,7 @@ def upload_command(
 )
 @click.option("--count", type=int, help="Stop after handling this many messages.")
 @click.option("--timeout", type=float, help="Stop after this many seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Print each message as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print each message as one line of JSON (NDJSON).")
 @click.option("--dedupe", type=click.Path(dir_okay=False), help="SQLite file of handled ids.")
 @_profile_options
 @_errors
@@ -327,7 +327,10 @@ def listen_command(
 
     Runs until Ctrl-C / SIGTERM (finishing and settling in-flight messages),
     --count messages or --timeout seconds. Messages that do not parse go to
-    the dead-letter queue with the failing field paths as the reason.
+    the dead-letter queue with the failing field paths as the reason. Exits 1
+    when a handler failed during the run (e.g. a document could not be
+    saved). --json prints one JSON document per line (NDJSON), one per
+    message as it arrives.
     """
     from iris_cloud.consumer import Consumer, Context, IrisApp
     from iris_cloud.model import Event, OrderResult
@@ -338,6 +341,7 @@ def listen_command(
         raise click.UsageError("--save/--store apply to 'listen results'")
     check_template(template)
     if save_dir is not None:
+        _require_writable(save_dir)
         # What a save killed mid-write left behind (never a save in progress).
         remove_stale_temp_files(save_dir)
     profile = _load(profile_name, config_file)
@@ -406,6 +410,29 @@ def listen_command(
         f"handled {stats.handled}, dead-lettered {stats.dead_lettered}, "
         f"retried {stats.retried}, duplicates {stats.duplicates}"
     )
+    # Invalid messages (poison) are the sender's fault and do not fail the run;
+    # a handler that failed (retried, or dead-lettered after its last try) does.
+    failures = stats.retried + stats.dead_lettered - stats.poison
+    if failures:
+        err_console.print(f"handlers failed {failures} time(s): see the log")
+        raise SystemExit(1)
+
+
+def _require_writable(directory: Path) -> None:
+    """Fail at start, not on the first result, when ``--save`` cannot write to ``directory``."""
+    import tempfile
+
+    from iris_cloud.private import private_dir
+
+    try:
+        private_dir(directory)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{directory} is not a writable directory ({exc.strerror or type(exc).__name__})",
+            param_hint="--save",
+        ) from None
 
 
 # ------------------------------------------------------------------- grade
