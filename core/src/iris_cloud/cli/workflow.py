@@ -307,7 +307,9 @@ def upload_command(
 )
 @click.option("--count", type=int, help="Stop after handling this many messages.")
 @click.option("--timeout", type=float, help="Stop after this many seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Print each message as one line of JSON (NDJSON).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print each message as one line of JSON (NDJSON)."
+)
 @click.option("--dedupe", type=click.Path(dir_okay=False), help="SQLite file of handled ids.")
 @_profile_options
 @_errors
