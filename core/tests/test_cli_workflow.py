@@ -31,6 +31,24 @@ def cli() -> None:
 workflow.register(cli)
 
 
+@pytest.mark.parametrize("width", [80, 400])
+def test_upload_names_are_never_cut(tmp_path: Path, width: int) -> None:
+    # An 80-column terminal or a pipe (80 columns by default) used to get
+    # "8C3F…" in the file name column: nothing a user could copy.
+    console.width = width
+    config = write_config(tmp_path)
+    eye = tmp_path / "camera-export-2026-12-03-right-eye-of-patient-in-room-4.jpg"
+    eye.write_bytes(jpeg_bytes())
+    out = run("upload", "--config", str(config), str(eye))
+    assert out.exit_code == 0, out.output
+    with profile_of(config).open_store("images") as store:
+        [uploaded] = store.list()
+    lines = out.stdout.splitlines()
+    assert any(uploaded.name in line for line in lines), out.stdout
+    assert any(eye.name in line for line in lines), out.stdout
+    assert "…" not in out.stdout
+
+
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in list(__import__("os").environ):

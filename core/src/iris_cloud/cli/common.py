@@ -12,15 +12,25 @@ which escape newlines too, so it cannot fake a line of output.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 from iris_cloud.untrusted import clean
 
-__all__ = ["TERMINAL_CHARS", "PlainConsole", "console", "err_console", "markup", "plain"]
+__all__ = [
+    "TERMINAL_CHARS",
+    "PlainConsole",
+    "console",
+    "err_console",
+    "markup",
+    "plain",
+    "print_rows",
+]
 
 TERMINAL_CHARS = 2000
 """Cap on one sender value on the terminal: a field, not a flood."""
@@ -50,3 +60,28 @@ class PlainConsole(Console):
 
 console = PlainConsole(highlight=False, markup=False, emoji=False)
 err_console = PlainConsole(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def print_rows(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Text]], out: Console = console
+) -> None:
+    """A table where it fits ``out``, else one ``column: value`` line per cell.
+
+    No value is ever cut or wrapped: identifiers (object names, message ids)
+    must copy whole from an 80-column terminal or a pipe.
+    """
+    widths = [max([len(c), *(row[i].cell_len for row in rows)]) for i, c in enumerate(columns)]
+    # Each column takes a border and a space either side; one more border closes the row.
+    if sum(widths) + 3 * len(columns) + 1 <= out.width:
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        return
+    out.print(Text(title, style="italic"))
+    for row in rows:
+        out.print(Text(""))
+        for column, value in zip(columns, row, strict=True):
+            out.print(Text.assemble(f"  {column}: ", value), soft_wrap=True)

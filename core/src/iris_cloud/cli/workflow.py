@@ -19,8 +19,9 @@ from typing import Any, TypeVar, cast
 
 import click
 from rich.table import Table
+from rich.text import Text
 
-from iris_cloud.cli.common import console, err_console, markup, plain
+from iris_cloud.cli.common import console, err_console, markup, plain, print_rows
 from iris_cloud.config import ROLES, Profile, load_profile, mask_url, profile_names
 from iris_cloud.errors import (
     ConfigurationError,
@@ -126,9 +127,7 @@ def submit_command(
     if transaction_id and len(files) > 1:
         raise click.UsageError("--transaction-id applies to one file only")
     profile = _load(profile_name, config_file)
-    table = Table(title="orders" + (" (dry run: nothing sent)" if dry_run else " sent"))
-    for col in ("file", "code", "Order.LocalId", "message id"):
-        table.add_column(col)
+    rows: list[tuple[Text, ...]] = []
     with IrisClient(profile) as iris:
         for path in files:
             data = _read_json(path)
@@ -142,11 +141,13 @@ def submit_command(
 
                     if image_references(order):
                         check_images_exist(order, iris.images, iris.receipts)
-                table.add_row(
-                    plain(path.name),
-                    plain(order.order_control_code),
-                    plain(order.order.local_id),
-                    "-",
+                rows.append(
+                    (
+                        plain(path.name),
+                        plain(order.order_control_code),
+                        plain(order.order.local_id),
+                        plain("-"),
+                    )
                 )
                 continue
             sent = iris.send_order(
@@ -154,13 +155,19 @@ def submit_command(
                 transaction_id=transaction_id,
                 check_images=False if no_image_check else None,
             )
-            table.add_row(
-                plain(path.name),
-                plain(sent.control_code or ""),
-                plain(sent.correlation_id),
-                plain(sent.message_id),
+            rows.append(
+                (
+                    plain(path.name),
+                    plain(sent.control_code or ""),
+                    plain(sent.correlation_id),
+                    plain(sent.message_id),
+                )
             )
-    console.print(table)
+    print_rows(
+        "orders" + (" (dry run: nothing sent)" if dry_run else " sent"),
+        ("file", "code", "Order.LocalId", "message id"),
+        rows,
+    )
 
 
 @click.command("cancel")
@@ -272,14 +279,14 @@ def upload_command(
         ]
         click.echo(json.dumps(entries, indent=2))
         return
-    table = Table(title="uploaded" + (" (Order First)" if order_local_id else ""))
-    for col in ("file", "container", "file name", "bytes"):
-        table.add_column(col)
-    for path, ref in refs:
-        table.add_row(
-            plain(path.name), plain(ref.container), plain(ref.file_name), str(ref.size or "")
-        )
-    console.print(table)
+    print_rows(
+        "uploaded" + (" (Order First)" if order_local_id else ""),
+        ("file", "container", "file name", "bytes"),
+        [
+            (plain(path.name), plain(ref.container), plain(ref.file_name), plain(ref.size or ""))
+            for path, ref in refs
+        ],
+    )
 
 
 # ------------------------------------------------------------------- listen
