@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import time
@@ -11,7 +12,13 @@ import iris_cloud
 import pytest
 from azure.servicebus import ServiceBusMessageBatch
 from iris_cloud.consumer import Consumer, IrisApp
-from iris_cloud.errors import ConfigurationError, NotFound, PermissionDenied, Unavailable
+from iris_cloud.errors import (
+    ConfigurationError,
+    CredentialsRejected,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from iris_cloud.model.samples import sample_files
 from iris_cloud.ports import Message
 from iris_cloud.testing import BrokerContract
@@ -319,3 +326,16 @@ def test_verify_rights_with_send_only_and_listen_only_keys(
         [msg] = admin.receive(max_messages=5, wait=5)
         assert (msg.body, msg.delivery_count) == (b"waiting", 1)
         admin.complete(msg)
+
+
+def test_a_wrong_key_is_rejected_credentials(sb_server: ServiceBusServer, queue: str) -> None:
+    conn = sb_server.connection_string(SEND_KEY, queue)
+    key = conn.split("SharedAccessKey=", 1)[1].split(";", 1)[0]
+    wrong = conn.replace(key, base64.b64encode(b"not the key").decode())
+    url = sb_server.url(queue)
+    # The SDK retries a refused token like any error; once is enough here.
+    with ServiceBusBroker.from_url(url, connection_string=wrong, retry_total=0) as broker:
+        for right in ("send", "receive"):
+            with pytest.raises(CredentialsRejected, match="not accepted") as exc:
+                broker.verify(right)
+            assert "not the key" not in str(exc.value)

@@ -48,6 +48,7 @@ from azure.servicebus.exceptions import (
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
+    CredentialsRejected,
     IrisCloudError,
     LockLost,
     MessageTooLarge,
@@ -71,6 +72,12 @@ def _code(exc: BaseException) -> str:
 
 
 def _denied(what: str, right: str | None, exc: BaseException) -> PermissionDenied:
+    if isinstance(exc, ServiceBusAuthenticationError) or _code(exc) == "AuthenticationFailed":
+        return CredentialsRejected(
+            f"{what}: the credentials were not accepted ({_code(exc)}); check the key, "
+            "the SAS token and its expiry",
+            right=right,
+        )
     if right:
         text = (
             f"{what}: refused ({_code(exc)}); the call needs the {right!r} right, "
