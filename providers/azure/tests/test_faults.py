@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.ports import Message
-from iris_cloud.testing import FaultProxy
+from iris_cloud.testing import FaultProxy, cut_and_heal
 from iris_cloud_azure.broker import ServiceBusBroker
 from iris_cloud_azure.testing import ServiceBusServer
 
@@ -47,19 +47,14 @@ def test_a_silent_connection_is_probed_dropped_and_reopened(
         consumer = Consumer(app, faulty, wait=0.5, stop_timeout=2, close_brokers=True)
         consumer.start()
         time.sleep(1.0)  # connected and polling
-        proxy.set_mode("blackhole")
-        sender.send([Message(body=poison, message_id=f"m{i}") for i in range(5)])
-        deadline = time.monotonic() + 20
-        # Without the probe the receives would come back empty, as on an idle
-        # queue, for as long as the dead connection lasted, and say nothing.
-        while consumer.snapshot().receive_errors < 1:
-            assert time.monotonic() < deadline, "the dead connection went unnoticed"
-            time.sleep(0.1)
-        proxy.set_mode("pass")
-        deadline = time.monotonic() + 60
-        while consumer.snapshot().dead_lettered < 5:
-            assert time.monotonic() < deadline, consumer.snapshot()
-            time.sleep(0.1)
+        # The probe is what notices: receives alone would only come back empty.
+        cut_and_heal(
+            consumer,
+            proxy,
+            lambda: sender.send([Message(body=poison, message_id=f"m{i}") for i in range(5)]),
+            expect_dead_letters=5,
+            notice_within=20,
+        )
         began = time.monotonic()
         consumer.stop()
         stats = consumer.join(10)

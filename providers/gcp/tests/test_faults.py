@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.ports import Message
-from iris_cloud.testing import FaultProxy
+from iris_cloud.testing import FaultProxy, cut_and_heal
 from iris_cloud_gcp.broker import PubSubBroker
 from iris_cloud_gcp.testing import PubSubAdmin
 
@@ -56,19 +56,14 @@ def test_a_silent_connection_is_noticed_by_keepalive_and_healed(
         consumer = Consumer(app, faulty, wait=1.0, stop_timeout=2)
         consumer.start()
         time.sleep(1.5)  # connected and polling
-        proxy.set_mode("blackhole")
-        sender.send([Message(body=poison, message_id=f"m{i}") for i in range(5)])
-        deadline = time.monotonic() + 30
-        # Without keepalive the pulls would only time out, as on an idle queue,
-        # for as long as the dead connection lasted: nothing would say so.
-        while consumer.snapshot().receive_errors < 1:
-            assert time.monotonic() < deadline, "the dead connection went unnoticed"
-            time.sleep(0.1)
-        proxy.set_mode("pass")
-        deadline = time.monotonic() + 60
-        while consumer.snapshot().dead_lettered < 5:
-            assert time.monotonic() < deadline, consumer.snapshot()
-            time.sleep(0.1)
+        # Keepalive is what notices: pulls alone would only time out.
+        cut_and_heal(
+            consumer,
+            proxy,
+            lambda: sender.send([Message(body=poison, message_id=f"m{i}") for i in range(5)]),
+            expect_dead_letters=5,
+            notice_within=30,
+        )
         consumer.stop()
         stats = consumer.join(10)
     assert stats.dead_lettered == 5 and proxy.connections >= 2  # it redialled

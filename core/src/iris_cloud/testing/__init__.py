@@ -32,7 +32,7 @@ from iris_cloud.testing.envs import (
     MemoryStoreEnv,
     builtin_profile_dict,
 )
-from iris_cloud.testing.faultproxy import FaultProxy
+from iris_cloud.testing.faultproxy import FaultProxy, cut_and_heal
 from iris_cloud.testing.plugin import emulators_required, require_server
 from iris_cloud.testing.processes import stop_process
 from iris_cloud.testing.watcher import Watcher
@@ -49,6 +49,7 @@ __all__ = [
     "StoreContractEnv",
     "Watcher",
     "builtin_profile_dict",
+    "cut_and_heal",
     "emulators_required",
     "large_object_mb",
     "require_server",

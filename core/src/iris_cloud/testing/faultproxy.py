@@ -30,10 +30,15 @@ import select
 import socket
 import struct
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-__all__ = ["FaultProxy", "Mode"]
+if TYPE_CHECKING:
+    from iris_cloud.consumer import Consumer
+
+__all__ = ["FaultProxy", "Mode", "cut_and_heal"]
 
 Mode = Literal["pass", "stall", "blackhole", "reset"]
 _MODES = ("pass", "stall", "blackhole", "reset")
@@ -160,3 +165,31 @@ class FaultProxy:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def cut_and_heal(
+    consumer: Consumer,
+    proxy: FaultProxy,
+    send: Callable[[], None],
+    *,
+    expect_dead_letters: int,
+    notice_within: float,
+    heal_within: float = 60.0,
+) -> None:
+    """Black-hole a started consumer's link, ``send`` meanwhile, and wait until
+    the consumer has noticed (a receive error) and, with the link passing again,
+    has dead-lettered ``expect_dead_letters`` messages (poison bodies make every
+    delivery countable). Asserts on either wait running out."""
+    proxy.set_mode("blackhole")
+    send()
+    deadline = time.monotonic() + notice_within
+    # Without detection the receives would come back empty, as on an idle
+    # queue, for as long as the dead connection lasted, and say nothing.
+    while consumer.snapshot().receive_errors < 1:
+        assert time.monotonic() < deadline, "the dead connection went unnoticed"
+        time.sleep(0.1)
+    proxy.set_mode("pass")
+    deadline = time.monotonic() + heal_within
+    while consumer.snapshot().dead_lettered < expect_dead_letters:
+        assert time.monotonic() < deadline, consumer.snapshot()
+        time.sleep(0.1)
