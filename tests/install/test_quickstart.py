@@ -25,7 +25,7 @@ def quick_start_commands() -> list[str]:
 def test_two_commands_and_ci_runs_the_second_verbatim() -> None:
     demo, tests = quick_start_commands()
     assert "iris-cloud demo" in demo
-    assert tests.endswith("uv run tox")
+    assert tests.endswith("uv run tox -p auto")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert tests in ci
 
