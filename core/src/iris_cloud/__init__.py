@@ -15,11 +15,13 @@ from iris_cloud.errors import (
     IrisCloudError,
     LockLost,
     MessageTooLarge,
+    MissingField,
     NotFound,
     PermissionDenied,
     Throttled,
     Timeout,
     Unavailable,
+    UnknownField,
     ValidationError,
     is_transient,
 )
@@ -42,6 +44,7 @@ from iris_cloud.model import (
     json_schema,
     parse_event,
     parse_message,
+    require,
 )
 from iris_cloud.plugins import open_broker, open_store
 from iris_cloud.ports import (
@@ -70,6 +73,7 @@ __all__ = [
     "Message",
     "MessageBroker",
     "MessageTooLarge",
+    "MissingField",
     "NotFound",
     "ObjectInfo",
     "ObjectStore",
@@ -85,6 +89,7 @@ __all__ = [
     "Timeout",
     "Unavailable",
     "UndecodableMessage",
+    "UnknownField",
     "ValidationError",
     "detect_kind",
     "enable_sdk_logs",
@@ -95,6 +100,7 @@ __all__ = [
     "open_store",
     "parse_event",
     "parse_message",
+    "require",
 ]
 
 # The SDKs log request bodies (patient data) and credentials at DEBUG: keep

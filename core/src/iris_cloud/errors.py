@@ -22,11 +22,13 @@ __all__ = [
     "IrisCloudError",
     "LockLost",
     "MessageTooLarge",
+    "MissingField",
     "NotFound",
     "PermissionDenied",
     "Throttled",
     "Timeout",
     "Unavailable",
+    "UnknownField",
     "ValidationError",
     "is_transient",
 ]
@@ -64,6 +66,30 @@ class ValidationError(IrisCloudError):
         lines = [f"{title}: {len(self.errors)} invalid field(s)"]
         lines += [f"  {e}" for e in self.errors]
         super().__init__("\n".join(lines))
+
+
+class MissingField(ValidationError):
+    """A field IRIS always sends on this kind of message is absent or null.
+
+    Raised by the ``require`` accessors of the model (``result.require.order``,
+    :func:`iris_cloud.model.require`); ``errors`` holds one
+    :class:`FieldError` of type ``missing`` with the field's wire path.
+    """
+
+    def __init__(self, message_type: str, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{message_type} without {path}",
+            [FieldError(path, "missing", "absent or null, but always sent on this message")],
+        )
+
+
+class UnknownField(IrisCloudError, TypeError):
+    """A model was built with a snake_case keyword that names none of its fields.
+
+    A ``TypeError`` too, as for any unexpected keyword argument in Python. The
+    message names the closest field (``did you mean 'evaluation_types'?``).
+    """
 
 
 class NotFound(IrisCloudError):

@@ -1,9 +1,11 @@
 """The IRIS object model 2.3.1 as pydantic models.
 
 Parse any message with :func:`parse_message` (or a class's ``from_json``),
-write it with ``to_json()`` / ``to_dict()``. Attributes are snake_case, the
-wire is PascalCase; unknown fields and codes are kept; errors are
-:class:`iris_cloud.errors.ValidationError` and never contain input values.
+write it with ``to_json()`` / ``to_dict()``, build it with snake_case keywords.
+Attributes are snake_case, the wire is PascalCase; unknown fields and codes
+are kept; errors are :class:`iris_cloud.errors.ValidationError` and never
+contain input values. ``message.require`` and :func:`require` give the fields
+IRIS always sends without ``None`` in their type.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from iris_cloud.model.common import (
     Race,
     ResultCode,
     Site,
+    require,
 )
 from iris_cloud.model.detect import (
     AnyMessage,
@@ -57,6 +60,9 @@ from iris_cloud.model.event import (
     OrderCreationReceipt,
     OrderGradedEvent,
     ReadyForGradingEvent,
+    RequiredEvent,
+    RequiredImageReceipt,
+    RequiredOrderEvent,
     ResultsDeliveryReceipt,
     parse_event,
 )
@@ -69,6 +75,7 @@ from iris_cloud.model.order import (
     Order,
     OrderRequest,
     Patient,
+    RequiredOrderRequest,
 )
 from iris_cloud.model.result import (
     CameraOperator,
@@ -76,6 +83,7 @@ from iris_cloud.model.result import (
     Gradings,
     ImageDetails,
     OrderResult,
+    RequiredResult,
     ResultImage,
     ResultOrder,
     ResultPatient,
@@ -138,6 +146,11 @@ __all__ = [
     "Provider",
     "Race",
     "ReadyForGradingEvent",
+    "RequiredEvent",
+    "RequiredImageReceipt",
+    "RequiredOrderEvent",
+    "RequiredOrderRequest",
+    "RequiredResult",
     "ResultCode",
     "ResultImage",
     "ResultOrder",
@@ -151,6 +164,7 @@ __all__ = [
     "message_class",
     "parse_event",
     "parse_message",
+    "require",
     "sample_files",
     "schema_file_name",
 ]

@@ -1,8 +1,15 @@
 """Shared pieces of the IRIS object model 2.3.1: base class, tolerant scalar types, enums.
 
-Every model derives from :class:`IrisModel`: snake_case attributes, PascalCase
-wire names, unknown fields kept (``extra="allow"``), input values never
-copied into error messages (``hide_input_in_errors``).
+Every model derives from :class:`IrisModel`: snake_case attributes and
+constructor keywords, PascalCase wire names, unknown wire fields kept
+(``extra="allow"``), input values never copied into error messages
+(``hide_input_in_errors``).
+
+Wire names that differ from the generated PascalCase are declared as
+``validation_alias`` / ``serialization_alias``, never as ``alias``: type
+checkers (pyright's ``dataclass_transform``, pydantic's mypy plugin) take an
+``alias`` for the constructor's parameter name, which would turn
+``PersonGender(gender=...)`` into an error in the user's editor.
 
 The tolerant scalar types try pydantic's native (Rust) parser first and only
 fall back to a Python function for the shapes real senders produce that the
@@ -12,15 +19,18 @@ in pydantic-core for conforming messages.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar
 
 from pydantic import (
     AliasChoices,
+    AliasPath,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,7 +43,7 @@ from pydantic.fields import ComputedFieldInfo, FieldInfo
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from iris_cloud.errors import FieldError, ValidationError
+from iris_cloud.errors import FieldError, MissingField, UnknownField, ValidationError
 
 __all__ = [
     "MODEL_VERSION",
@@ -79,7 +89,9 @@ __all__ = [
     "Site",
     "TextOrList",
     "VersionString",
+    "require",
     "validation_error",
+    "wire_names",
 ]
 
 MODEL_VERSION = "2.3.1"
@@ -558,11 +570,59 @@ _MASKED = _Masked()
 
 def _field_title(name: str, info: FieldInfo | ComputedFieldInfo) -> str:
     # Schema titles show the wire name, which is what a schema reader looks for.
-    return info.alias or to_pascal(name)
+    wire = info.serialization_alias if isinstance(info, FieldInfo) else None
+    return wire or info.alias or to_pascal(name)
+
+
+def wire_names(info: FieldInfo) -> list[str]:
+    """Every top-level key a field is read from, the written one first."""
+    names = [info.serialization_alias] if info.serialization_alias else []
+    alias = info.validation_alias
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    for choice in choices:
+        key = choice.path[0] if isinstance(choice, AliasPath) else choice
+        if isinstance(key, str) and key not in names:
+            names.append(key)
+    return names
+
+
+@functools.cache
+def _keywords(cls: type[BaseModel]) -> frozenset[str]:
+    """The keywords a model's constructor knows: field names and every wire name."""
+    known = set(cls.model_fields)
+    for info in cls.model_fields.values():
+        known.update(wire_names(info))
+    return frozenset(known)
+
+
+def _is_python_keyword(key: str) -> bool:
+    # Wire names are PascalCase (or ``$schema``): an unknown one is an IRIS field
+    # this model does not know yet and is kept. A snake_case keyword that names
+    # no field is a typo in the caller's code.
+    return key.isidentifier() and not key[0].isupper()
+
+
+def _unknown_keywords(cls: type[BaseModel], keys: list[str]) -> UnknownField:
+    fields = list(cls.model_fields)
+    parts = []
+    for key in keys:
+        shown = repr(key if len(key) <= 40 else key[:40] + "...")
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+        parts.append(f"{shown} (did you mean {close[0]!r}?)" if close else shown)
+    message = f"{cls.__name__} has no field " + ", ".join(parts)
+    if not any("did you mean" in part for part in parts):
+        message += f"; its fields: {', '.join(fields)}"
+    return UnknownField(message)
 
 
 class IrisModel(BaseModel):
     """Base of every IRIS object: PascalCase on the wire, unknown fields kept.
+
+    Build one with snake_case keywords (``PersonGender(gender=Gender.MALE)``);
+    the wire names are accepted too. A snake_case keyword that names no field
+    raises :class:`iris_cloud.errors.UnknownField` naming the closest field;
+    an unknown PascalCase keyword is kept as a wire field, as parsing keeps
+    unknown fields (:meth:`from_json`, ``model_validate``).
 
     Serialise with :meth:`to_json` / :meth:`to_dict` (wire names, only the
     fields that were given), parse with :meth:`from_json` (errors become
@@ -573,13 +633,29 @@ class IrisModel(BaseModel):
 
     model_config = ConfigDict(
         alias_generator=to_pascal,
-        populate_by_name=True,
+        validate_by_name=True,
+        validate_by_alias=True,
         serialize_by_alias=True,
         extra="allow",
         hide_input_in_errors=True,
         ser_json_inf_nan="constants",
         field_title_generator=_field_title,
     )
+
+    if not TYPE_CHECKING:
+        # Hidden from type checkers, which check keywords against the fields
+        # themselves (pyright's dataclass_transform, pydantic's mypy plugin).
+
+        def __init__(self, /, **data: Any) -> None:
+            known = _keywords(type(self))
+            unknown = [k for k in data if k not in known and _is_python_keyword(k)]
+            if unknown:
+                raise _unknown_keywords(type(self), unknown) from None
+            super().__init__(**data)
+
+        # Validation (model_validate, nested objects) bypasses this check, as
+        # it bypasses BaseModel.__init__: only keyword construction is checked.
+        __init__.__pydantic_base_init__ = True
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         values = self.__dict__
@@ -641,6 +717,23 @@ def validation_error(title: str, exc: PydanticValidationError) -> ValidationErro
     return ValidationError(title, fields)
 
 
+_T = TypeVar("_T")
+
+
+def require(value: _T | None, path: str, message_type: str = "message") -> _T:
+    """``value`` narrowed to not ``None``, for a field IRIS always sends.
+
+    ``order = require(result.order, "Order")`` instead of an ``assert``: the
+    type checker sees a ``ResultOrder``, and an absent field raises
+    :class:`iris_cloud.errors.MissingField` naming ``path`` (a wire path such
+    as ``Order.LocalId``), a :class:`~iris_cloud.errors.ValidationError` that
+    never carries a value. ``message_type`` names the message in the error.
+    """
+    if value is None:
+        raise MissingField(message_type, path)
+    return value
+
+
 # ---------------------------------------------------------------- shared objects
 
 
@@ -663,7 +756,7 @@ class Address(IrisModel):
 
     street1: str | None = Field(
         default=None,
-        alias="Street1",
+        serialization_alias="Street1",
         validation_alias=AliasChoices("Street1", "Street"),
         repr=False,
     )
@@ -672,7 +765,7 @@ class Address(IrisModel):
     state: str | None = Field(default=None, repr=False)
     postal_code: str | None = Field(
         default=None,
-        alias="PostalCode",
+        serialization_alias="PostalCode",
         validation_alias=AliasChoices("PostalCode", "Zip"),
         repr=False,
     )
@@ -686,7 +779,7 @@ class PersonGender(IrisModel):
 
     context: GenderContextCode | None = None
     gender: GenderCode | None = Field(
-        default=None, alias="Gender", validation_alias=AliasChoices("Gender", "Value")
+        default=None, serialization_alias="Gender", validation_alias=AliasChoices("Gender", "Value")
     )
 
 
@@ -707,7 +800,7 @@ CptCode = Annotated[
 class Provider(IrisModel):
     """An ordering / referring provider, camera operator (request) or grader."""
 
-    npi: str | None = Field(default=None, alias="NPI")
+    npi: str | None = Field(default=None, validation_alias="NPI", serialization_alias="NPI")
     taxonomy: str | None = None
     name: Name | None = None
     email: str | None = None
@@ -718,7 +811,7 @@ class Provider(IrisModel):
 class PrimaryCareProvider(IrisModel):
     """The primary care provider of a health plan member."""
 
-    npi: str | None = Field(default=None, alias="NPI")
+    npi: str | None = Field(default=None, validation_alias="NPI", serialization_alias="NPI")
     email_address: str | None = None
     name: Name | None = None
     fax_number: str | None = None

@@ -48,8 +48,8 @@ class _Sniff(IrisModel):
     order_control_code: Any = None
     client_guid: Any = None
     local_id: Any = None
-    od: Any = Field(default=None, alias="OD")
-    os: Any = Field(default=None, alias="OS")
+    od: Any = Field(default=None, validation_alias="OD", serialization_alias="OD")
+    os: Any = Field(default=None, validation_alias="OS", serialization_alias="OS")
 
 
 def _kind(sniff: _Sniff) -> MessageKind | None:

@@ -7,7 +7,8 @@ fails on it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -19,6 +20,7 @@ from iris_cloud.model.common import (
     OptionalGuid,
     OptionalInt,
     VersionString,
+    require,
     validation_error,
 )
 
@@ -33,6 +35,9 @@ __all__ = [
     "OrderCreationReceipt",
     "OrderGradedEvent",
     "ReadyForGradingEvent",
+    "RequiredEvent",
+    "RequiredImageReceipt",
+    "RequiredOrderEvent",
     "ResultsDeliveryReceipt",
     "event_class",
     "parse_event",
@@ -54,6 +59,15 @@ class Event(IrisModel):
     version: VersionString = Field(examples=[MODEL_VERSION])
     iris_order_id: OptionalInt | None = None
     order_local_id: str | None = None
+
+    @property
+    def require(self) -> RequiredEvent[Event]:
+        """What IRIS always sends on this event, typed without ``None``.
+
+        ``event.require.order_local_id`` is a ``str``; an absent field raises
+        :class:`iris_cloud.errors.MissingField` naming its wire path.
+        """
+        return RequiredEvent(self)
 
 
 class GenericEvent(Event):
@@ -79,6 +93,11 @@ class _KnownEvent(Event):
 class _OrderEvent(_KnownEvent):
     patient_local_id: str | None = Field(default=None, repr=False)
 
+    @property
+    def require(self) -> RequiredOrderEvent[_OrderEvent]:
+        """What IRIS always sends on this event (see :class:`RequiredOrderEvent`)."""
+        return RequiredOrderEvent(self)
+
 
 class OrderCreationReceipt(_OrderEvent):
     """Answer to a submitted order. ``Success`` false (see :attr:`failed`) means rejected."""
@@ -103,6 +122,11 @@ class ImageReceipt(_OrderEvent):
     result_object_type: Literal["ImageReceipt"] = "ImageReceipt"
     image_local_id: str | None = None
     iris_image_id: OptionalInt | None = None
+
+    @property
+    def require(self) -> RequiredImageReceipt:
+        """What IRIS always sends on an image receipt (see :class:`RequiredImageReceipt`)."""
+        return RequiredImageReceipt(self)
 
 
 class ReadyForGradingEvent(_OrderEvent):
@@ -132,6 +156,74 @@ class ResultsDeliveryReceipt(_KnownEvent):
     # A fax number or address, possibly the patient's own.
     endpoint: str | None = Field(default=None, repr=False)
     transmission_status: str | None = None
+
+
+_E = TypeVar("_E", bound=Event, covariant=True)
+_O = TypeVar("_O", bound=_OrderEvent, covariant=True)
+
+
+class RequiredEvent(Generic[_E]):
+    """The fields IRIS always sends on an event (``event.require``).
+
+    Each attribute reads the event's field and raises
+    :class:`iris_cloud.errors.MissingField` (a ``ValidationError``) with the
+    field's wire name where it is absent or null.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: _E) -> None:
+        self._event = event
+
+    def _type(self) -> str:
+        return type(self._event).__name__
+
+    @property
+    def transaction_id(self) -> str:
+        """``TransactionId``."""
+        return require(self._event.transaction_id, "TransactionId", self._type())
+
+    @property
+    def timestamp(self) -> datetime:
+        """``Timestamp``."""
+        return require(self._event.timestamp, "Timestamp", self._type())
+
+    @property
+    def order_local_id(self) -> str:
+        """``OrderLocalId``: the ``Order.LocalId`` the event is about."""
+        return require(self._event.order_local_id, "OrderLocalId", self._type())
+
+    @property
+    def iris_order_id(self) -> int:
+        """``IrisOrderId``: IRIS's own number for the order."""
+        return require(self._event.iris_order_id, "IrisOrderId", self._type())
+
+
+class RequiredOrderEvent(RequiredEvent[_O]):
+    """:class:`RequiredEvent` of an order's event, with the patient's ``LocalId``."""
+
+    __slots__ = ()
+
+    @property
+    def patient_local_id(self) -> str:
+        """``PatientLocalId``."""
+        return require(self._event.patient_local_id, "PatientLocalId", self._type())
+
+
+class RequiredImageReceipt(RequiredOrderEvent[ImageReceipt]):
+    """:class:`RequiredOrderEvent` of an :class:`ImageReceipt`, with the image's ids."""
+
+    __slots__ = ()
+
+    @property
+    def image_local_id(self) -> str:
+        """``ImageLocalId``: the ``Image.LocalId`` of the request."""
+        return require(self._event.image_local_id, "ImageLocalId", "ImageReceipt")
+
+    @property
+    def iris_image_id(self) -> int:
+        """``IrisImageId``: IRIS's own number for the image."""
+        return require(self._event.iris_image_id, "IrisImageId", "ImageReceipt")
 
 
 AnyEvent = (

@@ -35,10 +35,12 @@ class EyeGrading(IrisModel):
 class GradingSubmission(IrisModel):
     """A grading for an order (by the order's ``LocalId``), sent in test environments."""
 
-    schema_uri: str | None = Field(default=None, alias="$schema")
+    schema_uri: str | None = Field(
+        default=None, validation_alias="$schema", serialization_alias="$schema"
+    )
     version: VersionString = Field(examples=[MODEL_VERSION])
     client_guid: Guid
     local_id: Annotated[str, StringConstraints(min_length=1)]
     site: Site | None = None
-    od: EyeGrading | None = Field(default=None, alias="OD")
-    os: EyeGrading | None = Field(default=None, alias="OS")
+    od: EyeGrading | None = Field(default=None, validation_alias="OD", serialization_alias="OD")
+    os: EyeGrading | None = Field(default=None, validation_alias="OS", serialization_alias="OS")

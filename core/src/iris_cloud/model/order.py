@@ -27,6 +27,7 @@ from iris_cloud.model.common import (
     Provider,
     Site,
     VersionString,
+    require,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Order",
     "OrderRequest",
     "Patient",
+    "RequiredOrderRequest",
 ]
 
 _LocalId = Annotated[str, StringConstraints(min_length=1)]
@@ -58,7 +60,9 @@ class Image(IrisModel):
 
     local_id: str | None = None
     taken: DateTimeValue | None = Field(
-        default=None, alias="Taken", validation_alias=AliasChoices("Taken", "DateTimeOffset")
+        default=None,
+        serialization_alias="Taken",
+        validation_alias=AliasChoices("Taken", "DateTimeOffset"),
     )
     azure_blob_storage: AzureBlobStorage | None = None
     laterality: LateralityCode | None = None
@@ -73,8 +77,12 @@ class CameraInfo(IrisModel):
 
     local_id: str | None = None
     location: str | None = None
-    ip_address: str | None = Field(default=None, alias="IPAddress")
-    mac_address: str | None = Field(default=None, alias="MACAddress")
+    ip_address: str | None = Field(
+        default=None, validation_alias="IPAddress", serialization_alias="IPAddress"
+    )
+    mac_address: str | None = Field(
+        default=None, validation_alias="MACAddress", serialization_alias="MACAddress"
+    )
     serial_number: str | None = None
     manufacturer: str | None = None
     model: str | None = None
@@ -102,7 +110,9 @@ class Order(IrisModel):
     encounter_number: str | None = None
     study_instance_unique_id: str | None = None
     orderable_identifier: str | None = None
-    cpt_code: CptCode | None = Field(default=None, alias="CPTCode")
+    cpt_code: CptCode | None = Field(
+        default=None, validation_alias="CPTCode", serialization_alias="CPTCode"
+    )
     additional_info: str | None = None
     state: str | None = None
     single_eye_only: bool | None = None
@@ -137,7 +147,9 @@ class OrderRequest(IrisModel):
     ``Order.LocalId`` are required; for ``CA`` / ``ResendResult`` nothing else is.
     """
 
-    schema_uri: str | None = Field(default=None, alias="$schema")
+    schema_uri: str | None = Field(
+        default=None, validation_alias="$schema", serialization_alias="$schema"
+    )
     version: VersionString = Field(examples=[MODEL_VERSION])
     client_guid: Guid
     user_name_submitting: str | None = None
@@ -151,3 +163,32 @@ class OrderRequest(IrisModel):
     camera_operator: Provider | None = None
     camera_operator_user_name: str | None = None
     health_plan: HealthPlan | None = None
+
+    @property
+    def require(self) -> RequiredOrderRequest:
+        """What a new (NW) or changed (XO) order always carries, typed without ``None``."""
+        return RequiredOrderRequest(self)
+
+
+class RequiredOrderRequest:
+    """The fields a new (NW) or changed (XO) OrderRequest must carry (``request.require``).
+
+    Each attribute raises :class:`iris_cloud.errors.MissingField` with the
+    field's wire path where it is absent or null (a cancel or resend carries
+    neither).
+    """
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: OrderRequest) -> None:
+        self._request = request
+
+    @property
+    def site(self) -> Site:
+        """``Site``."""
+        return require(self._request.site, "Site", "OrderRequest")
+
+    @property
+    def patient(self) -> Patient:
+        """``Patient``."""
+        return require(self._request.patient, "Patient", "OrderRequest")

@@ -32,6 +32,7 @@ from iris_cloud.model.common import (
     ResultCodeValue,
     Site,
     VersionString,
+    require,
 )
 from iris_cloud.model.grading import EyeGrading
 from iris_cloud.model.order import CameraInfo
@@ -42,6 +43,7 @@ __all__ = [
     "Gradings",
     "ImageDetails",
     "OrderResult",
+    "RequiredResult",
     "ResultImage",
     "ResultOrder",
     "ResultPatient",
@@ -174,9 +176,9 @@ class Gradings(IrisModel):
     pathology: bool | None = None
     urgent: bool | None = None
     emergent: bool | None = None
-    od: EyeSideGrading | None = Field(default=None, alias="OD")
-    os: EyeSideGrading | None = Field(default=None, alias="OS")
-    ou: EyeSideGrading | None = Field(default=None, alias="OU")
+    od: EyeSideGrading | None = Field(default=None, validation_alias="OD", serialization_alias="OD")
+    os: EyeSideGrading | None = Field(default=None, validation_alias="OS", serialization_alias="OS")
+    ou: EyeSideGrading | None = Field(default=None, validation_alias="OU", serialization_alias="OU")
     dx_codes: list[str] | None = None
     provider: Provider | None = None
 
@@ -196,7 +198,9 @@ class OrderResult(IrisModel):
     (notes, ``AdditionalInfo``, ``ErrorMessage``) and the encounter number.
     """
 
-    schema_uri: str | None = Field(default=None, alias="$schema")
+    schema_uri: str | None = Field(
+        default=None, validation_alias="$schema", serialization_alias="$schema"
+    )
     version: VersionString = Field(examples=[MODEL_VERSION])
     timestamp: DateTimeValue | None = None
     transaction_id: OptionalGuid | None = None
@@ -216,3 +220,62 @@ class OrderResult(IrisModel):
     success: bool | None = None
     error_message: str | None = Field(default=None, repr=False)
     result_object_type: str | None = None
+
+    @property
+    def require(self) -> RequiredResult:
+        """What IRIS always sends on a result, typed without ``None``.
+
+        ``result.require.order_local_id`` is a ``str``; an absent field raises
+        :class:`iris_cloud.errors.MissingField` naming its wire path.
+        """
+        return RequiredResult(self)
+
+
+class RequiredResult:
+    """The fields IRIS always sends on an OrderResult (``result.require``).
+
+    Each attribute reads the result's field and raises
+    :class:`iris_cloud.errors.MissingField` (a ``ValidationError``) with the
+    field's wire path where it is absent or null, so a handler needs no
+    ``assert`` or ``if ... is None`` for them.
+    """
+
+    __slots__ = ("_result",)
+
+    def __init__(self, result: OrderResult) -> None:
+        self._result = result
+
+    @property
+    def order(self) -> ResultOrder:
+        """``Order``."""
+        return require(self._result.order, "Order", "OrderResult")
+
+    @property
+    def order_local_id(self) -> str:
+        """``Order.LocalId``: the key of the order this result is for."""
+        return require(self.order.local_id, "Order.LocalId", "OrderResult")
+
+    @property
+    def result_code(self) -> ResultCodeValue:
+        """``ResultCode``: final, preliminary, correction, addendum or resend."""
+        return require(self._result.result_code, "ResultCode", "OrderResult")
+
+    @property
+    def site(self) -> Site:
+        """``Site``."""
+        return require(self._result.site, "Site", "OrderResult")
+
+    @property
+    def patient(self) -> ResultPatient:
+        """``Patient``."""
+        return require(self._result.patient, "Patient", "OrderResult")
+
+    @property
+    def gradings(self) -> Gradings:
+        """``Gradings``: the grader's verdict."""
+        return require(self._result.gradings, "Gradings", "OrderResult")
+
+    @property
+    def results_document(self) -> ResultsDocument:
+        """``ResultsDocument``: the report (``.decode()`` gives its bytes)."""
+        return require(self._result.results_document, "ResultsDocument", "OrderResult")
