@@ -105,161 +105,329 @@ class OrderControlCode(StrEnum):
     """What an OrderRequest asks for."""
 
     NEW = "NW"
+    """New order."""
+
     CHANGE = "XO"
+    """Change of an open order (the whole request again)."""
+
     CANCEL = "CA"
+    """Cancellation of an order."""
+
     RESEND_RESULT = "ResendResult"
+    """Send the result of a graded order again."""
 
 
 class EvaluationType(StrEnum):
     """Evaluations an order can request (IRIS ids 1,2,3,4,6,7,8,9,12,13; ME from Go)."""
 
     DR = "DR"
+    """Diabetic retinopathy (IRIS id 1)."""
+
     GLAUCOMA = "Glaucoma"
+    """Glaucoma (IRIS id 2)."""
+
     HIV = "HIV"
+    """HIV retinopathy (IRIS id 3)."""
+
     DRME = "DRME"
+    """Diabetic retinopathy and macular edema (IRIS id 4)."""
+
     DR_REFNOREF = "DR_REFNOREF"
+    """Diabetic retinopathy, referable or not referable (IRIS id 6)."""
+
     AMD = "AMD"
+    """Age-related macular degeneration (IRIS id 7)."""
+
     DR_AMD = "DR_AMD"
+    """Diabetic retinopathy and AMD (IRIS id 8)."""
+
     SP = "SP"
+    """IRIS id 9. Not explained by the IRIS reference."""
+
     DR_AREDS_GLAUC = "DR_AREDS_GLAUC"
+    """Diabetic retinopathy, AREDS (AMD) and glaucoma (IRIS id 12)."""
+
     AI_EYENUK_O1 = "AI_Eyenuk_O1"
+    """Eyenuk AI evaluation (IRIS id 13)."""
+
     ME = "ME"
+    """Macular edema (sent by the Go library only)."""
 
 
 class Laterality(StrEnum):
     """Which eye: OD right, OS left, OU both."""
 
     OD = "OD"
+    """Right eye (oculus dexter)."""
+
     OS = "OS"
+    """Left eye (oculus sinister)."""
+
     OU = "OU"
+    """Both eyes (oculus uterque)."""
 
 
 class ImageContext(StrEnum):
     """Role of an image within the exam."""
 
     PRIMARY = "Primary"
+    """A primary image of the exam."""
+
     SECONDARY_VIEW_FIELD = "SecondaryViewField"
+    """A secondary field of view."""
+
     SECONDARY = "Secondary"
+    """A secondary image (named in the documentation only)."""
+
     UNKNOWN = "Unknown"
+    """Role unknown."""
+
     COMPONENT = "Component"
+    """A component image."""
+
     AGGREGATE = "Aggregate"
+    """An aggregate image."""
+
     ENHANCEMENT = "Enhancement"
+    """An enhanced copy of another image (``ParentLocalId``)."""
+
     ADDED_LATE = "AddedLate"
+    """Added late."""
 
 
 class GenderContext(StrEnum):
     """What a PersonGender entry describes."""
 
     UNKNOWN = "Unknown"
+    """Context unknown."""
+
     IDENTITY_GENDER = "IdentityGender"
+    """Gender identity."""
+
     BIRTH_GENDER = "BirthGender"
+    """Sex assigned at birth."""
 
 
 class Gender(StrEnum):
     """Gender codes."""
 
     UNKNOWN = "U"
+    """Unknown."""
+
     MALE = "M"
+    """Male."""
+
     FEMALE = "F"
+    """Female."""
+
     N = "N"
+    """Not explained by the IRIS reference."""
+
     OTHER = "O"
+    """Other."""
+
     TRANSGENDER_MALE = "TM"
+    """Transgender male."""
+
     TRANSGENDER_FEMALE = "TF"
+    """Transgender female."""
+
     NOT_DISCLOSED = "ND"
+    """Not disclosed."""
+
     EQ = "EQ"
+    """Not explained by the IRIS reference."""
+
     NL = "NL"
+    """Not explained by the IRIS reference."""
+
     X = "X"
+    """Not explained by the IRIS reference."""
 
 
 class MaritalStatus(StrEnum):
     """HL7 marital status codes."""
 
     ANNULLED = "A"
+    """Annulled."""
+
     DIVORCED = "D"
+    """Divorced."""
+
     INTERLOCUTORY = "I"
+    """Interlocutory."""
+
     LEGALLY_SEPARATED = "L"
+    """Legally separated."""
+
     MARRIED = "M"
+    """Married."""
+
     DOMESTIC_PARTNER = "P"
+    """Domestic partner."""
+
     SINGLE = "S"
+    """Single (never married)."""
+
     UNMARRIED = "T"
+    """Unmarried."""
+
     WIDOWED = "W"
+    """Widowed."""
 
 
 class ResultCode(StrEnum):
     """Kind of an OrderResult."""
 
     ADDENDUM = "A"
+    """An addendum to an earlier result."""
+
     CORRECTION = "C"
+    """Corrects an earlier result."""
+
     FINAL = "F"
+    """The final result."""
+
     PRELIMINARY = "P"
+    """A preliminary result; a final one follows."""
+
     RESEND = "R"
+    """An earlier result sent again (``ResendResult`` order)."""
 
 
 class DocumentType(StrEnum):
     """Format of ResultsDocument.Content."""
 
     PDF = "PDF"
+    """A PDF report."""
+
     HTML = "HTML"
+    """An HTML page."""
+
     ORU = "ORU"
+    """An HL7 v2 ORU message."""
 
 
 class DocumentEncoding(StrEnum):
     """Transfer encoding of ResultsDocument.Content."""
 
     BASE64 = "Base64"
+    """Base64 of the document's bytes."""
+
     ASCII = "ASCII"
+    """The document's text itself."""
 
 
 class OrderStatus(StrEnum):
     """Status of an order as reported in a result."""
 
     AWAITING_IMAGES = "AwaitingImages"
+    """Created, waiting for images."""
+
     QUEUED_FOR_GRADING = "QueuedForGrading"
+    """Has its images, waiting for a grader."""
+
     CHECKED_OUT_FOR_GRADING = "CheckedOutForGrading"
+    """Being graded."""
+
     GRADED = "Graded"
+    """Graded."""
+
     ORDER_CANCELLED = "OrderCancelled"
+    """Cancelled."""
+
     UNDER_REVIEW = "UnderReview"
+    """Under review."""
+
     ERROR = "Error"
+    """In error."""
+
     COMPLETE = "Complete"
+    """Complete."""
 
 
 class Race(StrEnum):
     """Common HL7 race codes; any HL7 race code is accepted on the wire."""
 
     AMERICAN_INDIAN_OR_ALASKA_NATIVE = "1002-5"
+    """American Indian or Alaska Native."""
+
     ASIAN = "2028-9"
+    """Asian."""
+
     BLACK_OR_AFRICAN_AMERICAN = "2054-5"
+    """Black or African American."""
+
     NATIVE_HAWAIIAN_OR_OTHER_PACIFIC_ISLANDER = "2076-8"
+    """Native Hawaiian or Other Pacific Islander."""
+
     OTHER = "2131-1"
+    """Other race."""
+
     WHITE = "2106-3"
+    """White."""
 
 
 class Ethnicity(StrEnum):
     """Common HL7 ethnicity codes; any HL7 ethnicity code is accepted on the wire."""
 
     HISPANIC_OR_LATINO = "2135-2"
+    """Hispanic or Latino."""
+
     SPANIARD = "2137-8"
+    """Spaniard."""
+
     MEXICAN = "2148-5"
+    """Mexican."""
+
     CENTRAL_AMERICAN = "2155-0"
+    """Central American."""
+
     SOUTH_AMERICAN = "2165-9"
+    """South American."""
+
     LATIN_AMERICAN = "2178-2"
+    """Latin American."""
+
     PUERTO_RICAN = "2180-8"
+    """Puerto Rican."""
+
     CUBAN = "2182-4"
+    """Cuban."""
+
     DOMINICAN = "2184-0"
+    """Dominican."""
+
     MEXICAN_AMERICAN = "2149-3"
+    """Mexican American."""
+
     NOT_HISPANIC_OR_LATINO = "2186-5"
+    """Not Hispanic or Latino."""
 
 
 class Language(StrEnum):
     """Common language codes; any HL7 language code is accepted on the wire."""
 
     ENGLISH = "en"
+    """English."""
+
     ENGLISH_US = "en-US"
+    """English (United States)."""
+
     FRENCH = "fr"
+    """French."""
+
     SPANISH = "es"
+    """Spanish."""
+
     ITALIAN = "it"
+    """Italian."""
+
     PORTUGUESE = "pt"
+    """Portuguese."""
+
     CHINESE = "zh"
+    """Chinese."""
 
 
 # ------------------------------------------------------------------ tolerant types
