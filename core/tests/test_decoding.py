@@ -81,9 +81,9 @@ class _NoDeadLetters(MemoryBroker):
 def test_when_dead_lettering_fails_the_message_is_given_back_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from iris_cloud import ports
+    from iris_cloud import portlogic
 
-    monkeypatch.setattr(ports, "CLAIM_CHECK_RETRY_DELAY", 1.0)
+    monkeypatch.setattr(portlogic, "CLAIM_CHECK_RETRY_DELAY", 1.0)
     name = f"q-{uuid.uuid4().hex}"
     with _NoDeadLetters(name) as broker:
         q = _queue(name)

@@ -320,9 +320,9 @@ class _FlakyStore(MemoryStore):
 def test_claim_check_unavailable_abandons_only_that_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from iris_cloud import ports
+    from iris_cloud import portlogic
 
-    monkeypatch.setattr(ports, "CLAIM_CHECK_RETRY_DELAY", 2.0)
+    monkeypatch.setattr(portlogic, "CLAIM_CHECK_RETRY_DELAY", 2.0)
     name = _name()
     bucket = _name()
     with MemoryBroker(name, claim_check=MemoryStore(bucket)) as writer:

@@ -15,6 +15,11 @@ fetched (:func:`restore`): the bucket must be the claim-check store's (or one
 of the ``sources`` explicitly allowed), the key a safe object name under the
 store's prefix, the declared size within the cap; the payload is then
 streamed and refused as soon as it passes the cap.
+
+Both directions are written once as steps (:mod:`iris_cloud.steps`):
+:func:`offload` / :func:`restore` run them on an
+:class:`~iris_cloud.ports.ObjectStore`, :mod:`iris_cloud.aio` awaits the same
+steps on an :class:`~iris_cloud.aio.AsyncObjectStore`.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
 from iris_cloud.messages import Message
 from iris_cloud.objects import check_object_name
+from iris_cloud.steps import Call, Steps, drive
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
@@ -38,16 +44,20 @@ __all__ = [
     "PayloadStore",
     "is_claim_checked",
     "offload",
+    "offload_steps",
     "restore",
+    "restore_steps",
 ]
 
 
 class PayloadStore(Protocol):
-    """What the claim check uses of an :class:`iris_cloud.ports.ObjectStore`.
+    """What the claim check uses of an :class:`iris_cloud.ports.ObjectStore` or
+    :class:`iris_cloud.aio.AsyncObjectStore`.
 
     Structural, because the ports call the claim check: this module imports
     what both share (:mod:`iris_cloud.messages`, :mod:`iris_cloud.objects`),
-    not the ports.
+    not the ports. The calls return what the store's kind returns (a stream
+    or an awaitable of one); the steps hand them to the driver.
     """
 
     prefix: str
@@ -57,7 +67,7 @@ class PayloadStore(Protocol):
 
     def put(self, name: str, data: bytes, *, content_type: str | None = None) -> object: ...
 
-    def open_read(self, name: str) -> IO[bytes]: ...
+    def open_read(self, name: str) -> object: ...
 
 
 POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
@@ -85,8 +95,14 @@ def _invalid(path: str, code: str, message: str) -> ValidationError:
 
 def offload(message: Message, store: PayloadStore) -> Message:
     """Write ``message.body`` to ``store`` and return the message carrying the pointer."""
+    return drive(offload_steps(message, store))
+
+
+def offload_steps(message: Message, store: PayloadStore) -> Steps[Message]:
+    """:func:`offload` as steps, for a sync or an async store."""
     name = str(uuid.uuid4())
-    store.put(name, message.body, content_type=message.content_type or "application/octet-stream")
+    content_type = message.content_type or "application/octet-stream"
+    yield Call(store.put, (name, message.body), {"content_type": content_type})
     pointer = json.dumps(
         [POINTER_CLASS, {"s3BucketName": store.container, "s3Key": store.prefix + name}]
     )
@@ -157,18 +173,21 @@ def _source(bucket: str, key: str, stores: Sequence[PayloadStore]) -> tuple[Payl
     raise _invalid("body[1].s3Key", "not_allowed", "outside the claim-check store's prefix")
 
 
-def _read_capped(store: PayloadStore, name: str, max_bytes: int) -> bytes:
+def _read_capped(store: PayloadStore, name: str, max_bytes: int) -> Steps[bytes]:
     chunks: list[bytes] = []
     total = 0
-    with store.open_read(name) as fh:
+    fh = yield Call(store.open_read, (name,))
+    try:
         while True:
-            chunk = fh.read(min(_READ_CHUNK, max_bytes + 1 - total))
+            chunk = yield Call(fh.read, (min(_READ_CHUNK, max_bytes + 1 - total),))
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
             if total > max_bytes:
                 raise _invalid("body[1].s3Key", "too_large", "payload over the claim-check cap")
+    finally:
+        yield Call(fh.close)
     return b"".join(chunks)
 
 
@@ -188,12 +207,23 @@ def restore(
     in chunks and refused as soon as it passes the cap. Errors of the store
     itself (:class:`~iris_cloud.errors.NotFound`, ...) propagate.
     """
+    return drive(restore_steps(message, store, max_bytes=max_bytes, sources=sources))
+
+
+def restore_steps(
+    message: Message,
+    store: PayloadStore,
+    *,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    sources: Sequence[PayloadStore] = (),
+) -> Steps[Message]:
+    """:func:`restore` as steps, for sync or async stores."""
     if not is_claim_checked(message):
         return message
     _declared_size(message, max_bytes)
     bucket, key = _pointer(message.body)
     source, name = _source(bucket, key, [store, *sources])
-    body = _read_capped(source, name, max_bytes)
+    body = yield from _read_capped(source, name, max_bytes)
     properties = {
         k: v
         for k, v in message.properties.items()

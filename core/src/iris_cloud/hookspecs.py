@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from iris_cloud.aio.ports import AsyncMessageBroker, AsyncObjectStore
     from iris_cloud.ports import MessageBroker, ObjectStore
 
 hookspec = pluggy.HookspecMarker("iris_cloud")
@@ -38,6 +39,33 @@ def iris_cloud_store_schemes() -> dict[str, type[ObjectStore] | str]:
 
     As for brokers, a value may be an import path ``"package.module:Class"``,
     imported when a URL of that scheme is first opened.
+    """
+
+
+@hookspec
+def iris_cloud_async_broker_schemes() -> dict[str, type[AsyncMessageBroker] | str]:
+    """Return the broker URL schemes this plugin serves with an async class.
+
+    The async twin of :func:`iris_cloud_broker_schemes`, e.g.
+    ``{"azuresb": "iris_cloud_azure.aio:AsyncServiceBusBroker"}``: each class is an
+    :class:`iris_cloud.aio.AsyncMessageBroker` that :func:`iris_cloud.aio.open_broker`
+    opens with ``cls.from_url(url, **options)``, taking the same URL and options as
+    the sync class of that scheme. Declare it beside the sync one, as an import path
+    so that the async SDK is imported only when used. A plugin without this hook
+    serves its schemes to sync callers only; :func:`iris_cloud.aio.open_broker`
+    then says so. :class:`iris_cloud.aio.ThreadedBroker` makes an async class of a
+    sync one where the SDK has no async client.
+    """
+
+
+@hookspec
+def iris_cloud_async_store_schemes() -> dict[str, type[AsyncObjectStore] | str]:
+    """Return the object-store URL schemes this plugin serves with an async class.
+
+    The async twin of :func:`iris_cloud_store_schemes`: each class is an
+    :class:`iris_cloud.aio.AsyncObjectStore` taking the same URL and options as
+    the sync class of that scheme (:class:`iris_cloud.aio.ThreadedStore` runs a
+    sync store in threads).
     """
 
 

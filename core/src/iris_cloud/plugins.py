@@ -30,6 +30,7 @@ __all__ = [
     "open_broker",
     "open_store",
     "providers",
+    "resolve",
     "served_schemes",
     "store_schemes",
     "unserved_scheme_message",
@@ -92,7 +93,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             distributions[ep.name] = (ep.dist.name, ep.dist.version)
 
 
-Kind = Literal["broker", "store"]
+Kind = Literal["broker", "store", "async_broker", "async_store"]
+"""Which scheme hook: ``iris_cloud_{kind}_schemes``."""
 SchemeTarget = type[Any] | str
 """What a scheme hook maps a scheme to: the class, or ``"module:Class"`` to import on use."""
 
@@ -106,14 +108,28 @@ def _merged(results: list[dict[str, SchemeTarget]]) -> dict[str, SchemeTarget]:
 
 
 def _targets(kind: Kind) -> dict[str, SchemeTarget]:
-    hook = get_plugin_manager().hook
+    hook = getattr(get_plugin_manager().hook, f"iris_cloud_{kind}_schemes")
+    return _merged(hook())
+
+
+def _base(kind: Kind) -> type[Any]:
     if kind == "broker":
-        return _merged(hook.iris_cloud_broker_schemes())
-    return _merged(hook.iris_cloud_store_schemes())
+        return MessageBroker
+    if kind == "store":
+        return ObjectStore
+    # Imported on use: a sync process never imports asyncio's side of the ports.
+    from iris_cloud.aio.ports import AsyncMessageBroker, AsyncObjectStore
+
+    return AsyncMessageBroker if kind == "async_broker" else AsyncObjectStore
+
+
+def _label(kind: Kind) -> str:
+    return kind.replace("_", " ")
 
 
 def _load(scheme: str, target: SchemeTarget, kind: Kind) -> type[Any]:
-    base = MessageBroker if kind == "broker" else ObjectStore
+    base = _base(kind)
+    label = _label(kind)
     cls = target
     if isinstance(target, str):
         module, _, attr = target.partition(":")
@@ -121,12 +137,12 @@ def _load(scheme: str, target: SchemeTarget, kind: Kind) -> type[Any]:
             cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigurationError(
-                f"the {kind} provider for scheme {scheme!r} cannot be imported "
+                f"the {label} provider for scheme {scheme!r} cannot be imported "
                 f"({target}): {type(exc).__name__}: {exc}"
             ) from exc
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigurationError(
-            f"the {kind} provider for scheme {scheme!r} is {target!r}, "
+            f"the {label} provider for scheme {scheme!r} is {target!r}, "
             f"not a subclass of {base.__name__}"
         )
     return cls
@@ -158,7 +174,8 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
 
 
 def served_schemes(kind: Kind) -> list[str]:
-    """The URL schemes of ``kind`` (``"broker"`` or ``"store"``) served, without importing them."""
+    """The URL schemes of ``kind`` (``"broker"``, ``"store"``, ``"async_broker"``,
+    ``"async_store"``) served, without importing them."""
     return sorted(_targets(kind))
 
 
@@ -175,14 +192,21 @@ def store_schemes() -> dict[str, type[ObjectStore]]:
 def unserved_scheme_message(scheme: str, kind: Kind) -> str:
     """Why ``scheme`` cannot be opened: the installed schemes and the package to install."""
     installed = ", ".join(served_schemes(kind)) or "none"
+    sync_kind: Kind = "broker" if kind == "async_broker" else "store"
+    if kind.startswith("async") and scheme in _targets(sync_kind):
+        return (
+            f"the {sync_kind} provider for scheme {scheme!r} has no async class "
+            f"(async {sync_kind}s installed: {installed}); use the sync port"
+        )
     hint = f"; install {KNOWN_SCHEMES[scheme]}" if scheme in KNOWN_SCHEMES else ""
-    return f"no {kind} provider for scheme {scheme!r} (installed: {installed}){hint}"
+    return f"no {_label(kind)} provider for scheme {scheme!r} (installed: {installed}){hint}"
 
 
-def _resolve(url: str, kind: Kind) -> Any:
+def resolve(url: str, kind: Kind) -> type[Any]:
+    """The class serving ``url``'s scheme for ``kind``; :class:`ConfigurationError` if none."""
     scheme = urlsplit(url).scheme
     if not scheme:
-        raise ConfigurationError(f"{kind} URL has no scheme (expected e.g. 'mem://name')")
+        raise ConfigurationError(f"{_label(kind)} URL has no scheme (expected e.g. 'mem://name')")
     targets = _targets(kind)
     if scheme not in targets:
         raise ConfigurationError(unserved_scheme_message(scheme, kind))
@@ -191,13 +215,13 @@ def _resolve(url: str, kind: Kind) -> Any:
 
 def open_broker(url: str, **options: Any) -> MessageBroker:
     """Open the broker endpoint ``url`` with the provider that serves its scheme."""
-    cls: type[MessageBroker] = _resolve(url, "broker")
+    cls: type[MessageBroker] = resolve(url, "broker")
     return cls.from_url(url, **options)
 
 
 def open_store(url: str, **options: Any) -> ObjectStore:
     """Open the object store ``url`` with the provider that serves its scheme."""
-    cls: type[ObjectStore] = _resolve(url, "store")
+    cls: type[ObjectStore] = resolve(url, "store")
     return cls.from_url(url, **options)
 
 

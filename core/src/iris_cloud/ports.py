@@ -6,7 +6,8 @@ bodies over the service's limit, splitting sends into batches, checking object
 names, turning bytes / files / paths into one stream for uploads, and polling
 ``watch``. A provider implements the underscored primitives and the settlement
 calls, and declares what it can do in :class:`Capabilities` so that callers ask
-instead of guessing.
+instead of guessing. What the base classes decide lives in
+:mod:`iris_cloud.portlogic`, shared with the async ports of :mod:`iris_cloud.aio`.
 """
 
 from __future__ import annotations
@@ -14,31 +15,23 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 import threading
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
-from pydantic import BaseModel
-
+from iris_cloud import portlogic
+from iris_cloud.capabilities import Capabilities
 from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
-from iris_cloud.errors import (
-    ConfigurationError,
-    IrisCloudError,
-    MessageTooLarge,
-    NotFound,
-    PermissionDenied,
-)
-from iris_cloud.logs import get_logger
-from iris_cloud.messages import _MAPPING_REFUSED, Message, Sendable
+from iris_cloud.errors import NotFound
+from iris_cloud.messages import Message, Sendable
 from iris_cloud.objects import NotificationParser, ObjectInfo, check_object_name
-from iris_cloud.private import private_dir
+from iris_cloud.portlogic import MAX_SIGNED_URL_EXPIRY
+from iris_cloud.private import partial_file
+from iris_cloud.steps import Call, drive, drive_stream
 
 __all__ = [
     "MAX_SIGNED_URL_EXPIRY",
@@ -54,62 +47,7 @@ __all__ = [
     "read_full",
 ]
 
-log = get_logger("iris_cloud.ports")
-
-CLAIM_CHECK_RETRY_DELAY = 5.0
-"""Seconds before a message whose payload could not be fetched for now comes back
-(where ``capabilities.delayed_retry``), so a store outage is not a busy loop."""
-
-MAX_SIGNED_URL_EXPIRY = timedelta(days=7)
-"""Longest validity of a :meth:`ObjectStore.signed_url`: the most SigV4 (S3) and
-V4 (GCS) signatures allow, and a bound on how long a leaked Azure SAS stays good."""
-
 BinarySource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike[str] | Path
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What an endpoint can do; each provider fills in the fields of its port.
-
-    Broker fields describe the queue; store fields the container. A field a
-    port does not use keeps its default.
-    """
-
-    # broker
-    max_message_bytes: int = 256 * 1024
-    """Largest body (plus properties) the service accepts in one message."""
-    max_batch: int = 100
-    """Most messages one send call to the service may carry."""
-    max_batch_bytes: int | None = None
-    """Most bytes one send call may carry, when the service limits the batch as a whole."""
-    native_dead_letter: bool = False
-    """The service keeps a dead-letter queue itself (versus one we configure)."""
-    delayed_retry: bool = False
-    """``abandon(delay=...)`` really delays redelivery."""
-    lock_renewal: bool = True
-    """``renew_lock`` extends a held message's lock."""
-    max_delivery_count: int | None = None
-    """Deliveries after which the service dead-letters by itself, if it does."""
-    delivery_count_exact: bool = True
-    """``Message.delivery_count`` is the service's own count, not an estimate."""
-    peek: bool = False
-    """``peek`` shows waiting messages without locking them or counting a delivery."""
-    completes_for_all: bool = False
-    """Completing a message removes it for every receiver (a queue, not one subscription
-    of a topic), so nobody else needs its claim-checked payload afterwards."""
-    # store
-    conditional_create: bool = True
-    """``put(overwrite=False)`` is enforced atomically by the service."""
-    signed_urls: bool = False
-    """``signed_url`` can hand out URLs that work without our credentials."""
-    native_watch: bool = False
-    """``watch`` is fed by service notifications rather than polling."""
-    can_read: bool = True
-    """The credentials may read objects (a write-only SAS may not)."""
-    can_list: bool = True
-    """The credentials may list objects."""
-    can_write: bool = True
-    """The credentials may write objects."""
 
 
 class MessageBroker(ABC):
@@ -154,51 +92,19 @@ class MessageBroker(ABC):
         one is configured, otherwise :class:`MessageTooLarge` is raised before
         anything is sent.
         """
-        items: list[Sendable]
-        if isinstance(messages, Message | bytes | bytearray | memoryview | str | BaseModel):
-            items = [messages]
-        elif isinstance(messages, Mapping):
-            # Iterating it would send one message per key.
-            raise TypeError(_MAPPING_REFUSED)
-        else:
-            items = list(messages)
-        prepared = [self._prepare(Message.coerce(m)) for m in items]
-        ids: list[str] = []
-        for batch in self._batches(prepared):
-            self._send_batch(batch)
-            ids.extend(m.message_id for m in batch)
-        return ids
+        self._may_send()
+        return drive(portlogic.send_steps(self, messages))
+
+    def _may_send(self) -> None:  # noqa: B027 - most services tell at the first send
+        """Raise before anything is prepared when this endpoint may not send.
+
+        Providers that know their rights up front (the built-ins' ``access``)
+        refuse here, before the claim check writes a payload for nothing.
+        """
 
     def _prepare(self, msg: Message) -> Message:
-        if not msg.message_id:
-            msg = replace(msg, message_id=uuid.uuid4().hex)
-        if msg.size <= self.capabilities.max_message_bytes:
-            return msg
-        if self.claim_check is None:
-            raise MessageTooLarge(
-                f"message {msg.message_id} is {msg.size} bytes, over this endpoint's limit of "
-                f"{self.capabilities.max_message_bytes}; configure a claim_check store"
-            )
-        from iris_cloud.claimcheck import offload
-
-        return offload(msg, self.claim_check)
-
-    def _batches(self, messages: list[Message]) -> Iterator[list[Message]]:
-        caps = self.capabilities
-        limit = caps.max_batch_bytes
-        batch: list[Message] = []
-        used = 0
-        for msg in messages:
-            full = len(batch) >= caps.max_batch or (
-                limit is not None and batch and used + msg.size > limit
-            )
-            if full:
-                yield batch
-                batch, used = [], 0
-            batch.append(msg)
-            used += msg.size
-        if batch:
-            yield batch
+        """Give ``msg`` an id and claim-check a body over the limit (providers may extend)."""
+        return drive(portlogic.prepare_steps(self, msg))
 
     @abstractmethod
     def _send_batch(self, batch: list[Message]) -> None:
@@ -216,50 +122,13 @@ class MessageBroker(ABC):
         dead-letter queue, with a description naming the failure's class and
         field paths only, and is left out; the rest of the batch is returned.
         One whose payload cannot be fetched for now is abandoned and left
-        out, to come back after :data:`CLAIM_CHECK_RETRY_DELAY`. Nothing a
+        out, to come back after :data:`~iris_cloud.portlogic.CLAIM_CHECK_RETRY_DELAY`. Nothing a
         sender writes makes this raise. Only when the claim-check store
         refuses our credentials is every message of the batch abandoned and
         :class:`~iris_cloud.errors.PermissionDenied` raised: that is for the
         operator to fix, not the messages' fault.
         """
-        from iris_cloud.claimcheck import is_claim_checked
-        from iris_cloud.decoding import DECODE_FAILED, UndecodableMessage, failure_text
-
-        received = self._receive(max_messages, wait)
-        out: list[Message] = []
-        for index, msg in enumerate(received):
-            if isinstance(msg, UndecodableMessage):
-                self._reject(msg, DECODE_FAILED, msg.decode_error)
-                continue
-            if self.claim_check is None or not is_claim_checked(msg):
-                out.append(msg)
-                continue
-            try:
-                out.append(self._restore(msg, self.claim_check))
-            except PermissionDenied:
-                for held in [*out, *received[index:]]:
-                    self._give_back(held)
-                raise
-            except IrisCloudError as exc:
-                if exc.retryable:
-                    log.warning(
-                        "claim check of message %s failed (%s), abandoned",
-                        msg.message_id,
-                        type(exc).__name__,
-                    )
-                    self._give_back(msg, CLAIM_CHECK_RETRY_DELAY)
-                else:
-                    self._reject(msg, "ClaimCheckFailed", failure_text(exc))
-            except Exception as exc:  # the pointer is the sender's: anything may fail
-                self._reject(msg, "ClaimCheckFailed", failure_text(exc))
-        return out
-
-    def _restore(self, msg: Message, store: ObjectStore) -> Message:
-        from iris_cloud.claimcheck import restore
-
-        return restore(
-            msg, store, max_bytes=self.claim_check_max_bytes, sources=self.claim_check_sources
-        )
+        return drive(portlogic.receive_steps(self, max_messages, wait))
 
     def _completed(self, message: Message) -> None:
         """After ``complete``: delete the message's payload if nobody else can need it.
@@ -267,49 +136,7 @@ class MessageBroker(ABC):
         Providers call it at the end of :meth:`complete`. It never raises: the
         message is settled, and a payload left behind is for the lifecycle rule.
         """
-        name = message.claim_check_name
-        if not (name and self.claim_check_delete and self.capabilities.completes_for_all):
-            return
-        if self.claim_check is None:
-            return
-        try:
-            self.claim_check.delete(name)
-        except NotFound:
-            pass  # deleted by an earlier completion of a copy
-        except Exception as exc:
-            log.warning(
-                "claim-check payload of message %s not deleted (%s)",
-                message.message_id,
-                type(exc).__name__,
-            )
-
-    def _reject(self, msg: Message, reason: str, description: str) -> None:
-        """Dead-letter a message that can never be handled; never raises.
-
-        If even that fails (no dead-letter queue, a lost lock), the message is
-        given back with a delay: it is not lost, and it costs no other message.
-        """
-        log.warning(
-            "message %s cannot be handled (%s: %s); dead-lettering it",
-            msg.message_id,
-            reason,
-            description,
-        )
-        try:
-            self.dead_letter(msg, reason, description)
-        except Exception as exc:
-            log.error(
-                "dead-lettering message %s failed (%s); it is given back",
-                msg.message_id,
-                type(exc).__name__,
-            )
-            self._give_back(msg, CLAIM_CHECK_RETRY_DELAY)
-
-    def _give_back(self, msg: Message, delay: float | None = None) -> None:
-        try:
-            self.abandon(msg, delay=delay)
-        except Exception as exc:  # its lock expires instead
-            log.warning("abandoning message %s failed (%s)", msg.message_id, type(exc).__name__)
+        drive(portlogic.completed_steps(self, message))
 
     def verify(self, right: str) -> bool:
         """Confirm, without side effects, that the credentials hold ``right``.
@@ -322,8 +149,7 @@ class MessageBroker(ABC):
         counted. The default confirms receive by a :meth:`peek` where the
         service has one; providers that can do more override it.
         """
-        if right not in ("send", "receive"):
-            raise ConfigurationError(f"no such broker right: {right!r} (send or receive)")
+        portlogic.check_right(right)
         if right == "receive" and self.capabilities.peek:
             self.peek()
             return True
@@ -339,10 +165,7 @@ class MessageBroker(ABC):
         without taking (SQS, Pub/Sub) say so in ``capabilities.peek``, and this
         raises :class:`ConfigurationError` there.
         """
-        raise ConfigurationError(
-            f"{type(self).__name__} cannot peek: the service has no way to look at a "
-            "message without receiving it (capabilities.peek is False)"
-        )
+        raise portlogic.peek_refused(self)
 
     @abstractmethod
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
@@ -371,21 +194,7 @@ class MessageBroker(ABC):
         reason it may be here) comes as it lies, pointer and all, so that it
         can be looked at and settled.
         """
-        received = self._receive_dead_letters(max_messages, wait)
-        if self.claim_check is None:
-            return received
-        out: list[Message] = []
-        for msg in received:
-            try:
-                out.append(self._restore(msg, self.claim_check))
-            except Exception as exc:  # the pointer is the sender's: anything may fail
-                log.warning(
-                    "dead letter %s keeps its claim-check pointer (%s)",
-                    msg.message_id,
-                    type(exc).__name__,
-                )
-                out.append(msg)
-        return out
+        return drive(portlogic.dead_letters_steps(self, max_messages, wait))
 
     @abstractmethod
     def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
@@ -463,8 +272,7 @@ class ObjectStore(ABC):
         With ``overwrite=False`` an existing object raises :class:`AlreadyExists`
         and is left untouched. A failed upload leaves no partial object.
         """
-        check_object_name(name)
-        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        meta = portlogic.put_metadata(name, metadata)
         if isinstance(data, bytes | bytearray | memoryview):
             stream: IO[bytes] = io.BytesIO(bytes(data))
             return self._put(name, stream, len(data), content_type, meta, overwrite)
@@ -502,17 +310,8 @@ class ObjectStore(ABC):
 
     def download_to(self, name: str, path: str | os.PathLike[str]) -> ObjectInfo:
         """Stream ``name`` into the file ``path``; the file appears only when complete."""
-        target = Path(path)
-        private_dir(target.parent)
-        # mkstemp creates the file 0600.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out, self.open_read(name) as src:
-                shutil.copyfileobj(src, out, self.chunk_size)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with partial_file(path) as out, self.open_read(name) as src:
+            shutil.copyfileobj(src, out, self.chunk_size)
         return self.info(name)
 
     def info(self, name: str) -> ObjectInfo:
@@ -533,9 +332,7 @@ class ObjectStore(ABC):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose names start with ``prefix``, in name order, paging lazily."""
-        if prefix:
-            check_object_name(prefix.rstrip("/") or "x")
-        return self._list(prefix)
+        return self._list(portlogic.check_list_prefix(prefix))
 
     @abstractmethod
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -558,16 +355,10 @@ class ObjectStore(ABC):
         every provider. Raises :class:`ConfigurationError` outside that range
         and where the credentials cannot sign (see ``capabilities.signed_urls``).
         """
-        if method.upper() not in ("GET", "PUT"):
-            raise ConfigurationError(f"signed_url method must be GET or PUT, not {method!r}")
-        if not timedelta(seconds=1) <= expires <= MAX_SIGNED_URL_EXPIRY:
-            raise ConfigurationError(
-                f"signed_url expires must be 1 second to 7 days, not {expires}"
-            )
-        return self._signed_url(check_object_name(name), method.upper(), expires)
+        return self._signed_url(*portlogic.signed_url_args(name, method, expires))
 
     def _signed_url(self, name: str, method: str, expires: timedelta) -> str:
-        raise ConfigurationError(f"{type(self).__name__} cannot sign URLs")
+        raise portlogic.cannot_sign(self)
 
     def watch(
         self,
@@ -601,16 +392,16 @@ class ObjectStore(ABC):
                 )
             return
         stop = stop or threading.Event()
-        seen: set[tuple[str, str | None]] = set()
-        if not include_existing:
-            seen = {(o.name, o.etag) for o in self.list(prefix)}
-        while not stop.is_set():
-            for obj in self.list(prefix):
-                key = (obj.name, obj.etag)
-                if key not in seen:
-                    seen.add(key)
-                    yield obj
-            stop.wait(poll_interval)
+        yield from drive_stream(
+            portlogic.poll_watch_steps(
+                self,
+                prefix,
+                stop=stop,
+                include_existing=include_existing,
+                pause=Call(stop.wait, (poll_interval,)),
+                next_item=next,
+            )
+        )
 
     def _notifications(
         self,

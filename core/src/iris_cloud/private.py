@@ -15,17 +15,21 @@ database opened through :func:`connect_private` keeps all three private.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
     "connect_private",
     "open_private",
+    "partial_file",
     "private_dir",
     "write_private",
 ]
@@ -85,6 +89,27 @@ def open_private(
         os.close(fd)
         raise
     return fd
+
+
+@contextlib.contextmanager
+def partial_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A private file that becomes ``path`` only when the ``with`` block completes.
+
+    Written as ``.NAME.XXXX.part`` beside ``path`` (0600, its directory 0700
+    if missing) and renamed over ``path`` at the end; removed if the block
+    raises, so ``path`` is never a partial download.
+    """
+    target = Path(path)
+    private_dir(target.parent)
+    # mkstemp creates the file 0600.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_private(path: str | os.PathLike[str], data: bytes | str) -> None:

@@ -8,38 +8,44 @@ provider's ``ObjectStore._notifications`` supplies the broker and a parser,
 and ``ObjectStore.watch`` hands them to this module, which does the rest
 once: skipping what existed at the start, completing a notification only
 after the objects it announces were handed out, and not handing out one
-object twice.
+object twice. The loop is steps (:mod:`iris_cloud.steps`), so the async
+``watch`` of :mod:`iris_cloud.aio` runs the same loop on an async broker.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from iris_cloud.errors import IrisCloudError
 from iris_cloud.logs import get_logger
 from iris_cloud.messages import Message
 from iris_cloud.objects import NotificationParser, ObjectInfo
+from iris_cloud.steps import Call, StreamSteps, drive_stream
 
-__all__ = ["NotificationParser", "watch_notifications"]
+__all__ = ["NotificationParser", "notification_watch_steps", "watch_notifications"]
 
 log = get_logger("iris_cloud.watching")
 
 
-# What the loop uses of an ObjectStore and a MessageBroker, structurally: the
-# ports call this module, so it does not import them.
+# What the loop uses of an ObjectStore and a MessageBroker (sync or async),
+# structurally: the ports call this module, so it does not import them.
 class _Listing(Protocol):
-    def list(self, prefix: str = "") -> Iterable[ObjectInfo]: ...
+    def list(self, prefix: str = "") -> Any: ...
 
 
 class _Notifications(Protocol):
-    def receive(self, max_messages: int = 1, wait: float = 0.0) -> list[Message]: ...
+    def receive(self, max_messages: int = 1, wait: float = 0.0) -> Any: ...
 
-    def abandon(self, message: Message, delay: float | None = None) -> None: ...
+    def abandon(self, message: Message, delay: float | None = None) -> Any: ...
 
-    def complete(self, message: Message) -> None: ...
+    def complete(self, message: Message) -> Any: ...
+
+
+class _Stop(Protocol):
+    def is_set(self) -> bool: ...
 
 
 # Recent (name, etag) pairs remembered to drop repeats: services deliver at
@@ -68,14 +74,41 @@ def watch_notifications(
     (a malformed payload) is skipped with a warning; one it cannot look up
     for now (a retryable error) is abandoned to come back.
     """
-    stop = stop or threading.Event()
+    return drive_stream(
+        notification_watch_steps(
+            store,
+            broker,
+            parse,
+            prefix,
+            poll_interval=poll_interval,
+            stop=stop or threading.Event(),
+            include_existing=include_existing,
+            next_item=next,
+        )
+    )
+
+
+def notification_watch_steps(
+    store: _Listing,
+    broker: _Notifications,
+    parse: NotificationParser,
+    prefix: str,
+    *,
+    poll_interval: float,
+    stop: _Stop,
+    include_existing: bool,
+    next_item: Callable[..., Any],
+) -> StreamSteps[ObjectInfo]:
+    """:func:`watch_notifications` as steps; ``next_item(listing, None)`` pages the listing."""
     seen: OrderedDict[tuple[str, str | None], None] = OrderedDict()
-    for obj in store.list(prefix):
+    listing = store.list(prefix)
+    while (obj := (yield Call(next_item, (listing, None)))) is not None:
         seen[(obj.name, obj.etag)] = None
         if include_existing:
             yield obj
     while not stop.is_set():
-        for msg in broker.receive(max_messages=10, wait=poll_interval):
+        received = yield Call(broker.receive, (), {"max_messages": 10, "wait": poll_interval})
+        for msg in received:
             try:
                 announced = list(parse(msg))
             except IrisCloudError as exc:
@@ -83,7 +116,7 @@ def watch_notifications(
                     raise
                 # The parser could not look the object up for now: later.
                 log.warning("notification %s abandoned: %s", msg.message_id, type(exc).__name__)
-                broker.abandon(msg, delay=poll_interval)
+                yield Call(broker.abandon, (msg,), {"delay": poll_interval})
                 continue
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # A notification of a shape the parser cannot read will never
@@ -100,4 +133,4 @@ def watch_notifications(
                 if len(seen) > _REMEMBER:
                     seen.popitem(last=False)
                 yield obj
-            broker.complete(msg)
+            yield Call(broker.complete, (msg,))

@@ -78,7 +78,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +105,6 @@ from iris_cloud.ports import (
     MessageBroker,
     ObjectInfo,
     ObjectStore,
-    Sendable,
 )
 from iris_cloud.private import FILE_MODE, connect_private, open_private, private_dir
 from iris_cloud.providers._common import (
@@ -132,6 +131,8 @@ __all__ = [
     "DATABASE_NAME",
     "FileStore",
     "LocalBroker",
+    "iris_cloud_async_broker_schemes",
+    "iris_cloud_async_store_schemes",
     "iris_cloud_broker_schemes",
     "iris_cloud_public_options",
     "iris_cloud_store_schemes",
@@ -377,11 +378,8 @@ class LocalBroker(MessageBroker):
             self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     # sending
-    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
-        """Send messages (see :meth:`MessageBroker.send`); needs the ``send`` right."""
-        # Checked before the base class offloads anything to the claim check.
+    def _may_send(self) -> None:
         self.access.require("send", f"send to queue {self.queue!r}")
-        return super().send(messages)
 
     def _send_batch(self, batch: list[Message]) -> None:
         now = time.time()
@@ -1044,3 +1042,15 @@ def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
 def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
     """``file://`` directory stores."""
     return {"file": FileStore}
+
+
+@hookimpl
+def iris_cloud_async_broker_schemes() -> dict[str, str]:
+    """``local://`` SQLite queues, async (imported when first opened)."""
+    return {"local": "iris_cloud.aio.builtin:AsyncLocalBroker"}
+
+
+@hookimpl
+def iris_cloud_async_store_schemes() -> dict[str, str]:
+    """``file://`` directory stores, async."""
+    return {"file": "iris_cloud.aio.builtin:AsyncFileStore"}

@@ -27,7 +27,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar, Self
@@ -42,7 +42,6 @@ from iris_cloud.ports import (
     MessageBroker,
     ObjectInfo,
     ObjectStore,
-    Sendable,
 )
 from iris_cloud.providers._common import (
     BROKER_RIGHTS,
@@ -63,6 +62,8 @@ from iris_cloud.providers._common import (
 __all__ = [
     "MemoryBroker",
     "MemoryStore",
+    "iris_cloud_async_broker_schemes",
+    "iris_cloud_async_store_schemes",
     "iris_cloud_broker_schemes",
     "iris_cloud_public_options",
     "iris_cloud_store_schemes",
@@ -209,12 +210,9 @@ class MemoryBroker(MessageBroker):
             raise ConfigurationError(f"{self!r} is closed")
 
     # sending
-    def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:
-        """Send messages (see :meth:`MessageBroker.send`); needs the ``send`` right."""
+    def _may_send(self) -> None:
         self._check_open()
-        # Checked before the base class offloads anything to the claim check.
         self.access.require("send", f"send to mem://{self.name}")
-        return super().send(messages)
 
     def _send_batch(self, batch: list[Message]) -> None:
         now = datetime.now(UTC)
@@ -573,3 +571,15 @@ def iris_cloud_broker_schemes() -> dict[str, type[MessageBroker]]:
 def iris_cloud_store_schemes() -> dict[str, type[ObjectStore]]:
     """``mem://`` containers."""
     return {"mem": MemoryStore}
+
+
+@hookimpl
+def iris_cloud_async_broker_schemes() -> dict[str, str]:
+    """``mem://`` queues, async (imported when first opened)."""
+    return {"mem": "iris_cloud.aio.builtin:AsyncMemoryBroker"}
+
+
+@hookimpl
+def iris_cloud_async_store_schemes() -> dict[str, str]:
+    """``mem://`` containers, async."""
+    return {"mem": "iris_cloud.aio.builtin:AsyncMemoryStore"}

@@ -5,6 +5,12 @@
   ``store_env`` fixture that implements :class:`BrokerContractEnv` /
   :class:`StoreContractEnv` (see :mod:`iris_cloud.testing.contract` and
   docs/contract-suite.md).
+* The same suite on async ports: :class:`BlockingBrokerEnv` /
+  :class:`BlockingStoreEnv` wrap an :class:`AsyncBrokerEnv` /
+  :class:`AsyncStoreEnv` in blocking facades run on a :class:`LoopThread`
+  (fixture ``loop_thread``); :class:`ThreadedBrokerEnv` /
+  :class:`ThreadedStoreEnv` make one from a sync env for thread-run async
+  classes (see :mod:`iris_cloud.testing.blocking`).
 * :func:`require_server` — fail (CI) or skip (elsewhere) when a test server
   cannot start; :func:`stop_process` — stop one that was started.
 * Ready-made environments for the built-in providers, e.g. to run the suite
@@ -18,6 +24,15 @@
 
 from __future__ import annotations
 
+from iris_cloud.testing.blocking import (
+    AsyncBrokerEnv,
+    AsyncStoreEnv,
+    BlockingBrokerEnv,
+    BlockingStoreEnv,
+    LoopThread,
+    ThreadedBrokerEnv,
+    ThreadedStoreEnv,
+)
 from iris_cloud.testing.contract import (
     BrokerContract,
     BrokerContractEnv,
@@ -38,15 +53,22 @@ from iris_cloud.testing.processes import stop_process
 from iris_cloud.testing.watcher import Watcher
 
 __all__ = [
+    "AsyncBrokerEnv",
+    "AsyncStoreEnv",
+    "BlockingBrokerEnv",
+    "BlockingStoreEnv",
     "BrokerContract",
     "BrokerContractEnv",
     "FaultProxy",
     "LocalBrokerEnv",
     "LocalStoreEnv",
+    "LoopThread",
     "MemoryBrokerEnv",
     "MemoryStoreEnv",
     "StoreContract",
     "StoreContractEnv",
+    "ThreadedBrokerEnv",
+    "ThreadedStoreEnv",
     "Watcher",
     "builtin_profile_dict",
     "cut_and_heal",

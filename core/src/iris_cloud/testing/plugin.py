@@ -28,11 +28,13 @@ import pytest
 
 if TYPE_CHECKING:
     from iris_cloud.ports import MessageBroker, ObjectStore
+    from iris_cloud.testing.blocking import LoopThread
 
 __all__ = [
     "emulators_required",
     "local_broker",
     "local_store",
+    "loop_thread",
     "mem_broker",
     "mem_store",
     "require_server",
@@ -90,3 +92,13 @@ def local_store(tmp_path: Path) -> Iterator[ObjectStore]:
 
     with FileStore.from_url((tmp_path / "store").as_uri()) as store:
         yield store
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    """An event loop in a thread, for blocking facades over async ports (one per session)."""
+    from iris_cloud.testing.blocking import LoopThread
+
+    loop = LoopThread()
+    yield loop
+    loop.close()
