@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 from iris_cloud.errors import ConfigurationError, FieldError, PermissionDenied, ValidationError
 from iris_cloud.model import AzureBlobStorage, Image, OrderRequest
 from iris_cloud.private import connect_private
+from iris_cloud.steps import Call, Steps, drive
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,10 +37,12 @@ __all__ = [
     "ImageSource",
     "UploadReceipts",
     "check_images_exist",
+    "check_images_exist_steps",
     "guess_content_type",
     "image_references",
     "unique_name",
     "upload_image",
+    "upload_image_steps",
 ]
 
 ImageSource = bytes | bytearray | memoryview | IO[bytes] | str | os.PathLike[str]
@@ -215,6 +218,30 @@ def upload_image(
     that cannot seek is judged by ``content_type`` or its name), unless
     ``force``.
     """
+    return drive(
+        upload_image_steps(
+            store,
+            source,
+            name=name,
+            content_type=content_type,
+            metadata=metadata,
+            receipts=receipts,
+            force=force,
+        )
+    )
+
+
+def upload_image_steps(
+    store: Any,
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    content_type: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    receipts: UploadReceipts | None = None,
+    force: bool = False,
+) -> Steps[ImageRef]:
+    """:func:`upload_image` as steps, for a sync or async store (:mod:`iris_cloud.steps`)."""
     if not isinstance(source, bytes | bytearray | memoryview | str | os.PathLike) and not (
         callable(getattr(source, "read", None))
     ):
@@ -228,8 +255,10 @@ def upload_image(
     ctype = content_type or guess_content_type(head, name or hint)
     object_name = name or unique_name(ctype, hint)
     data: Any = Path(source) if isinstance(source, str | os.PathLike) else source
-    info: ObjectInfo = store.put(
-        object_name, data, content_type=ctype, metadata=metadata, overwrite=False
+    info: ObjectInfo = yield Call(
+        store.put,
+        (object_name, data),
+        {"content_type": ctype, "metadata": metadata, "overwrite": False},
     )
     ref = ImageRef(store.container, object_name, size=info.size, content_type=ctype)
     if receipts is not None:
@@ -272,6 +301,13 @@ def check_images_exist(
     receipts of this client's uploads. A reference to another container than
     the store's, or without a file name, is an error too.
     """
+    drive(check_images_exist_steps(order, store, receipts))
+
+
+def check_images_exist_steps(
+    order: OrderRequest, store: Any, receipts: UploadReceipts | None = None
+) -> Steps[None]:
+    """:func:`check_images_exist` as steps, for a sync or async store."""
     errors: list[FieldError] = []
     can_read = store.capabilities.can_read
     for path, blob in image_references(order):
@@ -292,7 +328,7 @@ def check_images_exist(
         found: bool | None = None
         if can_read:
             try:
-                found = store.exists(blob.file_name)
+                found = yield Call(store.exists, (blob.file_name,))
             except PermissionDenied:
                 can_read = False
             except ConfigurationError:

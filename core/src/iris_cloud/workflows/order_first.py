@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
+from iris_cloud.steps import Steps, drive
 
 if TYPE_CHECKING:
     from iris_cloud.ports import ObjectStore
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExamIdentifiers",
+    "ExamUpload",
     "identifiers_from_metadata",
     "identify_exam",
+    "prepare_exam_upload",
     "read_exam_identifiers",
     "tag_image",
     "upload_exam_image",
@@ -399,6 +402,75 @@ def identify_exam(store: ObjectStore, name: str) -> ExamIdentifiers | None:
     return read_exam_identifiers(store.get(name))
 
 
+@dataclass(frozen=True)
+class ExamUpload:
+    """An image tagged with an order's identifiers, ready to upload (:func:`prepare_exam_upload`).
+
+    ``data`` is the tagged bytes, or a temporary tagged DICOM file that
+    :meth:`discard` removes.
+    """
+
+    data: bytes | Path
+    name: str
+    content_type: str
+    metadata: dict[str, str]
+    temporary: bool = False
+
+    def upload_steps(self, store: Any, receipts: UploadReceipts | None) -> Steps[ImageRef]:
+        """The upload, as steps for a sync or async store."""
+        from iris_cloud.workflows.image_first import upload_image_steps
+
+        return upload_image_steps(
+            store,
+            self.data,
+            name=self.name,
+            content_type=self.content_type,
+            metadata=self.metadata,
+            receipts=receipts,
+        )
+
+    def discard(self) -> None:
+        """Remove the temporary tagged file, if there is one."""
+        if self.temporary and isinstance(self.data, Path):
+            self.data.unlink(missing_ok=True)
+
+
+def prepare_exam_upload(
+    source: bytes | bytearray | IO[bytes] | str | os.PathLike[str],
+    ids: ExamIdentifiers,
+    *,
+    name: str | None = None,
+) -> ExamUpload:
+    """Tag ``source`` with ``ids`` (blocking: it reads and writes image data).
+
+    A DICOM path is tagged through a temporary file (constant memory); other
+    inputs are tagged in memory.
+    """
+    metadata = ids.metadata()
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        with path.open("rb") as fh:
+            head = fh.read(132)
+        if _kind(head) == "dicom":
+            return ExamUpload(
+                _tag_dicom_file(path, ids),
+                name or _name_like(path.name, "application/dicom"),
+                "application/dicom",
+                metadata,
+                temporary=True,
+            )
+        hint: str | None = path.name
+        data = path.read_bytes()
+    elif isinstance(source, bytes | bytearray):
+        hint, data = None, bytes(source)
+    else:
+        raw_name = getattr(source, "name", None)
+        hint = os.path.basename(raw_name) if isinstance(raw_name, str) else None
+        data = source.read()
+    tagged, ctype = tag_image(data, ids)
+    return ExamUpload(tagged, name or _name_like(hint, ctype), ctype, metadata)
+
+
 def upload_exam_image(
     store: ObjectStore,
     source: bytes | bytearray | IO[bytes] | str | os.PathLike[str],
@@ -412,43 +484,11 @@ def upload_exam_image(
     A DICOM path is tagged through a temporary file (constant memory); other
     inputs are tagged in memory.
     """
-    from iris_cloud.workflows.image_first import upload_image
-
-    metadata = ids.metadata()
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        with path.open("rb") as fh:
-            head = fh.read(132)
-        if _kind(head) == "dicom":
-            tagged_path = _tag_dicom_file(path, ids)
-            try:
-                return upload_image(
-                    store,
-                    tagged_path,
-                    name=name or _name_like(path.name, "application/dicom"),
-                    content_type="application/dicom",
-                    metadata=metadata,
-                    receipts=receipts,
-                )
-            finally:
-                tagged_path.unlink(missing_ok=True)
-        hint: str | None = path.name
-        data = path.read_bytes()
-    elif isinstance(source, bytes | bytearray):
-        hint, data = None, bytes(source)
-    else:
-        raw_name = getattr(source, "name", None)
-        hint = os.path.basename(raw_name) if isinstance(raw_name, str) else None
-        data = source.read()
-    tagged, ctype = tag_image(data, ids)
-    return upload_image(
-        store,
-        tagged,
-        name=name or _name_like(hint, ctype),
-        content_type=ctype,
-        metadata=metadata,
-        receipts=receipts,
-    )
+    upload = prepare_exam_upload(source, ids, name=name)
+    try:
+        return drive(upload.upload_steps(store, receipts))
+    finally:
+        upload.discard()
 
 
 def _name_like(hint: str | None, content_type: str) -> str:
