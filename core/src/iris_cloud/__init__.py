@@ -46,6 +46,13 @@ from iris_cloud.model import (
     parse_message,
     require,
 )
+from iris_cloud.observers import (
+    OUTCOMES,
+    ConsumerObserver,
+    Delivery,
+    ObservedConsumer,
+    Outcome,
+)
 from iris_cloud.plugins import open_broker, open_store
 from iris_cloud.ports import (
     MAX_SIGNED_URL_EXPIRY,
@@ -59,10 +66,13 @@ from iris_cloud.ports import (
 __all__ = [
     "MAX_SIGNED_URL_EXPIRY",
     "MODEL_VERSION",
+    "OUTCOMES",
     "AlreadyExists",
     "Capabilities",
     "ConfigurationError",
+    "ConsumerObserver",
     "CredentialsRejected",
+    "Delivery",
     "FieldError",
     "GenericEvent",
     "GradingReceipt",
@@ -77,11 +87,13 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectStore",
+    "ObservedConsumer",
     "OrderCancelled",
     "OrderCreationReceipt",
     "OrderGradedEvent",
     "OrderRequest",
     "OrderResult",
+    "Outcome",
     "PermissionDenied",
     "ReadyForGradingEvent",
     "ResultsDeliveryReceipt",

@@ -231,4 +231,10 @@ def restore_steps(
     }
     # Only a payload in our own store is ours to delete later; a source's is not.
     owned = name if source is store else None
-    return replace(message, body=body, properties=properties, claim_check_name=owned)
+    return replace(
+        message,
+        body=body,
+        properties=properties,
+        claim_check_name=owned,
+        claim_check_fetched=True,
+    )

@@ -82,6 +82,7 @@ from iris_cloud.errors import (
 )
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel, kind_of, parse_message
+from iris_cloud.observers import ConsumerObserver, Delivery, Observers, Outcome
 
 if TYPE_CHECKING:
     from iris_cloud.config import Profile
@@ -130,6 +131,15 @@ class Context:
     def stopping(self) -> bool:
         """Whether the consumer is shutting down (a long handler may wind up early)."""
         return self.consumer.stopping
+
+    @property
+    def delivery(self) -> Delivery:
+        """This delivery as the consumer's observers see it."""
+        return Delivery(self.source, self.message, self.kind, self.attempt)
+
+    def result_saved(self) -> None:
+        """Tell the consumer's observers that this handler saved a result document."""
+        self.consumer._observers.result_saved(self.delivery)
 
 
 @dataclass
@@ -331,6 +341,9 @@ class _Renewer:
         )
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._wake.set()
@@ -379,6 +392,7 @@ class _Renewer:
         try:
             ctx.broker.renew_lock(ctx.message)
             self.consumer._count("lock_renewals")
+            self.consumer._observers.lock_renewed(ctx.delivery)
             dedupe = self.consumer.dedupe
             if ctx.claim is not None and dedupe is not None:
                 dedupe.refresh(ctx.claim, self.consumer.settings.dedupe_claim_seconds)
@@ -414,6 +428,10 @@ class Consumer:
             (in memory) or ``None`` (``settings.dedupe``, off when unset).
         close_brokers: close the brokers when the consumer is closed (what
             :meth:`from_profile` sets).
+        observers: :class:`~iris_cloud.observers.ConsumerObserver` instances
+            told of each receive, delivery, handler run, settlement and lock
+            renewal (metrics, health, tracing); one that raises is logged and
+            skipped.
     """
 
     def __init__(
@@ -424,9 +442,11 @@ class Consumer:
         settings: ConsumerSettings | None = None,
         dedupe: Dedupe | str | os.PathLike[str] | bool | None = None,
         close_brokers: bool = False,
+        observers: Sequence[ConsumerObserver] = (),
         **overrides: Any,
     ) -> None:
         self.app = app
+        self._observers = Observers(observers)
         if isinstance(brokers, Mapping):
             self.brokers: dict[str, MessageBroker] = dict(brokers)
         elif isinstance(brokers, Sequence):
@@ -477,6 +497,8 @@ class Consumer:
         # Deliveries already counted in lock_lost (by id of the Message): the
         # renewer and the settle that follows see the same loss.
         self._lost: set[int] = set()
+        # What observers know of each delivery being handled (by id of the Message).
+        self._deliveries: dict[int, Delivery] = {}
         self._renewer = _Renewer(self)
         self._fatal: BaseException | None = None
         self._running = False
@@ -517,6 +539,17 @@ class Consumer:
     _claim_store: ObjectStore | None = None
 
     # -- control -------------------------------------------------------------
+    @property
+    def observers(self) -> tuple[ConsumerObserver, ...]:
+        """The observers, in the order they are called."""
+        return self._observers.observers
+
+    def add_observer(self, observer: ConsumerObserver) -> None:
+        """Call ``observer`` too from the next run on (after those given so far)."""
+        if self._running:
+            raise ConfigurationError("add observers before the consumer runs")
+        self._observers = Observers([*self._observers.observers, observer])
+
     @property
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called (or a signal arrived)."""
@@ -579,12 +612,14 @@ class Consumer:
         if self._running:
             raise ConfigurationError("this consumer is already running")
         self._running = True
+        self._receivers = []
         self._fatal = None
         self._generation += 1
         generation = self._generation
         deadline = None if timeout is None else time.monotonic() + timeout
         pool = DaemonPool(self.settings.concurrency, "iris-cloud-handler")
         self._renewer.start()
+        self._observers.consumer_started(self)
         receivers = [
             threading.Thread(
                 target=self._receive_loop,
@@ -596,6 +631,8 @@ class Consumer:
         ]
         for t in receivers:
             t.start()
+        # Published once started: a thread not started yet is not alive either.
+        self._receivers = receivers
         try:
             while not self._stop.is_set():
                 if predicate is not None and predicate(self.snapshot()):
@@ -605,7 +642,9 @@ class Consumer:
                 self._stop.wait(0.02)
         finally:
             self.stop()
+            self._observers.consumer_stopping(self)
             self._wind_up(pool, receivers)
+            self._observers.consumer_stopped(self)
             # Cleared when a run ends, not when one starts: a stop() (or a
             # signal) that comes before or as the run begins is honoured, and
             # the consumer can run again afterwards.
@@ -648,6 +687,20 @@ class Consumer:
         thread.start()
         return thread
 
+    _receivers: list[threading.Thread] = []
+
+    def dead_threads(self) -> list[str]:
+        """Names of this run's receive loops and lock renewer that ended (``[]`` when well).
+
+        Outside a run, and once a stop began, nothing is expected to run: ``[]``.
+        """
+        if not self._running or self.stopping:
+            return []
+        dead = [t.name for t in self._receivers if not t.is_alive()]
+        if not self._renewer.alive():
+            dead.append("iris-cloud-renewer")
+        return dead
+
     def _run_in_background(self) -> None:
         try:
             self._run(None, None)
@@ -680,9 +733,12 @@ class Consumer:
 
     def _lost_lock(self, msg: Message) -> None:
         with self._stats_lock:
-            if id(msg) not in self._lost:
-                self._lost.add(id(msg))
-                self.stats.lock_lost += 1
+            if id(msg) in self._lost:
+                return
+            self._lost.add(id(msg))
+            self.stats.lock_lost += 1
+            delivery = self._deliveries.get(id(msg))
+        self._observers.lock_lost(delivery or Delivery("", msg))
 
     # -- receiving -----------------------------------------------------------
     def _receive_loop(
@@ -690,6 +746,7 @@ class Consumer:
     ) -> None:
         failures = 0
         failing_since = 0.0
+        self._observers.endpoint_opened(name)
         while self._live(generation):
             with self._slots:
                 while (
@@ -706,6 +763,7 @@ class Consumer:
             except (PermissionDenied, ConfigurationError) as exc:
                 if not self._live(generation):
                     return
+                self._observers.receive_error(name, type(exc).__name__)
                 log.error("receiving from %s failed for good: %s", name, type(exc).__name__)
                 self._fatal = exc
                 self.stop()
@@ -715,6 +773,7 @@ class Consumer:
                     return
                 failures += 1
                 self._count("receive_errors")
+                self._observers.receive_error(name, type(exc).__name__)
                 delay = min(0.5 * 2 ** (failures - 1), 30.0)
                 if failures == 1:
                     failing_since = time.monotonic()
@@ -729,6 +788,7 @@ class Consumer:
                 )
                 self._stop.wait(delay)
                 continue
+            self._observers.receive_ok(name, len(messages))
             if failures:
                 log.warning(
                     "receiving from %s works again after %d failure(s) in %.1fs",
@@ -810,6 +870,7 @@ class Consumer:
         finally:
             with self._stats_lock:
                 self._lost.discard(id(msg))
+                self._deliveries.pop(id(msg), None)
             with self._slots:
                 self._inflight -= 1
                 self._slots.notify_all()
@@ -819,23 +880,29 @@ class Consumer:
         try:
             model = parse_message(msg.body)
         except ValidationError as exc:
+            delivery = self._delivered(name, msg, "invalid", attempt)
             reason = poison_reason(exc)
             log.warning("poison message_id=%s from %s: %s", msg.message_id, name, reason)
-            if self._settle(broker, msg, "dead_letter", reason, field_errors(exc)):
+            settled = self._settle(broker, msg, "dead_letter", reason, field_errors(exc))
+            if settled:
                 self._count("poison")
                 self._count("dead_lettered")
             self._forget(msg)
+            self._observers.message_finished(delivery, self._outcome(msg, settled, "poison"))
             return
         kind = kind_of(model)
+        delivery = self._delivered(name, msg, kind, attempt)
         keys = self._dedupe_keys(msg, model)
         if self.dedupe is None:
-            self._dispatch(name, broker, msg, model, kind, keys, attempt, None)
+            self._dispatch(delivery, broker, model, keys, None)
             return
         if self.dedupe.seen(keys):
             log.info("duplicate %s message_id=%s from %s: completed", kind, msg.message_id, name)
-            if self._settle(broker, msg, "complete"):
+            settled = self._settle(broker, msg, "complete")
+            if settled:
                 self._count("duplicates")
             self._forget(msg)
+            self._observers.message_finished(delivery, self._outcome(msg, settled, "duplicate"))
             return
         claim = self.dedupe.claim(keys, self.settings.dedupe_claim_seconds)
         if claim is None:
@@ -844,55 +911,89 @@ class Consumer:
             # recognised as a duplicate (or handled, if the first failed).
             delay = max(self.settings.backoff_initial, 0.1)
             args = (delay,) if broker.capabilities.delayed_retry else ()
-            if self._settle(broker, msg, "abandon", *args):
+            settled = self._settle(broker, msg, "abandon", *args)
+            if settled:
                 self._count("deferred")
+            self._observers.message_finished(delivery, self._outcome(msg, settled, "deferred"))
             return
         try:
-            self._dispatch(name, broker, msg, model, kind, keys, attempt, claim)
+            self._dispatch(delivery, broker, model, keys, claim)
         finally:
             self.dedupe.release(claim)
 
+    def _delivered(self, name: str, msg: Message, kind: str, attempt: int) -> Delivery:
+        """The delivery as observers see it, once they were told of it."""
+        delivery = Delivery(name, msg, kind, attempt)
+        with self._stats_lock:
+            self._deliveries[id(msg)] = delivery
+        self._observers.message_received(delivery)
+        if msg.claim_check_fetched:
+            self._observers.claim_check_fetched(delivery)
+        return delivery
+
+    def _outcome(self, msg: Message, settled: bool, outcome: Outcome) -> Outcome:
+        """``outcome`` if the settlement went through, else why the message comes back."""
+        if settled:
+            return outcome
+        with self._stats_lock:
+            return "lock_lost" if id(msg) in self._lost else "settle_failed"
+
     def _dispatch(
         self,
-        name: str,
+        delivery: Delivery,
         broker: MessageBroker,
-        msg: Message,
         model: IrisModel,
-        kind: str,
         keys: list[str],
-        attempt: int,
         claim: str | None,
     ) -> None:
+        msg, kind = delivery.message, delivery.kind
         found = self.app.handler_for(model, kind)
         if found is None:
             log.info("no handler for %s message_id=%s: completed", kind, msg.message_id)
-            if self._settle(broker, msg, "complete"):
+            settled = self._settle(broker, msg, "complete")
+            if settled:
                 self._count("unhandled")
             self._forget(msg)
+            self._observers.message_finished(delivery, self._outcome(msg, settled, "unhandled"))
             return
         handler, arity = found
         ctx = Context(
             message=msg,
             broker=broker,
-            source=name,
+            source=delivery.source,
             kind=kind,
-            attempt=attempt,
+            attempt=delivery.attempt,
             consumer=self,
             claim=claim,
         )
-        self._renewer.add(ctx)
-        try:
-            outcome = self._call(ctx, handler, arity, model)
-        finally:
-            self._renewer.remove(ctx)
+        with self._observers.handling(delivery):
+            self._observers.handler_started(delivery)
+            began = time.monotonic()
+            self._renewer.add(ctx)
+            try:
+                outcome = self._call(ctx, handler, arity, model)
+            finally:
+                self._renewer.remove(ctx)
+            took = time.monotonic() - began
+            ended = self._conclude(ctx, outcome, keys, claim)
+            self._observers.handler_finished(delivery, took, ended)
+        self._observers.message_finished(delivery, ended)
+
+    def _conclude(
+        self,
+        ctx: Context,
+        outcome: Exception | _Exhausted | _Left | None,
+        keys: list[str],
+        claim: str | None,
+    ) -> Outcome:
+        """Settle after the handler ran; how the delivery ended."""
+        msg, broker, kind = ctx.message, ctx.broker, ctx.kind
         if isinstance(outcome, _Left):
-            return
+            return "lock_lost" if ctx.lock_lost else "given_back"
         if isinstance(outcome, _Exhausted):
-            self._dead_letter_failure(broker, msg, kind, outcome.error, outcome.description)
-            return
+            return self._dead_letter_failure(broker, msg, kind, outcome.error, outcome.description)
         if outcome is not None:
-            self._failed(broker, msg, kind, attempt, outcome)
-            return
+            return self._failed(broker, msg, kind, ctx.attempt, outcome)
         if self.dedupe is not None:
             self.dedupe.mark(keys, claim)
         self._count("handled")
@@ -901,10 +1002,12 @@ class Consumer:
             # with it could delete the copy another consumer now holds. It
             # comes back, and dedupe (when on) completes it as a duplicate.
             log.info("handled %s message_id=%s but not settled: lock lost", kind, msg.message_id)
-            return
-        if self._settle(broker, msg, "complete"):
-            log.info("handled %s message_id=%s from %s", kind, msg.message_id, name)
+            return "lock_lost"
+        settled = self._settle(broker, msg, "complete")
+        if settled:
+            log.info("handled %s message_id=%s from %s", kind, msg.message_id, ctx.source)
         self._forget(msg)
+        return self._outcome(msg, settled, "completed")
 
     def _call(
         self, ctx: Context, handler: Handler, arity: int, model: IrisModel
@@ -990,7 +1093,7 @@ class Consumer:
         kind: str,
         attempt: int,
         exc: Exception,
-    ) -> None:
+    ) -> Outcome:
         limit = self.settings.max_attempts
         tally = self._tally(msg)
         with self._stats_lock:
@@ -998,8 +1101,7 @@ class Consumer:
             own = max(1, attempt - tally.transient_deliveries)
         if own >= limit:
             description = f"handler failed on delivery {own} of at most {limit}"
-            self._dead_letter_failure(broker, msg, kind, exc, description)
-            return
+            return self._dead_letter_failure(broker, msg, kind, exc, description)
         delay = min(self.settings.backoff_initial * 2 ** (own - 1), self.settings.backoff_max)
         log.warning(
             "%s message_id=%s failed on attempt %d (%s); retry in %.1fs",
@@ -1015,10 +1117,11 @@ class Consumer:
             settled = self._settle(broker, msg, "abandon")
         if settled:
             self._count("retried")
+        return self._outcome(msg, settled, "retried")
 
     def _dead_letter_failure(
         self, broker: MessageBroker, msg: Message, kind: str, exc: Exception, description: str
-    ) -> None:
+    ) -> Outcome:
         reason = failure_text(exc)[:MAX_REASON]
         log.warning(
             "%s message_id=%s: %s (%s): dead-lettered",
@@ -1027,9 +1130,11 @@ class Consumer:
             description,
             type(exc).__name__,
         )
-        if self._settle(broker, msg, "dead_letter", reason, description):
+        settled = self._settle(broker, msg, "dead_letter", reason, description)
+        if settled:
             self._count("dead_lettered")
         self._forget(msg)
+        return self._outcome(msg, settled, "dead_lettered")
 
     @staticmethod
     def _dedupe_keys(msg: Message, model: IrisModel) -> list[str]:

@@ -52,6 +52,9 @@ class Message:
     claim_check_name: str | None = field(default=None, repr=False, compare=False)
     """On a received message whose body came from the broker's claim-check store:
     the payload's object name there (``None`` for a body that travelled inline)."""
+    claim_check_fetched: bool = field(default=False, repr=False, compare=False)
+    """On a received message: whether its body was fetched from a claim-check store
+    (the broker's own or one of its ``claim_check_sources``)."""
 
     def __repr__(self) -> str:
         # Bodies carry patient data: a repr shows only their size.

@@ -381,6 +381,8 @@ def listen_command(
             saved = save_result(result, save_dir, template)
         elif results_store is not None:
             saved = save_result(result, results_store, template)
+        if saved:
+            ctx.result_saved()
         if as_json:
             click.echo(result.to_json())
             return

@@ -1,0 +1,315 @@
+"""Consumer observers: what a :class:`~iris_cloud.consumer.Consumer` tells metrics, health, traces.
+
+An observer subclasses :class:`ConsumerObserver` and overrides the calls it
+cares about (every one is a no-op by default); ``Consumer(...,
+observers=[...])`` calls each observer in order. Metrics, health checks and
+tracing are observers; so can be an integrator's own::
+
+    from iris_cloud import ConsumerObserver, Delivery
+
+    class SlowHandlers(ConsumerObserver):
+        def handler_finished(self, delivery: Delivery, duration: float, outcome: str) -> None:
+            if duration > 30:
+                print("slow", delivery.kind, delivery.message_id)
+
+Rules an observer can rely on, and must keep:
+
+* calls come from the consumer's threads (receive loops, handler workers,
+  the lock renewer) at the same time: an observer guards its own state;
+* an observer that raises is logged (its class, the call and the exception's
+  class: never its text) and skipped: it never costs a message, never stops
+  the consumer, and the other observers are still called;
+* a :class:`Delivery` carries ids, the kind and the delivery count; its
+  ``message`` (body and properties) is the sender's: hostile, and possibly
+  patient data. Never put a body or a property value that is not an id into a
+  log line, a metric label or a span attribute.
+
+:meth:`ConsumerObserver.handling` is the one context manager: the consumer
+enters it in the handler's thread around the handler run and the settlement
+that follows, so a tracing observer can make its span current for whatever
+the handler does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from iris_cloud.logs import get_logger
+
+if TYPE_CHECKING:
+    from iris_cloud.messages import Message
+
+__all__ = ["OUTCOMES", "ConsumerObserver", "Delivery", "ObservedConsumer", "Outcome"]
+
+log = get_logger("iris_cloud.observers")
+
+Outcome = Literal[
+    "completed",
+    "retried",
+    "dead_lettered",
+    "poison",
+    "unhandled",
+    "duplicate",
+    "deferred",
+    "given_back",
+    "lock_lost",
+    "settle_failed",
+]
+"""How one delivery ended:
+
+* ``completed``: handled and completed;
+* ``retried``: the handler failed, the message was abandoned for a retry;
+* ``dead_lettered``: the handler failed for the last time (or the consumer's
+  own side ran out of ``max_transient_attempts``);
+* ``poison``: the body did not parse, dead-lettered without a handler run;
+* ``unhandled``: no handler for its kind, completed;
+* ``duplicate``: dedupe had seen it, completed without a handler run;
+* ``deferred``: another copy was being handled, given back;
+* ``given_back``: abandoned without counting against the message (the
+  consumer's own side failed, or the consumer stopped);
+* ``lock_lost``: its lock ended before settlement: it comes back;
+* ``settle_failed``: settling it failed: it comes back after its lock.
+"""
+
+OUTCOMES: Final[tuple[Outcome, ...]] = (
+    "completed",
+    "retried",
+    "dead_lettered",
+    "poison",
+    "unhandled",
+    "duplicate",
+    "deferred",
+    "given_back",
+    "lock_lost",
+    "settle_failed",
+)
+"""Every :data:`Outcome`, for observers that pre-create a series per value."""
+
+
+class ObservedConsumer(Protocol):
+    """What an observer may ask of the :class:`~iris_cloud.consumer.Consumer` it observes."""
+
+    @property
+    def brokers(self) -> Mapping[str, object]:
+        """The consumer's brokers by name (the ``source`` of each call)."""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the consumer is stopping."""
+
+    def dead_threads(self) -> list[str]:
+        """The consumer's threads (receive loops, lock renewer) that ended during a run."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of one message to the consumer, as observers see it."""
+
+    source: str
+    """The consumer's name for the broker (a profile role such as ``results``)."""
+    message: Message = field(repr=False)
+    """The message itself: ids are safe to show, its body and other properties are not."""
+    kind: str = "unknown"
+    """``order``, ``result``, ``grading``, ``event:<ResultObjectType>``; ``invalid`` for a
+    body that does not parse; ``unknown`` before it was parsed."""
+    attempt: int = 1
+    """The delivery count: 1 on the first delivery."""
+
+    @property
+    def message_id(self) -> str:
+        """The message's id (a sender's string: log it through the framework's loggers)."""
+        return self.message.message_id
+
+
+class ConsumerObserver:
+    """Base class of consumer observers: every call is a no-op until overridden."""
+
+    # -- the run -------------------------------------------------------------
+    def consumer_started(self, consumer: ObservedConsumer) -> None:
+        """A run began (``run``, ``run_until`` or ``start``): receive loops are starting."""
+
+    def consumer_stopping(self, consumer: ObservedConsumer) -> None:
+        """The run is stopping: no more receives, in-flight handlers are finishing."""
+
+    def consumer_stopped(self, consumer: ObservedConsumer) -> None:
+        """The run is over (in-flight handlers settled, or left after ``stop_timeout``)."""
+
+    # -- receiving -----------------------------------------------------------
+    def endpoint_opened(self, source: str) -> None:
+        """The consumer's receive loop on ``source`` started."""
+
+    def receive_ok(self, source: str, count: int) -> None:
+        """A receive call on ``source`` returned ``count`` messages (0 after an empty poll)."""
+
+    def receive_error(self, source: str, error_class: str) -> None:
+        """A receive call on ``source`` raised an exception of class ``error_class``."""
+
+    # -- each delivery -------------------------------------------------------
+    def message_received(self, delivery: Delivery) -> None:
+        """A delivery was parsed (``kind`` known; ``invalid`` when it did not parse)."""
+
+    def claim_check_fetched(self, delivery: Delivery) -> None:
+        """The delivery's body was fetched from a claim-check store on receipt."""
+
+    def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
+        """A context entered around the handler run and the settlement after it.
+
+        Entered in the handler's thread: a span made current here is the
+        parent of what the handler does. Return a context manager (the
+        default does nothing); it must not swallow exceptions.
+        """
+        return contextlib.nullcontext()
+
+    def handler_started(self, delivery: Delivery) -> None:
+        """The handler for ``delivery`` is about to run (inside :meth:`handling`)."""
+
+    def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
+        """The handler ran for ``duration`` seconds (transient re-runs included) and the
+        delivery was settled as ``outcome`` (inside :meth:`handling`)."""
+
+    def message_finished(self, delivery: Delivery, outcome: Outcome) -> None:
+        """The delivery ended as ``outcome``: called once per delivery the consumer handled,
+        with or without a handler run."""
+
+    def lock_renewed(self, delivery: Delivery) -> None:
+        """The lock of ``delivery`` was renewed while its handler runs."""
+
+    def lock_lost(self, delivery: Delivery) -> None:
+        """The lock of ``delivery`` ended before it was settled (once per delivery)."""
+
+    def result_saved(self, delivery: Delivery) -> None:
+        """The handler saved a result document (it called :meth:`Context.result_saved
+        <iris_cloud.consumer.Context.result_saved>`)."""
+
+
+class _Guarded:
+    """One observer's :meth:`~ConsumerObserver.handling` context; a failure in it is logged."""
+
+    def __init__(self, observer: ConsumerObserver, delivery: Delivery) -> None:
+        self._observer = observer
+        self._delivery = delivery
+        self._inner: contextlib.AbstractContextManager[object] | None = None
+
+    def __enter__(self) -> None:
+        try:
+            inner = self._observer.handling(self._delivery)
+            inner.__enter__()
+        except Exception as exc:
+            _failed(self._observer, "handling", exc)
+            return
+        self._inner = inner
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        if self._inner is not None:
+            try:
+                self._inner.__exit__(exc_type, exc, tb)
+            except Exception as error:
+                _failed(self._observer, "handling", error)
+        # Never swallow: what the consumer raises is the consumer's to handle.
+        return False
+
+
+def _failed(observer: ConsumerObserver, call: str, exc: Exception) -> None:
+    log.warning(
+        "observer %s.%s failed (%s); ignored",
+        type(observer).__qualname__,
+        call,
+        type(exc).__name__,
+    )
+
+
+class Observers(ConsumerObserver):
+    """Several observers as one: each call goes to each in order; a failing one is skipped."""
+
+    def __init__(self, observers: Sequence[ConsumerObserver] = ()) -> None:
+        for observer in observers:
+            if not isinstance(observer, ConsumerObserver):
+                from iris_cloud.errors import ConfigurationError
+
+                raise ConfigurationError(
+                    f"observers must be ConsumerObserver instances, not {type(observer).__name__}"
+                )
+        self.observers: tuple[ConsumerObserver, ...] = tuple(observers)
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    def _each(self, call: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, call)(*args)
+            except Exception as exc:
+                _failed(observer, call, exc)
+
+    def consumer_started(self, consumer: ObservedConsumer) -> None:
+        """Tell each observer."""
+        self._each("consumer_started", consumer)
+
+    def consumer_stopping(self, consumer: ObservedConsumer) -> None:
+        """Tell each observer."""
+        self._each("consumer_stopping", consumer)
+
+    def consumer_stopped(self, consumer: ObservedConsumer) -> None:
+        """Tell each observer."""
+        self._each("consumer_stopped", consumer)
+
+    def endpoint_opened(self, source: str) -> None:
+        """Tell each observer."""
+        self._each("endpoint_opened", source)
+
+    def receive_ok(self, source: str, count: int) -> None:
+        """Tell each observer."""
+        self._each("receive_ok", source, count)
+
+    def receive_error(self, source: str, error_class: str) -> None:
+        """Tell each observer."""
+        self._each("receive_error", source, error_class)
+
+    def message_received(self, delivery: Delivery) -> None:
+        """Tell each observer."""
+        self._each("message_received", delivery)
+
+    def claim_check_fetched(self, delivery: Delivery) -> None:
+        """Tell each observer."""
+        self._each("claim_check_fetched", delivery)
+
+    @contextlib.contextmanager
+    def handling(self, delivery: Delivery) -> Iterator[None]:
+        """Each observer's context, nested in order (the first outermost)."""
+        with contextlib.ExitStack() as stack:
+            for observer in self.observers:
+                stack.enter_context(_Guarded(observer, delivery))
+            yield
+
+    def handler_started(self, delivery: Delivery) -> None:
+        """Tell each observer."""
+        self._each("handler_started", delivery)
+
+    def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
+        """Tell each observer."""
+        self._each("handler_finished", delivery, duration, outcome)
+
+    def message_finished(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Tell each observer."""
+        self._each("message_finished", delivery, outcome)
+
+    def lock_renewed(self, delivery: Delivery) -> None:
+        """Tell each observer."""
+        self._each("lock_renewed", delivery)
+
+    def lock_lost(self, delivery: Delivery) -> None:
+        """Tell each observer."""
+        self._each("lock_lost", delivery)
+
+    def result_saved(self, delivery: Delivery) -> None:
+        """Tell each observer."""
+        self._each("result_saved", delivery)
