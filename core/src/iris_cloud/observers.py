@@ -36,8 +36,9 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
 
+from iris_cloud.errors import ConfigurationError
 from iris_cloud.logs import get_logger
 
 if TYPE_CHECKING:
@@ -75,18 +76,7 @@ Outcome = Literal[
 * ``settle_failed``: settling it failed: it comes back after its lock.
 """
 
-OUTCOMES: Final[tuple[Outcome, ...]] = (
-    "completed",
-    "retried",
-    "dead_lettered",
-    "poison",
-    "unhandled",
-    "duplicate",
-    "deferred",
-    "given_back",
-    "lock_lost",
-    "settle_failed",
-)
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 """Every :data:`Outcome`, for observers that pre-create a series per value."""
 
 
@@ -233,8 +223,6 @@ class Observers(ConsumerObserver):
     def __init__(self, observers: Sequence[ConsumerObserver] = ()) -> None:
         for observer in observers:
             if not isinstance(observer, ConsumerObserver):
-                from iris_cloud.errors import ConfigurationError
-
                 raise ConfigurationError(
                     f"observers must be ConsumerObserver instances, not {type(observer).__name__}"
                 )
@@ -250,38 +238,6 @@ class Observers(ConsumerObserver):
             except Exception as exc:
                 _failed(observer, call, exc)
 
-    def consumer_started(self, consumer: ObservedConsumer) -> None:
-        """Tell each observer."""
-        self._each("consumer_started", consumer)
-
-    def consumer_stopping(self, consumer: ObservedConsumer) -> None:
-        """Tell each observer."""
-        self._each("consumer_stopping", consumer)
-
-    def consumer_stopped(self, consumer: ObservedConsumer) -> None:
-        """Tell each observer."""
-        self._each("consumer_stopped", consumer)
-
-    def endpoint_opened(self, source: str) -> None:
-        """Tell each observer."""
-        self._each("endpoint_opened", source)
-
-    def receive_ok(self, source: str, count: int) -> None:
-        """Tell each observer."""
-        self._each("receive_ok", source, count)
-
-    def receive_error(self, source: str, error_class: str) -> None:
-        """Tell each observer."""
-        self._each("receive_error", source, error_class)
-
-    def message_received(self, delivery: Delivery) -> None:
-        """Tell each observer."""
-        self._each("message_received", delivery)
-
-    def claim_check_fetched(self, delivery: Delivery) -> None:
-        """Tell each observer."""
-        self._each("claim_check_fetched", delivery)
-
     @contextlib.contextmanager
     def handling(self, delivery: Delivery) -> Iterator[None]:
         """Each observer's context, nested in order (the first outermost)."""
@@ -290,26 +246,19 @@ class Observers(ConsumerObserver):
                 stack.enter_context(_Guarded(observer, delivery))
             yield
 
-    def handler_started(self, delivery: Delivery) -> None:
-        """Tell each observer."""
-        self._each("handler_started", delivery)
 
-    def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
-        """Tell each observer."""
-        self._each("handler_finished", delivery, duration, outcome)
+def _forward(call: str) -> Any:
+    def tell(self: Observers, *args: Any) -> None:
+        self._each(call, *args)
 
-    def message_finished(self, delivery: Delivery, outcome: Outcome) -> None:
-        """Tell each observer."""
-        self._each("message_finished", delivery, outcome)
+    tell.__name__ = call
+    tell.__doc__ = f"Tell each observer (``{call}``)."
+    return tell
 
-    def lock_renewed(self, delivery: Delivery) -> None:
-        """Tell each observer."""
-        self._each("lock_renewed", delivery)
 
-    def lock_lost(self, delivery: Delivery) -> None:
-        """Tell each observer."""
-        self._each("lock_lost", delivery)
-
-    def result_saved(self, delivery: Delivery) -> None:
-        """Tell each observer."""
-        self._each("result_saved", delivery)
+# Every call but handling() goes to each observer alike; the signatures are
+# ConsumerObserver's (what type checkers see).
+for _call in vars(ConsumerObserver):
+    if not _call.startswith("_") and _call != "handling":
+        setattr(Observers, _call, _forward(_call))
+del _call
