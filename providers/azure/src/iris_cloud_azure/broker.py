@@ -23,90 +23,21 @@ next receive opens a new one.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Self
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
-from azure.core.credentials import AzureSasCredential
-from azure.servicebus import (
-    ServiceBusClient,
-    ServiceBusMessage,
-    ServiceBusMessageBatch,
-    ServiceBusReceivedMessage,
-    ServiceBusReceiveMode,
-    ServiceBusReceiver,
-    ServiceBusSender,
-    ServiceBusSubQueue,
-)
-from azure.servicebus.amqp import AmqpMessageBodyType
-from azure.servicebus.exceptions import MessageSizeExceededError
-from iris_cloud.decoding import decode_each
-from iris_cloud.errors import ConfigurationError, IrisCloudError, MessageTooLarge, Unavailable
-from iris_cloud.logs import get_logger
-from iris_cloud.ports import Capabilities, Message, MessageBroker, Sendable
+from azure.servicebus import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from iris_cloud.ports import Message, MessageBroker, Sendable
+from iris_cloud.steps import drive
 
+from iris_cloud_azure._bus import ENVELOPE_RESERVE, ServiceBusCommon
 from iris_cloud_azure.credentials import default_credential
-from iris_cloud_azure.errors import translate
-from iris_cloud_azure.options import BUS_CREDENTIAL_OPTIONS, PROBE_OPTIONS, RETRY_OPTIONS
 
 __all__ = ["ENVELOPE_RESERVE", "ServiceBusBroker"]
 
-log = get_logger("iris_cloud_azure.broker")
 
-STANDARD_MAX_MESSAGE = 256 * 1024
-ENVELOPE_RESERVE = 2048
-"""Bytes kept free below the link's limit for the AMQP envelope (ids, headers, framing).
-
-``Message.size`` counts body and properties only; a body this close to the
-limit goes through the claim check instead of failing at the service.
-"""
-MIN_WAIT = 0.2
-"""The SDK needs a positive wait; ``receive(wait=0)`` polls this long."""
-PROBE_INTERVAL = 30.0
-"""Seconds of receives that brought nothing before the connection is checked."""
-PROBE_TIMEOUT = 10.0
-"""Seconds the check (a peek) may take before the connection is taken for dead."""
-
-
-@dataclass(frozen=True)
-class _Held:
-    """What ``Message.raw`` holds for a received message: the SDK message and its receiver."""
-
-    message: ServiceBusReceivedMessage
-    receiver: ServiceBusReceiver
-
-
-def _text(value: Any) -> Any:
-    """Received AMQP strings arrive as bytes; give callers ``str``."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
-
-
-def _body(message: ServiceBusReceivedMessage) -> bytes:
-    body = message.body
-    if isinstance(body, bytes | bytearray):
-        return bytes(body)
-    if isinstance(body, str):
-        # An AMQP value body holding a string, as older .NET senders write.
-        return body.encode("utf-8")
-    if message.body_type != AmqpMessageBodyType.DATA:
-        # A sequence, or a value that is a map, list or number: not bytes
-        # we could hand on without guessing an encoding.
-        raise TypeError("an AMQP sequence or non-string value body")
-    # A data body arrives as an iterator of sections.
-    return b"".join(bytes(section) for section in body)
-
-
-def _settings(conn: str) -> dict[str, str]:
-    pairs = (part.split("=", 1) for part in conn.split(";") if "=" in part)
-    return {key.strip().lower(): value.strip() for key, value in pairs}
-
-
-class ServiceBusBroker(MessageBroker):
+class ServiceBusBroker(ServiceBusCommon, MessageBroker):
     """One Service Bus queue, or a topic and one of its subscriptions.
 
     ``capabilities.max_message_bytes`` starts at the standard tier's 256 KB
@@ -114,197 +45,26 @@ class ServiceBusBroker(MessageBroker):
     (1 MB and more on premium) when the sender opens, before the first send.
     """
 
-    scheme = "azuresb"
-    capabilities = Capabilities(
-        max_message_bytes=STANDARD_MAX_MESSAGE - ENVELOPE_RESERVE,
-        max_batch=100,
-        max_batch_bytes=STANDARD_MAX_MESSAGE - ENVELOPE_RESERVE,
-        native_dead_letter=True,
-        delayed_retry=False,
-        lock_renewal=True,
-        max_delivery_count=None,
-        delivery_count_exact=True,
-        peek=True,
-        conditional_create=False,
-    )
+    client_class = ServiceBusClient
 
-    def __init__(
-        self,
-        client: ServiceBusClient,
-        *,
-        entity: str,
-        subscription: str | None = None,
-        claim_check: Any = None,
-        auth: str = "custom",
-        probe_interval: float = PROBE_INTERVAL,
-        probe_timeout: float = PROBE_TIMEOUT,
-    ) -> None:
-        super().__init__(claim_check=claim_check)
-        if not probe_interval > 0 or not probe_timeout > 0:
-            raise ConfigurationError("probe_interval and probe_timeout must be positive")
-        self._probe_interval = probe_interval
-        self._probe_timeout = probe_timeout
-        self._heard_at = time.monotonic()
-        self._client = client
-        self._entity = entity
-        self._subscription = subscription
-        # A queue's completed message is gone for everyone; a subscription's only for it.
-        self.capabilities = replace(self.capabilities, completes_for_all=subscription is None)
-        self._auth = auth
+    def __init__(self, client: ServiceBusClient, **options: Any) -> None:
+        super().__init__(client, **options)
         self._lock = threading.Lock()
-        self._sender: ServiceBusSender | None = None
-        self._receiver: ServiceBusReceiver | None = None
-        self._dead_letter_receiver: ServiceBusReceiver | None = None
-        self._closed = False
-        self._batch_limit: int | None = None
 
-    # -- construction ----------------------------------------------------------------
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Open ``azuresb://NAMESPACE/QUEUE`` or ``azuresb://NAMESPACE/TOPIC/subscriptions/SUB``.
-
-        ``NAMESPACE`` is the short name (``contoso`` for
-        ``contoso.servicebus.windows.net``) or a host name. Options: one of
-        ``connection_string``, ``sas_token``, ``credential`` (default:
-        ``DefaultAzureCredential``); ``claim_check`` (an ObjectStore);
-        ``retry_total`` / ``retry_backoff_factor`` / ``retry_backoff_max``.
-        """
-        parts = urlsplit(url)
-        if parts.scheme != cls.scheme:
-            raise ConfigurationError(f"not an azuresb:// URL (scheme {parts.scheme!r})")
-        namespace = parts.hostname or ""
-        segments = [unquote(s) for s in parts.path.strip("/").split("/") if s]
-        if (
-            not namespace
-            or len(segments) not in (1, 3)
-            or (len(segments) == 3 and segments[1] != "subscriptions")
-        ):
-            raise ConfigurationError(
-                "azuresb URL must be azuresb://NAMESPACE/QUEUE or "
-                "azuresb://NAMESPACE/TOPIC/subscriptions/SUBSCRIPTION"
-            )
-        if parts.query:
-            raise ConfigurationError("azuresb URLs take no query parameters; pass options instead")
-        entity = segments[0]
-        subscription = segments[2] if len(segments) == 3 else None
-        claim_check = options.pop("claim_check", None)
-        retry = {k: options.pop(k) for k in RETRY_OPTIONS if k in options}
-        probe = {k: _seconds(options.pop(k), k) for k in PROBE_OPTIONS if k in options}
-        unknown = set(options) - set(BUS_CREDENTIAL_OPTIONS)
-        if unknown:
-            raise ConfigurationError(f"unknown azuresb option(s): {', '.join(sorted(unknown))}")
-        given = [k for k in BUS_CREDENTIAL_OPTIONS if options.get(k)]
-        if len(given) > 1:
-            raise ConfigurationError(f"give one azuresb credential, not {' and '.join(given)}")
-        kind = given[0] if given else "default_credential"
-        fqdn = namespace if "." in namespace else f"{namespace}.servicebus.windows.net"
-        if kind == "connection_string":
-            conn = str(options["connection_string"])
-            _check_connection_string(conn, namespace, entity)
-            try:
-                client = ServiceBusClient.from_connection_string(conn, **retry)
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"malformed Service Bus connection string: {exc}"
-                ) from None
-        elif kind == "sas_token":
-            token = AzureSasCredential(str(options["sas_token"]))
-            client = ServiceBusClient(fqdn, token, **retry)
-        elif kind == "credential":
-            client = ServiceBusClient(fqdn, options["credential"], **retry)
-        else:
-            client = ServiceBusClient(fqdn, default_credential(), **retry)
-        return cls(
-            client,
-            entity=entity,
-            subscription=subscription,
-            claim_check=claim_check,
-            auth=kind,
-            **probe,
-        )
-
-    def __repr__(self) -> str:
-        where = self._entity + (
-            f"/subscriptions/{self._subscription}" if self._subscription else ""
-        )
-        return (
-            f"ServiceBusBroker(namespace={self._client.fully_qualified_namespace!r}, "
-            f"entity={where!r}, auth={self._auth})"
-        )
-
-    @property
-    def _where(self) -> str:
-        if self._subscription:
-            return f"subscription {self._subscription!r} of topic {self._entity!r}"
-        return f"Service Bus entity {self._entity!r}"
+    @staticmethod
+    def default_credential() -> Any:
+        """``azure.identity.DefaultAzureCredential``."""
+        return default_credential()
 
     # -- links -----------------------------------------------------------------------
     def _get_sender(self) -> ServiceBusSender:
         with self._lock:
-            if self._closed:
-                raise ConfigurationError(f"{self!r} is closed")
-            if self._sender is None:
-                with translate(f"open a sender to {self._entity!r}", "send"):
-                    if self._subscription:
-                        sender = self._client.get_topic_sender(self._entity)
-                    else:
-                        sender = self._client.get_queue_sender(self._entity)
-                    try:
-                        sender.__enter__()  # opens the link: authorisation happens here
-                    except BaseException:
-                        sender.close()
-                        raise
-                self._sender = sender
-                self._adopt_link_limits(sender)
-            return self._sender
-
-    def _adopt_link_limits(self, sender: ServiceBusSender) -> None:
-        # The service announces its limits on the attach: 256 KB standard, up to
-        # 100 MB premium. The SDK keeps them on the sender once the link is open.
-        # A batch travels as one AMQP message, so it is bound by both limits (the
-        # SDK's batch default alone can exceed a small link's message limit).
-        link_max = int(getattr(sender, "_max_message_size_on_link", 0) or STANDARD_MAX_MESSAGE)
-        batch_max = int(getattr(sender, "_max_batch_size_on_link", 0) or link_max)
-        self._batch_limit = min(batch_max, link_max)
-        self.capabilities = replace(
-            self.capabilities,
-            max_message_bytes=max(link_max - ENVELOPE_RESERVE, 1),
-            max_batch_bytes=max(self._batch_limit - ENVELOPE_RESERVE, 1),
-        )
+            return drive(self._link_steps("send"))  # type: ignore[no-any-return]
 
     def _get_receiver(self, dead_letter: bool = False) -> ServiceBusReceiver:
         with self._lock:
-            if self._closed:
-                raise ConfigurationError(f"{self!r} is closed")
-            current = self._dead_letter_receiver if dead_letter else self._receiver
-            if current is not None:
-                return current
-            sub_queue = ServiceBusSubQueue.DEAD_LETTER if dead_letter else None
-            with translate(f"open a receiver on {self._where}", "receive"):
-                kwargs: dict[str, Any] = {
-                    "receive_mode": ServiceBusReceiveMode.PEEK_LOCK,
-                    "sub_queue": sub_queue,
-                    "prefetch_count": 0,  # never lock messages nobody asked for
-                }
-                if self._subscription:
-                    receiver = self._client.get_subscription_receiver(
-                        self._entity, self._subscription, **kwargs
-                    )
-                else:
-                    receiver = self._client.get_queue_receiver(self._entity, **kwargs)
-                # Open the link now, with the SDK's own retries: left to the first
-                # receive_messages, the attach would have to fit that call's wait
-                # (a refusal would surface as a timeout with receive(wait=0)).
-                try:
-                    receiver.__enter__()
-                except BaseException:
-                    receiver.close()
-                    raise
-            if dead_letter:
-                self._dead_letter_receiver = receiver
-            else:
-                self._receiver = receiver
-            return receiver
+            link = drive(self._link_steps("dead_letter" if dead_letter else "receive"))
+            return link  # type: ignore[no-any-return]
 
     # -- rights ----------------------------------------------------------------------
     def verify(self, right: str) -> bool:
@@ -326,162 +86,32 @@ class ServiceBusBroker(MessageBroker):
         return super().send(messages)
 
     def _send_batch(self, batch: list[Message]) -> None:
-        sender = self._get_sender()
-        what = f"send to {self._entity!r}"
-        with translate(what, "send"):
-            if len(batch) == 1:
-                # One message needs no batch envelope; the SDK still checks its size
-                # against the link (MessageSizeExceededError -> MessageTooLarge).
-                sender.send_messages(self._to_sdk(batch[0]))
-                return
-            current: ServiceBusMessageBatch = sender.create_message_batch(self._batch_limit)
-            for msg in batch:
-                outgoing = self._to_sdk(msg)
-                if self._try_add(current, outgoing, msg, what):
-                    continue
-                # The SDK counts the real encoded size; send what fits, start anew.
-                sender.send_messages(current)
-                current = sender.create_message_batch(self._batch_limit)
-                self._try_add(current, outgoing, msg, what)
-            if len(current):
-                sender.send_messages(current)
-
-    @staticmethod
-    def _try_add(
-        batch: ServiceBusMessageBatch, outgoing: ServiceBusMessage, msg: Message, what: str
-    ) -> bool:
-        """Add to ``batch``; ``False`` if it is full, MessageTooLarge if even an empty one is."""
-        try:
-            batch.add_message(outgoing)
-        except MessageSizeExceededError:
-            if len(batch) == 0:
-                raise MessageTooLarge(
-                    f"{what}: message {msg.message_id} does not fit this entity's limit of "
-                    f"{batch.max_size_in_bytes} bytes with its AMQP envelope"
-                ) from None
-            return False
-        return True
-
-    @staticmethod
-    def _to_sdk(msg: Message) -> ServiceBusMessage:
-        properties: dict[str | bytes, Any] = {k: v for k, v in msg.properties.items()}
-        return ServiceBusMessage(
-            msg.body,
-            message_id=msg.message_id,
-            correlation_id=msg.correlation_id,
-            subject=msg.subject,
-            content_type=msg.content_type,
-            application_properties=properties or None,
-        )
+        drive(self._send_batch_steps(self._get_sender(), batch))
 
     # -- receiving -------------------------------------------------------------------
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
-        receiver = self._get_receiver()
-        got = self._receive_from(receiver, max_messages, wait)
-        now = time.monotonic()
-        if got:
-            self._heard_at = now
-        elif now - self._heard_at >= self._probe_interval:
-            self._probe(receiver)
-        return got
+        return drive(self._receive_steps(self._get_receiver(), max_messages, wait))
 
-    def _probe(self, receiver: ServiceBusReceiver) -> None:
-        """Make sure a receiver that brings nothing is still connected; else drop it."""
-        try:
-            with translate(f"check the connection to {self._where}", "receive"):
-                receiver.peek_messages(
-                    max_message_count=1, sequence_number=1, timeout=self._probe_timeout
-                )
-        except IrisCloudError as exc:
-            if not exc.retryable:
-                raise
-            log.warning(
-                "the connection to %s did not answer within %.0fs (%s); reopening it",
-                self._where,
-                self._probe_timeout,
-                type(exc).__name__,
-            )
-            with self._lock:
-                if self._receiver is receiver:
-                    self._receiver = None
-            # Closing a link on a dead connection can block: not on this thread.
-            threading.Thread(target=receiver.close, name="sb-close-dead", daemon=True).start()
-            raise Unavailable(
-                f"the connection to {self._where} went silent; a new one is opened on the "
-                "next receive"
-            ) from exc
-        self._heard_at = time.monotonic()
+    def _drop_receiver(self, receiver: ServiceBusReceiver) -> None:
+        with self._lock:
+            if self._receiver is receiver:
+                self._receiver = None
+        # Closing a link on a dead connection can block: not on this thread.
+        threading.Thread(target=receiver.close, name="sb-close-dead", daemon=True).start()
 
     def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
         # The ``$deadletterqueue`` sub-queue, under peek-lock like the main one.
-        return self._receive_from(self._get_receiver(dead_letter=True), max_messages, wait)
+        receiver = self._get_receiver(dead_letter=True)
+        return drive(self._receive_from_steps(receiver, max_messages, wait))
 
     def peek(self, max_messages: int = 1) -> list[Message]:
         """The oldest ``max_messages`` messages (a Service Bus peek), locked or not, untouched."""
-        if max_messages < 1:
-            raise ConfigurationError("max_messages must be at least 1")
-        receiver = self._get_receiver()
-        with translate(f"peek at {self._where}", "receive"):
-            # Without a sequence number the receiver browses on from its last
-            # peek or receive; from 1 it is always the oldest.
-            peeked = receiver.peek_messages(max_message_count=max_messages, sequence_number=1)
-        return decode_each(peeked, lambda m: self._from_sdk(m, None), lambda m: Message(b""))
-
-    def _receive_from(
-        self, receiver: ServiceBusReceiver, max_messages: int, wait: float
-    ) -> list[Message]:
-        with translate(f"receive from {self._where}", "receive"):
-            received = receiver.receive_messages(
-                max_message_count=max(1, max_messages), max_wait_time=max(wait, MIN_WAIT)
-            )
-        return decode_each(
-            received,
-            lambda m: self._from_sdk(m, receiver),
-            lambda m: Message(
-                b"",
-                lock_token=str(m.lock_token) if m.lock_token else None,
-                dead_letter_reason=_text(m.dead_letter_reason),
-                dead_letter_description=_text(m.dead_letter_error_description),
-                raw=_Held(m, receiver),
-            ),
-        )
-
-    @staticmethod
-    def _from_sdk(sdk: ServiceBusReceivedMessage, receiver: ServiceBusReceiver | None) -> Message:
-        # ``receiver`` is None for a peeked message: not delivered, not settleable.
-        properties = {
-            str(_text(k)): _text(v) for k, v in (sdk.application_properties or {}).items()
-        }
-        return Message(
-            body=_body(sdk),
-            message_id=str(_text(sdk.message_id) or ""),
-            correlation_id=_text(sdk.correlation_id),
-            content_type=_text(sdk.content_type),
-            subject=_text(sdk.subject),
-            properties=properties,
-            # AMQP's delivery-count counts earlier attempts; ours counts this one too
-            # (1 on first delivery), like SQS's receive count and Pub/Sub's attempt.
-            delivery_count=int(sdk.delivery_count or 0) + (receiver is not None),
-            enqueued_at=sdk.enqueued_time_utc,
-            lock_token=str(sdk.lock_token) if sdk.lock_token else None,
-            locked_until=sdk.locked_until_utc,
-            dead_letter_reason=_text(sdk.dead_letter_reason),
-            dead_letter_description=_text(sdk.dead_letter_error_description),
-            raw=None if receiver is None else _Held(sdk, receiver),
-        )
-
-    @staticmethod
-    def _held(message: Message) -> _Held:
-        if not isinstance(message.raw, _Held):
-            raise ConfigurationError("settle a message with the ServiceBusBroker that received it")
-        return message.raw
+        return drive(self._peek_steps(self._get_receiver(), max_messages))
 
     # -- settling --------------------------------------------------------------------
     def complete(self, message: Message) -> None:
         """Remove the message from the entity."""
-        held = self._held(message)
-        with translate(f"complete message {message.message_id} on {self._where}", "receive"):
-            held.receiver.complete_message(held.message)
+        drive(self._settle_steps(message, "complete"))
         self._completed(message)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
@@ -490,59 +120,24 @@ class ServiceBusBroker(MessageBroker):
         Service Bus cannot delay an abandon (``capabilities.delayed_retry`` is
         False): ``delay`` is ignored and the message is redelivered at once.
         """
-        held = self._held(message)
-        with translate(f"abandon message {message.message_id} on {self._where}", "receive"):
-            held.receiver.abandon_message(held.message)
+        drive(self._settle_steps(message, "abandon"))
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move the message to the entity's ``$deadletterqueue`` with reason and description."""
-        held = self._held(message)
-        with translate(f"dead-letter message {message.message_id} on {self._where}", "receive"):
-            held.receiver.dead_letter_message(
-                held.message, reason=reason, error_description=description
+        drive(
+            self._settle_steps(
+                message, "dead_letter", reason=reason, error_description=description
             )
+        )
 
     def renew_lock(self, message: Message) -> datetime | None:
         """Extend the message's lock by the entity's lock duration; returns the new expiry."""
-        held = self._held(message)
-        with translate(f"renew the lock of message {message.message_id}", "receive"):
-            until = held.receiver.renew_message_lock(held.message)
+        until: datetime = drive(self._settle_steps(message, "renew"))
         message.locked_until = until
         return until
 
     def close(self) -> None:
         """Close the links and the connection; the broker cannot be used afterwards."""
         with self._lock:
-            self._closed = True
-            handlers = [self._sender, self._receiver, self._dead_letter_receiver]
-            self._sender = self._receiver = self._dead_letter_receiver = None
-        for handler in handlers:
-            if handler is not None:
-                with translate(f"close a link on {self._where}"):
-                    handler.close()
-        with translate(f"close the connection of {self!r}"):
-            self._client.close()
-
-
-def _seconds(value: Any, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"option {name} must be a number of seconds") from None
-
-
-def _check_connection_string(conn: str, namespace: str, entity: str) -> None:
-    """Catch a connection string for another namespace or entity before connecting."""
-    settings = _settings(conn)
-    endpoint = urlsplit(settings.get("endpoint", ""))
-    host = endpoint.hostname or ""
-    emulator = settings.get("usedevelopmentemulator", "").lower() == "true"
-    if host and not emulator and host != namespace and not host.startswith(namespace + "."):
-        raise ConfigurationError(
-            f"the connection string is for namespace {host!r}, the URL names {namespace!r}"
-        )
-    entity_path = settings.get("entitypath")
-    if entity_path and entity_path != entity:
-        raise ConfigurationError(
-            f"the connection string is scoped to entity {entity_path!r}, the URL names {entity!r}"
-        )
+            links = self._take_links()
+        drive(self._close_steps(links))

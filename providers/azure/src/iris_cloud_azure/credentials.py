@@ -13,10 +13,16 @@ from iris_cloud.errors import ConfigurationError
 __all__ = ["default_credential"]
 
 
-def default_credential() -> Any:
-    """``DefaultAzureCredential`` from azure-identity, or a clear error if it is missing."""
+def default_credential(*, aio: bool = False) -> Any:
+    """``DefaultAzureCredential`` from azure-identity, or a clear error if it is missing.
+
+    With ``aio`` the one of ``azure.identity.aio``, for the async SDK clients.
+    """
     try:
-        from azure.identity import DefaultAzureCredential
+        if aio:
+            from azure.identity.aio import DefaultAzureCredential
+        else:
+            from azure.identity import DefaultAzureCredential
     except ImportError as exc:
         raise ConfigurationError(
             "no credentials given and azure-identity is not installed: pass connection_string, "

@@ -32,3 +32,15 @@ def iris_cloud_broker_schemes() -> dict[str, str]:
 def iris_cloud_store_schemes() -> dict[str, str]:
     """``azblob``: Azure Blob Storage containers."""
     return {"azblob": "iris_cloud_azure.store:AzureBlobStore"}
+
+
+@hookimpl
+def iris_cloud_async_broker_schemes() -> dict[str, str]:
+    """``azuresb`` for asyncio, on ``azure.servicebus.aio``."""
+    return {"azuresb": "iris_cloud_azure.aio.broker:AsyncServiceBusBroker"}
+
+
+@hookimpl
+def iris_cloud_async_store_schemes() -> dict[str, str]:
+    """``azblob`` for asyncio, on ``azure.storage.blob.aio`` (the ``async`` extra)."""
+    return {"azblob": "iris_cloud_azure.aio.store:AsyncAzureBlobStore"}

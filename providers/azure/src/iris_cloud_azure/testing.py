@@ -29,16 +29,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from iris_cloud.testing.contract import HOSTILE
 from iris_cloud.testing.processes import stop_process
-
-if TYPE_CHECKING:
-    from iris_cloud.ports import ObjectStore
-
-    from iris_cloud_azure.store import AzureBlobStore
 
 __all__ = [
     "AZURITE_ACCOUNT",
@@ -261,41 +256,64 @@ class BlobStoreEnv:
     """:class:`~iris_cloud.testing.StoreContractEnv` on Azurite: one new container per store.
 
     Write-only and read-only stores use container SAS URLs (``sp=cw`` / ``sp=rl``),
-    the credentials IRIS hands out, which Azurite enforces.
+    the credentials IRIS hands out, which Azurite enforces. With ``asynchronous``
+    the stores are :class:`~iris_cloud_azure.aio.AsyncAzureBlobStore` (an
+    :class:`~iris_cloud.testing.blocking.AsyncStoreEnv` for ``BlockingStoreEnv``).
     """
 
     signed_put_headers: ClassVar[dict[str, str]] = {"x-ms-blob-type": "BlockBlob"}
     """A PUT through a SAS URL must say which kind of blob it creates."""
 
-    def __init__(self, server: AzuriteServer, *, page_size: int | None = 5) -> None:
+    def __init__(
+        self, server: AzuriteServer, *, page_size: int | None = 5, asynchronous: bool = False
+    ) -> None:
         self.server = server
         self.page_size = page_size
+        self.asynchronous = asynchronous
 
-    def _open(self, container: str, **credentials: Any) -> AzureBlobStore:
-        from iris_cloud_azure.store import AzureBlobStore
-
+    def _open(self, container: str, **credentials: Any) -> Any:
         options: dict[str, Any] = dict(credentials)
         if self.page_size:
             options["page_size"] = self.page_size
-        return AzureBlobStore.from_url(self.server.store_url(container), **options)
+        return _store_class(self.asynchronous).from_url(self.server.store_url(container), **options)
 
-    def new_store(self) -> AzureBlobStore:
+    def new_store(self) -> Any:
         """A new container, opened with the account key (full rights)."""
         container = unique_name("contract")
         self.server.create_container(container)
         return self._open(container, connection_string=self.server.connection_string)
 
-    def open_write_only(self, store: ObjectStore) -> AzureBlobStore:
+    def open_write_only(self, store: Any) -> Any:
         """``store``'s container through a write-only (``sp=cw``) container SAS URL."""
         return self._open(
             store.container, sas_url=self.server.container_sas_url(store.container, "cw")
         )
 
-    def open_read_only(self, store: ObjectStore) -> AzureBlobStore:
+    def open_read_only(self, store: Any) -> Any:
         """``store``'s container through a read-only (``sp=rl``) container SAS URL."""
         return self._open(
             store.container, sas_url=self.server.container_sas_url(store.container, "rl")
         )
+
+
+def _store_class(asynchronous: bool) -> Any:
+    if asynchronous:
+        from iris_cloud_azure.aio.store import AsyncAzureBlobStore
+
+        return AsyncAzureBlobStore
+    from iris_cloud_azure.store import AzureBlobStore
+
+    return AzureBlobStore
+
+
+def _broker_class(asynchronous: bool) -> Any:
+    if asynchronous:
+        from iris_cloud_azure.aio.broker import AsyncServiceBusBroker
+
+        return AsyncServiceBusBroker
+    from iris_cloud_azure.broker import ServiceBusBroker
+
+    return ServiceBusBroker
 
 
 # -- Service Bus ----------------------------------------------------------------------
@@ -427,7 +445,12 @@ class ServiceBusBrokerEnv:
     ``iris_shaped`` it is :data:`SEND_LISTEN_KEY` and the claim-check
     container is reached through a container SAS URL: entity-scoped SAS
     policies without Manage, the only kind of credential IRIS hands out.
+    :meth:`async_view` opens the async classes on the same emulators.
     """
+
+    asynchronous = False
+    """Open :class:`~iris_cloud_azure.aio.AsyncServiceBusBroker` brokers and async
+    claim-check stores (for :class:`iris_cloud.testing.blocking.BlockingBrokerEnv`)."""
 
     def __init__(
         self, azurite_server: AzuriteServer | None = None, *, iris_shaped: bool = False
@@ -446,6 +469,12 @@ class ServiceBusBrokerEnv:
         view = copy.copy(self)
         view.iris_shaped = True
         view.full_key = SEND_LISTEN_KEY
+        return view
+
+    def async_view(self) -> ServiceBusBrokerEnv:
+        """This environment opening the async classes, sharing its emulators."""
+        view = copy.copy(self)
+        view.asynchronous = True
         return view
 
     def server(self, lock_seconds: float, max_delivery_count: int) -> ServiceBusServer:
@@ -471,18 +500,16 @@ class ServiceBusBrokerEnv:
         server.create_queue(name)
         return server.url(name)
 
-    def _open(self, url: str, key_name: str, claim_check: ObjectStore | None = None) -> Any:
-        from iris_cloud_azure.broker import ServiceBusBroker
-
+    def _open(self, url: str, key_name: str, claim_check: Any = None) -> Any:
         server = self._server_for(url)
         entity = urlsplit(url).path.strip("/").split("/")[0]
-        return ServiceBusBroker.from_url(
+        return _broker_class(self.asynchronous).from_url(
             url,
             connection_string=server.connection_string(key_name, entity),
             claim_check=claim_check,
         )
 
-    def open(self, url: str, *, claim_check: ObjectStore | None = None) -> Any:
+    def open(self, url: str, *, claim_check: Any = None) -> Any:
         """Open ``url`` with :attr:`full_key`, scoped to the entity."""
         return self._open(url, self.full_key, claim_check)
 
@@ -518,13 +545,14 @@ class ServiceBusBrokerEnv:
                 sender.send_messages(message)
         return list(cases)
 
-    def claim_check_store(self) -> ObjectStore:
+    def claim_check_store(self) -> Any:
         """A fresh Azurite container (or ``mem://`` container without Azurite)."""
         if self.azurite is None:
-            from iris_cloud.providers.memory import MemoryStore
+            from iris_cloud import aio, open_store
 
-            return MemoryStore.from_url(f"mem://{unique_name('claim-check')}")
-        blobs = BlobStoreEnv(self.azurite, page_size=None)
+            opener = aio.open_store if self.asynchronous else open_store
+            return opener(f"mem://{unique_name('claim-check')}")
+        blobs = BlobStoreEnv(self.azurite, page_size=None, asynchronous=self.asynchronous)
         store = blobs.new_store()
         if not self.iris_shaped:
             return store
