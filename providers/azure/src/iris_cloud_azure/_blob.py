@@ -263,7 +263,8 @@ class BlobStoreCommon:
     def __repr__(self) -> str:
         # Never the URL: a SAS URL carries its signature in the query string.
         return (
-            f"{type(self).__name__}(account={self._client.account_name!r}, container={self.container!r}, "
+            f"{type(self).__name__}(account={self._client.account_name!r}, "
+            f"container={self.container!r}, "
             f"prefix={self._prefix!r}, auth={self._auth})"
         )
 
@@ -463,6 +464,7 @@ class BlobStoreCommon:
                 content_type=data.get("contentType"),
                 etag=data.get("eTag"),
             )
+
 
 def _connection_settings(conn: str) -> dict[str, str]:
     """``Key=Value;...`` pairs of a connection string, keys lower-cased (values may hold '=')."""

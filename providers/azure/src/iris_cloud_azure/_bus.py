@@ -241,7 +241,7 @@ class ServiceBusCommon:
     """How the SDK opens a link: ``__enter__``, or ``__aenter__`` for the aio SDK."""
 
     def _link_steps(self, role: str) -> Steps[Any]:
-        """The open link of ``role`` (``send``, ``receive``, ``dead_letter``), opened now if not yet.
+        """The link of ``role`` (``send``, ``receive``, ``dead_letter``), opened now if not yet.
 
         The caller holds its lock. A link is opened at once, with the SDK's own
         retries: authorisation happens on the attach, and left to the first
@@ -453,7 +453,7 @@ class ServiceBusCommon:
 
     # -- settling --------------------------------------------------------------------
     def _settle_steps(self, message: Message, verb: str, **kwargs: Any) -> Steps[Any]:
-        """Settle ``message`` on its receiver: ``complete``, ``abandon``, ``dead_letter``, ``renew``."""
+        """Settle ``message`` on its receiver: complete, abandon, dead_letter or renew."""
         if not isinstance(message.raw, Held):
             raise ConfigurationError(
                 f"settle a message with the {type(self).__name__} that received it"

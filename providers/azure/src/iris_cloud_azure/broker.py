@@ -125,9 +125,7 @@ class ServiceBusBroker(ServiceBusCommon, MessageBroker):
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move the message to the entity's ``$deadletterqueue`` with reason and description."""
         drive(
-            self._settle_steps(
-                message, "dead_letter", reason=reason, error_description=description
-            )
+            self._settle_steps(message, "dead_letter", reason=reason, error_description=description)
         )
 
     def renew_lock(self, message: Message) -> datetime | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from iris_cloud.aio import AsyncMessageBroker
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import Message, Sendable
 from iris_cloud.steps import adrive
 
@@ -21,6 +22,8 @@ from iris_cloud_azure._bus import ServiceBusCommon
 from iris_cloud_azure.credentials import default_credential
 
 __all__ = ["AsyncServiceBusBroker"]
+
+log = get_logger("iris_cloud_azure.broker")
 
 
 class AsyncServiceBusBroker(ServiceBusCommon, AsyncMessageBroker):
@@ -125,5 +128,5 @@ class AsyncServiceBusBroker(ServiceBusCommon, AsyncMessageBroker):
 async def _close_quietly(receiver: ServiceBusReceiver) -> None:
     try:
         await asyncio.wait_for(receiver.close(), 30)
-    except Exception:  # a dead link: nothing more to release
-        pass
+    except Exception as exc:  # a dead link: nothing more to release
+        log.debug("closing a dead receiver failed (%s)", type(exc).__name__)
