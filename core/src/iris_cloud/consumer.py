@@ -54,35 +54,41 @@ the others).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
-from iris_cloud.decoding import failure_text
-from iris_cloud.dedupe import Dedupe
-from iris_cloud.errors import (
-    ConfigurationError,
-    IrisCloudError,
-    LockLost,
-    PermissionDenied,
-    ValidationError,
-    is_transient,
+from iris_cloud.consumelogic import (
+    ConsumerStats,
+    ContextBase,
+    Ledger,
+    check_handler,
+    handle_steps,
+    handler_arity,
+    handler_name,
+    is_async_handler,
+    lock_was_lost,
+    poison_reason,
+    refuse_awaitable,
+    renew_steps,
+    renewal_interval,
+    settle_steps,
 )
+from iris_cloud.dedupe import Dedupe
+from iris_cloud.errors import ConfigurationError, LockLost, PermissionDenied
 from iris_cloud.logs import get_logger
-from iris_cloud.model import IrisModel, kind_of, parse_message
-from iris_cloud.observers import ConsumerObserver, Delivery, Observers, Outcome
+from iris_cloud.model import IrisModel
+from iris_cloud.observers import ConsumerObserver, Delivery, Observers
+from iris_cloud.steps import drive
 
 if TYPE_CHECKING:
     from iris_cloud.config import Profile
@@ -96,28 +102,14 @@ Handler = Callable[..., object]
 """``handler(message_model, ctx)`` or ``handler(message_model)``; the return value is ignored."""
 H = TypeVar("H", bound=Handler)
 
-MAX_REASON = 1024
 
-
-@dataclass
-class Context:
+@dataclass(kw_only=True)
+class Context(ContextBase):
     """What a handler gets besides the parsed message."""
 
-    message: Message
-    """The broker message (ids, properties, delivery count; the body as bytes)."""
     broker: MessageBroker
     """The broker it came from (settlement is the consumer's job, not the handler's)."""
-    source: str
-    """The name the consumer gave that broker (a profile role such as ``events``)."""
-    kind: str
-    """``order``, ``result``, ``grading`` or ``event:<ResultObjectType>``."""
-    attempt: int
-    """1 on the first delivery."""
     consumer: Consumer = field(repr=False)
-    lock_lost: bool = False
-    """Set when renewing the lock failed: the message will be delivered again."""
-    claim: str | None = field(default=None, repr=False)
-    """The dedupe claim held for this message (refreshed with each lock renewal)."""
 
     def renew_lock(self) -> None:
         """Renew the message's lock now (the consumer also does it periodically)."""
@@ -127,62 +119,6 @@ class Context:
             self.lock_lost = True
             raise
 
-    @property
-    def stopping(self) -> bool:
-        """Whether the consumer is shutting down (a long handler may wind up early)."""
-        return self.consumer.stopping
-
-    @property
-    def delivery(self) -> Delivery:
-        """This delivery as the consumer's observers see it."""
-        return Delivery(self.source, self.message, self.kind, self.attempt)
-
-    def result_saved(self) -> None:
-        """Tell the consumer's observers that this handler saved a result document."""
-        self.consumer._observers.result_saved(self.delivery)
-
-
-@dataclass
-class ConsumerStats:
-    """Counters of one consumer (thread-safe updates through :meth:`Consumer._count`)."""
-
-    received: int = 0
-    handled: int = 0
-    completed: int = 0
-    unhandled: int = 0
-    duplicates: int = 0
-    deferred: int = 0
-    """Copies given back because another copy was being handled at the time."""
-    retried: int = 0
-    transient_retries: int = 0
-    """Handler runs repeated because the consumer's own side failed (not the message)."""
-    dead_lettered: int = 0
-    poison: int = 0
-    lock_renewals: int = 0
-    lock_lost: int = 0
-    """Deliveries whose lock ended before they were settled (each counted once)."""
-    receive_errors: int = 0
-    settle_errors: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _arity(fn: Callable[..., object]) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return 2
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return 1 if len(positional) == 1 else 2
-
-
-def _handler_name(fn: Callable[..., object]) -> str:
-    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
-
 
 def _target_name(target: type | str) -> str:
     return target.__name__ if isinstance(target, type) else repr(target)
@@ -190,15 +126,12 @@ def _target_name(target: type | str) -> str:
 
 def _check_sync(fn: H) -> H:
     """``fn`` if it is a plain callable; :class:`ConfigurationError` for coroutine functions."""
-    # An instance whose __call__ is async is a coroutine function in disguise.
-    call = getattr(fn, "__call__", None)  # noqa: B004
-    if any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, call)):
+    if is_async_handler(fn):
         raise ConfigurationError(
-            f"handler {_handler_name(fn)} is async; handlers run in threads and must be "
+            f"handler {handler_name(fn)} is async; handlers run in threads and must be "
             "plain functions (wrap it: def handler(m, ctx): asyncio.run(coro(m, ctx)))"
         )
-    if not callable(fn):
-        raise ConfigurationError(f"handler {fn!r} is not callable")
+    check_handler(fn)
     return fn
 
 
@@ -232,7 +165,7 @@ class IrisApp:
                 raise ConfigurationError("app.on() takes message classes or kind strings")
 
         def register(fn: H) -> H:
-            entry = (fn, _arity(_check_sync(fn)))
+            entry = (fn, handler_arity(_check_sync(fn)))
             # Every target is checked before any is registered, so a refused
             # decorator leaves the app as it was.
             for target in targets:
@@ -242,7 +175,7 @@ class IrisApp:
                 if target in table and table[target][0] != fn:
                     raise ConfigurationError(
                         f"a handler for {_target_name(target)} is already registered "
-                        f"({_handler_name(table[target][0])}); one handler per type: "
+                        f"({handler_name(table[target][0])}); one handler per type: "
                         "call both from one function to chain them"
                     )
             for target in targets:
@@ -256,10 +189,10 @@ class IrisApp:
 
     def fallback(self, fn: H) -> H:
         """Register the handler for messages no other handler matches (only one)."""
-        entry = (fn, _arity(_check_sync(fn)))
+        entry = (fn, handler_arity(_check_sync(fn)))
         if self._fallback is not None and self._fallback[0] != fn:
             raise ConfigurationError(
-                f"a fallback handler is already registered ({_handler_name(self._fallback[0])})"
+                f"a fallback handler is already registered ({handler_name(self._fallback[0])})"
             )
         self._fallback = entry
         return fn
@@ -282,43 +215,6 @@ class IrisApp:
     ) -> Consumer:
         """A :class:`Consumer` running this app on ``brokers``."""
         return Consumer(self, brokers, **kwargs)
-
-
-def poison_reason(exc: ValidationError) -> str:
-    """The dead-letter reason for a body that does not parse: its failing field paths."""
-    paths = ", ".join(e.path or "<root>" for e in exc.errors) or "<root>"
-    return f"invalid message: {paths}"[:MAX_REASON]
-
-
-def field_errors(exc: ValidationError) -> str:
-    """Each failing field path with its error type: no message text, which may quote input."""
-    return "; ".join(f"{e.path or '<root>'}: {e.type}" for e in exc.errors)
-
-
-@dataclass
-class _Tally:
-    """What the consumer remembers of one message id across its deliveries."""
-
-    deliveries: int = 0
-    transient_runs: int = 0
-    """Handler runs that failed on the consumer's own side."""
-    transient_deliveries: int = 0
-    """Deliveries that ended (given back, lock lost) on such a failure."""
-
-
-@dataclass(frozen=True)
-class _Exhausted:
-    """``max_transient_attempts`` ran out: dead-letter after all."""
-
-    error: Exception
-    description: str
-
-
-class _Left:
-    """The message went back without its failure counting against it."""
-
-
-_LEFT = _Left()
 
 
 class _Renewer:
@@ -351,19 +247,10 @@ class _Renewer:
             self._thread.join(timeout)
             self._thread = None
 
-    def interval(self, msg: Message) -> float:
-        configured = self.consumer.settings.lock_renewal_interval
-        if configured is not None:
-            return configured
-        if msg.locked_until is not None:
-            remaining = (msg.locked_until - datetime.now(UTC)).total_seconds()
-            return max(remaining / 2, 0.05)
-        return 10.0
-
     def add(self, ctx: Context) -> None:
         if not ctx.broker.capabilities.lock_renewal:
             return
-        every = self.interval(ctx.message)
+        every = renewal_interval(self.consumer.settings, ctx.message)
         with self._lock:
             self._due[id(ctx)] = (time.monotonic() + every, every, ctx)
         self._wake.set()
@@ -389,29 +276,11 @@ class _Renewer:
             self._wake.clear()
 
     def _renew(self, ctx: Context) -> None:
-        try:
-            ctx.broker.renew_lock(ctx.message)
-            self.consumer._count("lock_renewals")
-            self.consumer._observers.lock_renewed(ctx.delivery)
-            dedupe = self.consumer.dedupe
-            if ctx.claim is not None and dedupe is not None:
-                dedupe.refresh(ctx.claim, self.consumer.settings.dedupe_claim_seconds)
-        except LockLost:
-            with self._lock:
-                running = id(ctx) in self._due
-            if not running:
-                # The handler returned while this renewal was on its way and the
-                # message was settled: its lock ended with it, nothing was lost.
-                return
-            ctx.lock_lost = True
-            self.consumer._lost_lock(ctx.message)
-            log.warning("lock lost while handling message_id=%s", ctx.message.message_id)
-        except Exception as exc:
-            log.warning(
-                "renewing the lock of message_id=%s failed: %s",
-                ctx.message.message_id,
-                type(exc).__name__,
-            )
+        drive(renew_steps(self.consumer, ctx, functools.partial(self._running, ctx)))
+
+    def _running(self, ctx: Context) -> bool:
+        with self._lock:
+            return id(ctx) in self._due
 
 
 class Consumer:
@@ -482,23 +351,17 @@ class Consumer:
                     limit,
                     self.settings.max_attempts,
                 )
-        self.stats = ConsumerStats()
-        self._stats_lock = threading.Lock()
+        self._ledger = Ledger()
+        self.stats = self._ledger.stats
         self._stop = threading.Event()
         self._slots = threading.Condition()
         self._inflight = 0
-        self._tallies: dict[str, _Tally] = {}
         # Sources whose receiving is paused, with the handlers waiting out a
         # failure of the consumer's own side there.
         self._paused: dict[str, int] = {}
         # Each run has its own number: threads of an earlier run left in a
         # call on a dead connection see that their run is over.
         self._generation = 0
-        # Deliveries already counted in lock_lost (by id of the Message): the
-        # renewer and the settle that follows see the same loss.
-        self._lost: set[int] = set()
-        # What observers know of each delivery being handled (by id of the Message).
-        self._deliveries: dict[int, Delivery] = {}
         self._renewer = _Renewer(self)
         self._fatal: BaseException | None = None
         self._running = False
@@ -724,21 +587,13 @@ class Consumer:
 
     def snapshot(self) -> ConsumerStats:
         """A copy of the counters."""
-        with self._stats_lock:
-            return ConsumerStats(**self.stats.as_dict())
+        return self._ledger.snapshot()
 
     def _count(self, name: str, n: int = 1) -> None:
-        with self._stats_lock:
-            setattr(self.stats, name, getattr(self.stats, name) + n)
+        self._ledger.count(name, n)
 
     def _lost_lock(self, msg: Message) -> None:
-        with self._stats_lock:
-            if id(msg) in self._lost:
-                return
-            self._lost.add(id(msg))
-            self.stats.lock_lost += 1
-            delivery = self._deliveries.get(id(msg))
-        self._observers.lock_lost(delivery or Delivery("", msg))
+        lock_was_lost(self, msg)
 
     # -- receiving -----------------------------------------------------------
     def _receive_loop(
@@ -809,58 +664,18 @@ class Consumer:
             for msg in messages:
                 pool.submit(functools.partial(self._process, name, broker, msg, generation))
 
-    def _tally(self, msg: Message) -> _Tally:
-        with self._stats_lock:
-            tally = self._tallies.get(msg.message_id)
-            if tally is None:
-                if len(self._tallies) > 100_000:
-                    # Bound the memory of a long-running consumer; exact counts
-                    # come from the service where it keeps them.
-                    self._tallies.clear()
-                tally = self._tallies[msg.message_id] = _Tally()
-            return tally
-
-    def _attempt(self, msg: Message, broker: MessageBroker) -> int:
-        tally = self._tally(msg)
-        with self._stats_lock:
-            tally.deliveries += 1
-            local = tally.deliveries
-        service = msg.delivery_count if broker.capabilities.delivery_count_exact else 0
-        return max(service, local)
-
-    def _forget(self, msg: Message) -> None:
-        with self._stats_lock:
-            self._tallies.pop(msg.message_id, None)
-
-    @contextlib.contextmanager
-    def _pausing(self, source: str) -> Iterator[None]:
-        """Receiving from ``source`` pauses while a handler waits out a consumer-side failure."""
-        with self._slots:
-            self._paused[source] = self._paused.get(source, 0) + 1
-            if self._paused[source] == 1:
-                log.warning("receiving from %s paused: its handlers' own side is failing", source)
-        try:
-            yield
-        finally:
-            with self._slots:
-                self._paused[source] -= 1
-                if not self._paused[source]:
-                    del self._paused[source]
-                    log.info("receiving from %s resumed", source)
-                self._slots.notify_all()
-
     def _live(self, generation: int) -> bool:
         return not self._stop.is_set() and self._generation == generation
 
     def _give_back(self, broker: MessageBroker, messages: Iterable[Message]) -> None:
         """Abandon messages the stopping consumer took but will not handle."""
         for msg in messages:
-            self._settle(broker, msg, "abandon")
+            drive(settle_steps(self, broker, msg, "abandon"))
 
     def _process(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
         try:
             if self._live(generation):
-                self._handle(name, broker, msg)
+                drive(handle_steps(self, name, broker, msg))
             else:
                 # Received but not started when the stop came: not worth a
                 # handler run the stop would have to wait for.
@@ -868,301 +683,55 @@ class Consumer:
         except Exception:
             log.exception("unexpected error processing message_id=%s", msg.message_id)
         finally:
-            with self._stats_lock:
-                self._lost.discard(id(msg))
-                self._deliveries.pop(id(msg), None)
+            self._ledger.done(msg)
             with self._slots:
                 self._inflight -= 1
                 self._slots.notify_all()
 
-    def _handle(self, name: str, broker: MessageBroker, msg: Message) -> None:
-        attempt = self._attempt(msg, broker)
-        try:
-            model = parse_message(msg.body)
-        except ValidationError as exc:
-            delivery = self._delivered(name, msg, "invalid", attempt)
-            reason = poison_reason(exc)
-            log.warning("poison message_id=%s from %s: %s", msg.message_id, name, reason)
-            settled = self._settle(broker, msg, "dead_letter", reason, field_errors(exc))
-            if settled:
-                self._count("poison")
-                self._count("dead_lettered")
-            self._forget(msg)
-            self._observers.message_finished(delivery, self._outcome(msg, settled, "poison"))
-            return
-        kind = kind_of(model)
-        delivery = self._delivered(name, msg, kind, attempt)
-        keys = self._dedupe_keys(msg, model)
-        if self.dedupe is None:
-            self._dispatch(delivery, broker, model, keys, None)
-            return
-        if self.dedupe.seen(keys):
-            log.info("duplicate %s message_id=%s from %s: completed", kind, msg.message_id, name)
-            settled = self._settle(broker, msg, "complete")
-            if settled:
-                self._count("duplicates")
-            self._forget(msg)
-            self._observers.message_finished(delivery, self._outcome(msg, settled, "duplicate"))
-            return
-        claim = self.dedupe.claim(keys, self.settings.dedupe_claim_seconds)
-        if claim is None:
-            # A copy is being handled right now, here or in another process on
-            # the same file: give this one back; once the first is done it is
-            # recognised as a duplicate (or handled, if the first failed).
-            delay = max(self.settings.backoff_initial, 0.1)
-            args = (delay,) if broker.capabilities.delayed_retry else ()
-            settled = self._settle(broker, msg, "abandon", *args)
-            if settled:
-                self._count("deferred")
-            self._observers.message_finished(delivery, self._outcome(msg, settled, "deferred"))
-            return
-        try:
-            self._dispatch(delivery, broker, model, keys, claim)
-        finally:
-            self.dedupe.release(claim)
-
-    def _delivered(self, name: str, msg: Message, kind: str, attempt: int) -> Delivery:
-        """The delivery as observers see it, once they were told of it."""
-        delivery = Delivery(name, msg, kind, attempt)
-        with self._stats_lock:
-            self._deliveries[id(msg)] = delivery
-        self._observers.message_received(delivery)
-        if msg.claim_check_fetched:
-            self._observers.claim_check_fetched(delivery)
-        return delivery
-
-    def _outcome(self, msg: Message, settled: bool, outcome: Outcome) -> Outcome:
-        """``outcome`` if the settlement went through, else why the message comes back."""
-        if settled:
-            return outcome
-        with self._stats_lock:
-            return "lock_lost" if id(msg) in self._lost else "settle_failed"
-
-    def _dispatch(
-        self,
-        delivery: Delivery,
-        broker: MessageBroker,
-        model: IrisModel,
-        keys: list[str],
-        claim: str | None,
-    ) -> None:
-        msg, kind = delivery.message, delivery.kind
-        found = self.app.handler_for(model, kind)
-        if found is None:
-            log.info("no handler for %s message_id=%s: completed", kind, msg.message_id)
-            settled = self._settle(broker, msg, "complete")
-            if settled:
-                self._count("unhandled")
-            self._forget(msg)
-            self._observers.message_finished(delivery, self._outcome(msg, settled, "unhandled"))
-            return
-        handler, arity = found
-        ctx = Context(
-            message=msg,
+    # -- what the steps call (consumelogic.ConsumerLike) ------------------------
+    def _context(self, delivery: Delivery, broker: MessageBroker, claim: str | None) -> Context:
+        return Context(
+            message=delivery.message,
             broker=broker,
             source=delivery.source,
-            kind=kind,
+            kind=delivery.kind,
             attempt=delivery.attempt,
             consumer=self,
             claim=claim,
         )
-        with self._observers.handling(delivery):
-            self._observers.handler_started(delivery)
-            began = time.monotonic()
+
+    def _renewing(self, ctx: Context, on: bool) -> None:
+        if on:
             self._renewer.add(ctx)
-            try:
-                outcome = self._call(ctx, handler, arity, model)
-            finally:
-                self._renewer.remove(ctx)
-            took = time.monotonic() - began
-            ended = self._conclude(ctx, outcome, keys, claim)
-            self._observers.handler_finished(delivery, took, ended)
-        self._observers.message_finished(delivery, ended)
-
-    def _conclude(
-        self,
-        ctx: Context,
-        outcome: Exception | _Exhausted | _Left | None,
-        keys: list[str],
-        claim: str | None,
-    ) -> Outcome:
-        """Settle after the handler ran; how the delivery ended."""
-        msg, broker, kind = ctx.message, ctx.broker, ctx.kind
-        if isinstance(outcome, _Left):
-            return "lock_lost" if ctx.lock_lost else "given_back"
-        if isinstance(outcome, _Exhausted):
-            return self._dead_letter_failure(broker, msg, kind, outcome.error, outcome.description)
-        if outcome is not None:
-            return self._failed(broker, msg, kind, ctx.attempt, outcome)
-        if self.dedupe is not None:
-            self.dedupe.mark(keys, claim)
-        self._count("handled")
-        if ctx.lock_lost:
-            # Its receipt is stale (the renewer was told so, once): settling
-            # with it could delete the copy another consumer now holds. It
-            # comes back, and dedupe (when on) completes it as a duplicate.
-            log.info("handled %s message_id=%s but not settled: lock lost", kind, msg.message_id)
-            return "lock_lost"
-        settled = self._settle(broker, msg, "complete")
-        if settled:
-            log.info("handled %s message_id=%s from %s", kind, msg.message_id, ctx.source)
-        self._forget(msg)
-        return self._outcome(msg, settled, "completed")
-
-    def _call(
-        self, ctx: Context, handler: Handler, arity: int, model: IrisModel
-    ) -> Exception | _Exhausted | _Left | None:
-        """Run the handler; again while it fails on the consumer's own side and the lock holds.
-
-        Returns ``None`` on success, the message's own error, :class:`_Exhausted`
-        when ``max_transient_attempts`` ran out, or ``_LEFT`` when the message was
-        given back (or its lock lost) without its failure counting against it.
-        """
-        msg, broker = ctx.message, ctx.broker
-        pausing = False
-        with contextlib.ExitStack() as paused:
-            while True:
-                try:
-                    returned = handler(model) if arity == 1 else handler(model, ctx)
-                    if inspect.isawaitable(returned):
-                        # A sync callable that hands back a coroutine (a lambda around an
-                        # async function) did not do the work: completing would lose it.
-                        if inspect.iscoroutine(returned):
-                            returned.close()
-                        raise TypeError(
-                            "handler returned an awaitable; handlers must do their work"
-                        )
-                    return None
-                except Exception as exc:
-                    if not is_transient(exc):
-                        return exc
-                    error = exc
-                tally = self._tally(msg)
-                with self._stats_lock:
-                    tally.transient_runs += 1
-                    runs = tally.transient_runs
-                limit = self.settings.max_transient_attempts
-                if limit is not None and runs >= limit:
-                    return _Exhausted(
-                        error, f"the consumer's own side failed {runs} times (max {limit})"
-                    )
-                delay = min(
-                    max(self.settings.backoff_initial, 0.05) * 2 ** (runs - 1),
-                    self.settings.transient_backoff_max,
-                )
-                log.warning(
-                    "%s message_id=%s: the consumer's own side failed (%s), run %d; again in "
-                    "%.1fs, not counted against the message",
-                    ctx.kind,
-                    msg.message_id,
-                    type(error).__name__,
-                    runs,
-                    delay,
-                )
-                if not broker.capabilities.lock_renewal:
-                    # The lock cannot be held for the wait: give it back with the delay.
-                    args = (delay,) if broker.capabilities.delayed_retry else ()
-                    self._left_transient(tally, broker, msg, *args)
-                    return _LEFT
-                if not pausing:
-                    paused.enter_context(self._pausing(ctx.source))
-                    pausing = True
-                self._count("transient_retries")
-                if self._stop.wait(delay) or ctx.lock_lost:
-                    self._left_transient(tally, broker, msg, settle=not ctx.lock_lost)
-                    return _LEFT
-
-    def _left_transient(
-        self,
-        tally: _Tally,
-        broker: MessageBroker,
-        msg: Message,
-        *args: float,
-        settle: bool = True,
-    ) -> None:
-        """The message goes back after a consumer-side failure; that delivery is not its fault."""
-        with self._stats_lock:
-            tally.transient_deliveries += 1
-        if settle:
-            self._settle(broker, msg, "abandon", *args)
-
-    def _failed(
-        self,
-        broker: MessageBroker,
-        msg: Message,
-        kind: str,
-        attempt: int,
-        exc: Exception,
-    ) -> Outcome:
-        limit = self.settings.max_attempts
-        tally = self._tally(msg)
-        with self._stats_lock:
-            # Deliveries that ended on a failure of our own side are not the message's.
-            own = max(1, attempt - tally.transient_deliveries)
-        if own >= limit:
-            description = f"handler failed on delivery {own} of at most {limit}"
-            return self._dead_letter_failure(broker, msg, kind, exc, description)
-        delay = min(self.settings.backoff_initial * 2 ** (own - 1), self.settings.backoff_max)
-        log.warning(
-            "%s message_id=%s failed on attempt %d (%s); retry in %.1fs",
-            kind,
-            msg.message_id,
-            attempt,
-            type(exc).__name__,
-            delay if broker.capabilities.delayed_retry else 0.0,
-        )
-        if broker.capabilities.delayed_retry:
-            settled = self._settle(broker, msg, "abandon", delay)
         else:
-            settled = self._settle(broker, msg, "abandon")
-        if settled:
-            self._count("retried")
-        return self._outcome(msg, settled, "retried")
+            self._renewer.remove(ctx)
 
-    def _dead_letter_failure(
-        self, broker: MessageBroker, msg: Message, kind: str, exc: Exception, description: str
-    ) -> Outcome:
-        reason = failure_text(exc)[:MAX_REASON]
-        log.warning(
-            "%s message_id=%s: %s (%s): dead-lettered",
-            kind,
-            msg.message_id,
-            description,
-            type(exc).__name__,
-        )
-        settled = self._settle(broker, msg, "dead_letter", reason, description)
-        if settled:
-            self._count("dead_lettered")
-        self._forget(msg)
-        return self._outcome(msg, settled, "dead_lettered")
+    def _pausing(self, source: str, on: bool) -> None:
+        """Receiving from ``source`` pauses while a handler waits out a consumer-side failure."""
+        with self._slots:
+            if on:
+                self._paused[source] = self._paused.get(source, 0) + 1
+                if self._paused[source] == 1:
+                    log.warning(
+                        "receiving from %s paused: its handlers' own side is failing", source
+                    )
+                return
+            self._paused[source] -= 1
+            if not self._paused[source]:
+                del self._paused[source]
+                log.info("receiving from %s resumed", source)
+            self._slots.notify_all()
 
     @staticmethod
-    def _dedupe_keys(msg: Message, model: IrisModel) -> list[str]:
-        keys = [f"id:{msg.message_id}"] if msg.message_id else []
-        txid = getattr(model, "transaction_id", None)
-        if txid:
-            keys.append(f"tx:{str(txid).lower()}")
-        return keys
+    def _run_handler(handler: Handler, arity: int, model: IrisModel, ctx: Context) -> None:
+        refuse_awaitable(handler(model) if arity == 1 else handler(model, ctx))
 
-    def _settle(self, broker: MessageBroker, msg: Message, action: str, *args: Any) -> bool:
-        try:
-            getattr(broker, action)(msg, *args)
-            if action == "complete":
-                self._count("completed")
-            return True
-        except LockLost:
-            self._lost_lock(msg)
-            log.warning(
-                "could not %s message_id=%s: lock lost, it will be redelivered",
-                action,
-                msg.message_id,
-            )
-        except IrisCloudError as exc:
-            self._count("settle_errors")
-            log.warning(
-                "could not %s message_id=%s: %s", action, msg.message_id, type(exc).__name__
-            )
-        return False
+    @staticmethod
+    def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    def _sleep(self, delay: float) -> bool:
+        return self._stop.wait(delay)
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:

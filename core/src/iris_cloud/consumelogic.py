@@ -1,0 +1,683 @@
+"""What the consumer decides about a message, once for the sync consumer and the async one.
+
+:class:`~iris_cloud.consumer.Consumer` (threads) and
+:class:`~iris_cloud.aio.AsyncConsumer` (an event loop) run the same
+decisions: parse or dead-letter as poison, dedupe, dispatch to the handler,
+run it again while the consumer's own side fails, retry with backoff or
+dead-letter after ``max_attempts``, settle only after handling and never with
+a stale receipt, renew locks, tally. The decisions around I/O are steps
+(:mod:`iris_cloud.steps`): each :class:`~iris_cloud.steps.Call` names a
+method of the consumer (``_run_handler``, ``_blocking``, ``_sleep``) or of the
+broker, which the sync driver calls and the async driver awaits.
+
+Reasons and log lines carry field paths, exception classes, message ids and
+kinds only: nothing of a body, never an exception's message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from iris_cloud.config import ConsumerSettings
+from iris_cloud.decoding import failure_text
+from iris_cloud.errors import (
+    ConfigurationError,
+    IrisCloudError,
+    LockLost,
+    ValidationError,
+    is_transient,
+)
+from iris_cloud.logs import get_logger
+from iris_cloud.model import IrisModel, kind_of, parse_message
+from iris_cloud.observers import Delivery, Observers, Outcome
+from iris_cloud.steps import Call, Steps
+
+if TYPE_CHECKING:
+    from iris_cloud.capabilities import Capabilities
+    from iris_cloud.dedupe import Dedupe
+    from iris_cloud.messages import Message
+
+__all__ = [
+    "MAX_REASON",
+    "ConsumerLike",
+    "ConsumerStats",
+    "ContextBase",
+    "HandlerTable",
+    "Ledger",
+    "check_handler",
+    "dedupe_keys",
+    "field_errors",
+    "handle_steps",
+    "handler_arity",
+    "handler_name",
+    "is_async_handler",
+    "lock_was_lost",
+    "poison_reason",
+    "refuse_awaitable",
+    "renew_steps",
+    "renewal_interval",
+    "retry_delay",
+    "settle_steps",
+    "transient_delay",
+]
+
+# The consumer's logger: these decisions are the consumer's, whichever runs them.
+log = get_logger("iris_cloud.consumer")
+
+MAX_REASON = 1024
+"""Longest dead-letter reason the consumer writes."""
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of one consumer (updated under its :class:`Ledger`'s lock)."""
+
+    received: int = 0
+    handled: int = 0
+    completed: int = 0
+    unhandled: int = 0
+    duplicates: int = 0
+    deferred: int = 0
+    """Copies given back because another copy was being handled at the time."""
+    retried: int = 0
+    transient_retries: int = 0
+    """Handler runs repeated because the consumer's own side failed (not the message)."""
+    dead_lettered: int = 0
+    poison: int = 0
+    lock_renewals: int = 0
+    lock_lost: int = 0
+    """Deliveries whose lock ended before they were settled (each counted once)."""
+    receive_errors: int = 0
+    settle_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# -- handlers ----------------------------------------------------------------------
+
+
+def handler_name(fn: Callable[..., object]) -> str:
+    """A handler's name for messages: its qualified name, never its repr."""
+    return str(getattr(fn, "__qualname__", None) or type(fn).__qualname__)
+
+
+def handler_arity(fn: Callable[..., object]) -> int:
+    """1 for ``handler(message)``, else 2 (``handler(message, ctx)``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return 1 if len(positional) == 1 else 2
+
+
+def is_async_handler(fn: object) -> bool:
+    """Whether calling ``fn`` gives a coroutine or an async generator (``async def``)."""
+    # An instance whose __call__ is async is a coroutine function in disguise.
+    call = getattr(fn, "__call__", None)  # noqa: B004
+    return any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, call))
+
+
+def check_handler(fn: Callable[..., object]) -> None:
+    """Raise :class:`ConfigurationError` unless ``fn`` can be a handler at all."""
+    if not callable(fn):
+        raise ConfigurationError(f"handler {fn!r} is not callable")
+    call = getattr(fn, "__call__", None)  # noqa: B004
+    if any(inspect.isasyncgenfunction(f) for f in (fn, call)):
+        raise ConfigurationError(
+            f"handler {handler_name(fn)} is an async generator; a handler is a function "
+            "or an async def function that returns when the work is done"
+        )
+
+
+def refuse_awaitable(returned: object) -> None:
+    """Raise TypeError for what a sync handler returned if it is awaitable.
+
+    A sync callable that hands back a coroutine (a lambda around an async
+    function) did not do the work: completing its message would lose it.
+    """
+    if inspect.isawaitable(returned):
+        if inspect.iscoroutine(returned):
+            returned.close()
+        raise TypeError("handler returned an awaitable; handlers must do their work")
+
+
+# -- pure decisions ----------------------------------------------------------------
+
+
+def poison_reason(exc: ValidationError) -> str:
+    """The dead-letter reason for a body that does not parse: its failing field paths."""
+    paths = ", ".join(e.path or "<root>" for e in exc.errors) or "<root>"
+    return f"invalid message: {paths}"[:MAX_REASON]
+
+
+def field_errors(exc: ValidationError) -> str:
+    """Each failing field path with its error type: no message text, which may quote input."""
+    return "; ".join(f"{e.path or '<root>'}: {e.type}" for e in exc.errors)
+
+
+def dedupe_keys(msg: Message, model: IrisModel) -> list[str]:
+    """The keys a message is deduplicated by: its id and its ``TransactionId``."""
+    keys = [f"id:{msg.message_id}"] if msg.message_id else []
+    txid = getattr(model, "transaction_id", None)
+    if txid:
+        keys.append(f"tx:{str(txid).lower()}")
+    return keys
+
+
+def renewal_interval(settings: ConsumerSettings, msg: Message) -> float:
+    """Seconds between lock renewals of ``msg``: configured, else half its lock."""
+    if settings.lock_renewal_interval is not None:
+        return settings.lock_renewal_interval
+    if msg.locked_until is not None:
+        remaining = (msg.locked_until - datetime.now(UTC)).total_seconds()
+        return max(remaining / 2, 0.05)
+    return 10.0
+
+
+def retry_delay(settings: ConsumerSettings, own_attempt: int) -> float:
+    """Backoff before the next delivery after the message's ``own_attempt``-th failure."""
+    return min(settings.backoff_initial * 2.0 ** (own_attempt - 1), settings.backoff_max)
+
+
+def transient_delay(settings: ConsumerSettings, runs: int) -> float:
+    """Wait before running a handler again after ``runs`` failures of the consumer's side."""
+    return min(
+        max(settings.backoff_initial, 0.05) * 2.0 ** (runs - 1), settings.transient_backoff_max
+    )
+
+
+# -- tallies -----------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """What the consumer remembers of one message id across its deliveries."""
+
+    deliveries: int = 0
+    transient_runs: int = 0
+    """Handler runs that failed on the consumer's own side."""
+    transient_deliveries: int = 0
+    """Deliveries that ended (given back, lock lost) on such a failure."""
+
+
+class Ledger:
+    """A consumer's counters and per-message tallies, safe from any thread."""
+
+    MAX_TALLIES = 100_000
+
+    def __init__(self) -> None:
+        self.stats = ConsumerStats()
+        self.lock = threading.Lock()
+        self._tallies: dict[str, _Tally] = {}
+        # Deliveries already counted in lock_lost (by id of the Message): the
+        # renewer and the settle that follows see the same loss.
+        self._lost: set[int] = set()
+        # What observers know of each delivery being handled (by id of the Message).
+        self._deliveries: dict[int, Delivery] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name``."""
+        with self.lock:
+            setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    def snapshot(self) -> ConsumerStats:
+        """A copy of the counters."""
+        with self.lock:
+            return ConsumerStats(**self.stats.as_dict())
+
+    def _tally(self, msg: Message) -> _Tally:
+        # Called with the lock held.
+        tally = self._tallies.get(msg.message_id)
+        if tally is None:
+            if len(self._tallies) > self.MAX_TALLIES:
+                # Bound the memory of a long-running consumer; exact counts
+                # come from the service where it keeps them.
+                self._tallies.clear()
+            tally = self._tallies[msg.message_id] = _Tally()
+        return tally
+
+    def attempt(self, msg: Message, capabilities: Capabilities) -> int:
+        """Count a delivery of ``msg``; its attempt number (the service's when exact)."""
+        with self.lock:
+            tally = self._tally(msg)
+            tally.deliveries += 1
+            local = tally.deliveries
+        service = msg.delivery_count if capabilities.delivery_count_exact else 0
+        return max(service, local)
+
+    def transient_run(self, msg: Message) -> int:
+        """Count a handler run that failed on the consumer's side; how many so far."""
+        with self.lock:
+            tally = self._tally(msg)
+            tally.transient_runs += 1
+            return tally.transient_runs
+
+    def transient_delivery(self, msg: Message) -> None:
+        """Count a delivery of ``msg`` that ended on a failure of the consumer's side."""
+        with self.lock:
+            self._tally(msg).transient_deliveries += 1
+
+    def own_attempts(self, msg: Message, attempt: int) -> int:
+        """The deliveries that failed by the message's fault (not the consumer's side)."""
+        with self.lock:
+            return max(1, attempt - self._tally(msg).transient_deliveries)
+
+    def forget(self, msg: Message) -> None:
+        """Drop the tally of a message that was settled for good."""
+        with self.lock:
+            self._tallies.pop(msg.message_id, None)
+
+    def lost_lock(self, msg: Message) -> Delivery | None:
+        """Count the loss of ``msg``'s lock; its delivery the first time, then ``None``."""
+        with self.lock:
+            if id(msg) in self._lost:
+                return None
+            self._lost.add(id(msg))
+            self.stats.lock_lost += 1
+            return self._deliveries.get(id(msg)) or Delivery("", msg)
+
+    def delivered(self, delivery: Delivery) -> None:
+        """Remember the delivery being handled (what observers are told of it)."""
+        with self.lock:
+            self._deliveries[id(delivery.message)] = delivery
+
+    def outcome(self, msg: Message, settled: bool, outcome: Outcome) -> Outcome:
+        """``outcome`` if the settlement went through, else why the message comes back."""
+        if settled:
+            return outcome
+        with self.lock:
+            return "lock_lost" if id(msg) in self._lost else "settle_failed"
+
+    def done(self, msg: Message) -> None:
+        """The delivery is over: forget its lock loss and its observed delivery."""
+        with self.lock:
+            self._lost.discard(id(msg))
+            self._deliveries.pop(id(msg), None)
+
+
+# -- steps -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Exhausted:
+    """``max_transient_attempts`` ran out: dead-letter after all."""
+
+    error: Exception
+    description: str
+
+
+class _Left:
+    """The message went back without its failure counting against it."""
+
+
+_LEFT = _Left()
+
+
+@dataclass(kw_only=True)
+class ContextBase:
+    """What a handler gets besides the parsed message (sync and async consumers alike)."""
+
+    message: Message
+    """The broker message (ids, properties, delivery count; the body as bytes)."""
+    source: str
+    """The name the consumer gave that broker (a profile role such as ``events``)."""
+    kind: str
+    """``order``, ``result``, ``grading`` or ``event:<ResultObjectType>``."""
+    attempt: int
+    """1 on the first delivery."""
+    consumer: Any = field(repr=False)
+    lock_lost: bool = False
+    """Set when renewing the lock failed: the message will be delivered again."""
+    claim: str | None = field(default=None, repr=False)
+    """The dedupe claim held for this message (refreshed with each lock renewal)."""
+
+    broker: Any
+    """The broker it came from (settlement is the consumer's job, not the handler's)."""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the consumer is shutting down (a long handler may wind up early)."""
+        return bool(self.consumer.stopping)
+
+    @property
+    def delivery(self) -> Delivery:
+        """This delivery as the consumer's observers see it."""
+        return Delivery(self.source, self.message, self.kind, self.attempt)
+
+    def result_saved(self) -> None:
+        """Tell the consumer's observers that this handler saved a result document."""
+        self.consumer._observers.result_saved(self.delivery)
+
+
+class HandlerTable(Protocol):
+    """What the steps use of an :class:`~iris_cloud.consumer.IrisApp`."""
+
+    def handler_for(
+        self, message: IrisModel, kind: str
+    ) -> tuple[Callable[..., object], int] | None: ...
+
+
+class ConsumerLike(Protocol):
+    """What the steps use of a consumer; the methods' results are the driver's to await."""
+
+    @property
+    def app(self) -> HandlerTable: ...
+
+    settings: ConsumerSettings
+    dedupe: Dedupe | None
+    _ledger: Ledger
+    _observers: Observers
+
+    def _context(self, delivery: Delivery, broker: Any, claim: str | None) -> ContextBase: ...
+
+    def _renewing(self, ctx: Any, on: bool) -> None:
+        """Start (``on``) or stop renewing ``ctx``'s lock while its handler runs."""
+
+    def _pausing(self, source: str, on: bool) -> None:
+        """Pause (``on``) or resume receiving from ``source`` for a waiting handler."""
+
+    def _run_handler(self, handler: Any, arity: int, model: IrisModel, ctx: Any) -> object: ...
+
+    def _blocking(self, fn: Callable[..., Any], *args: Any) -> object: ...
+
+    def _sleep(self, delay: float) -> object:
+        """Wait ``delay`` s; true when the consumer is stopping."""
+
+
+def lock_was_lost(c: ConsumerLike, msg: Message) -> None:
+    """Count the loss of ``msg``'s lock and tell the observers, once per delivery."""
+    delivery = c._ledger.lost_lock(msg)
+    if delivery is not None:
+        c._observers.lock_lost(delivery)
+
+
+def settle_steps(
+    c: ConsumerLike, broker: Any, msg: Message, action: str, *args: Any
+) -> Steps[bool]:
+    """``broker.<action>(msg, *args)``; whether it took (a lost lock or service error: no)."""
+    try:
+        yield Call(getattr(broker, action), (msg, *args))
+    except LockLost:
+        lock_was_lost(c, msg)
+        log.warning(
+            "could not %s message_id=%s: lock lost, it will be redelivered",
+            action,
+            msg.message_id,
+        )
+        return False
+    except IrisCloudError as exc:
+        c._ledger.count("settle_errors")
+        log.warning("could not %s message_id=%s: %s", action, msg.message_id, type(exc).__name__)
+        return False
+    if action == "complete":
+        c._ledger.count("completed")
+    return True
+
+
+def _delivered(c: ConsumerLike, source: str, msg: Message, kind: str, attempt: int) -> Delivery:
+    """The delivery as observers see it, once they were told of it."""
+    delivery = Delivery(source, msg, kind, attempt)
+    c._ledger.delivered(delivery)
+    c._observers.message_received(delivery)
+    if msg.claim_check_fetched:
+        c._observers.claim_check_fetched(delivery)
+    return delivery
+
+
+def _ended(
+    c: ConsumerLike, delivery: Delivery, settled: bool, outcome: Outcome, counters: tuple[str, ...]
+) -> None:
+    """A delivery settled without a handler run: count it, forget it, tell the observers."""
+    ledger, msg = c._ledger, delivery.message
+    if settled:
+        for name in counters:
+            ledger.count(name)
+    if outcome != "deferred":
+        ledger.forget(msg)
+    c._observers.message_finished(delivery, ledger.outcome(msg, settled, outcome))
+
+
+def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None]:
+    """One delivery, from parsing to settlement (see :mod:`iris_cloud.consumer`)."""
+    attempt = c._ledger.attempt(msg, broker.capabilities)
+    try:
+        model = parse_message(msg.body)
+    except ValidationError as exc:
+        delivery = _delivered(c, source, msg, "invalid", attempt)
+        reason = poison_reason(exc)
+        log.warning("poison message_id=%s from %s: %s", msg.message_id, source, reason)
+        settled = yield from settle_steps(c, broker, msg, "dead_letter", reason, field_errors(exc))
+        _ended(c, delivery, settled, "poison", ("poison", "dead_lettered"))
+        return
+    kind = kind_of(model)
+    delivery = _delivered(c, source, msg, kind, attempt)
+    keys = dedupe_keys(msg, model)
+    dedupe = c.dedupe
+    if dedupe is None:
+        yield from _dispatch_steps(c, delivery, broker, model, keys, None)
+        return
+    if (yield Call(c._blocking, (dedupe.seen, keys))):
+        log.info("duplicate %s message_id=%s from %s: completed", kind, msg.message_id, source)
+        settled = yield from settle_steps(c, broker, msg, "complete")
+        _ended(c, delivery, settled, "duplicate", ("duplicates",))
+        return
+    claim = yield Call(c._blocking, (dedupe.claim, keys, c.settings.dedupe_claim_seconds))
+    if claim is None:
+        # A copy is being handled right now, here or in another process on
+        # the same file: give this one back; once the first is done it is
+        # recognised as a duplicate (or handled, if the first failed).
+        delay = max(c.settings.backoff_initial, 0.1)
+        args = (delay,) if broker.capabilities.delayed_retry else ()
+        settled = yield from settle_steps(c, broker, msg, "abandon", *args)
+        _ended(c, delivery, settled, "deferred", ("deferred",))
+        return
+    try:
+        yield from _dispatch_steps(c, delivery, broker, model, keys, claim)
+    except BaseException:
+        # Also the run being abandoned (GeneratorExit), which takes no more steps.
+        dedupe.release(claim)
+        raise
+    yield Call(c._blocking, (dedupe.release, claim))
+
+
+def _dispatch_steps(
+    c: ConsumerLike,
+    delivery: Delivery,
+    broker: Any,
+    model: IrisModel,
+    keys: list[str],
+    claim: str | None,
+) -> Steps[None]:
+    msg, kind = delivery.message, delivery.kind
+    found = c.app.handler_for(model, kind)
+    if found is None:
+        log.info("no handler for %s message_id=%s: completed", kind, msg.message_id)
+        settled = yield from settle_steps(c, broker, msg, "complete")
+        _ended(c, delivery, settled, "unhandled", ("unhandled",))
+        return
+    handler, arity = found
+    ctx = c._context(delivery, broker, claim)
+    observers = c._observers
+    with observers.handling(delivery):
+        observers.handler_started(delivery)
+        began = time.monotonic()
+        c._renewing(ctx, True)
+        try:
+            outcome = yield from _call_steps(c, ctx, handler, arity, model)
+        finally:
+            c._renewing(ctx, False)
+        took = time.monotonic() - began
+        ended = yield from _conclude_steps(c, ctx, outcome, keys, claim)
+        observers.handler_finished(delivery, took, ended)
+    observers.message_finished(delivery, ended)
+
+
+def _conclude_steps(
+    c: ConsumerLike,
+    ctx: ContextBase,
+    outcome: Exception | _Exhausted | _Left | None,
+    keys: list[str],
+    claim: str | None,
+) -> Steps[Outcome]:
+    """Settle after the handler ran; how the delivery ended."""
+    msg, broker, kind = ctx.message, ctx.broker, ctx.kind
+    if isinstance(outcome, _Left):
+        return "lock_lost" if ctx.lock_lost else "given_back"
+    if isinstance(outcome, _Exhausted):
+        return (
+            yield from _dead_letter_steps(c, broker, msg, kind, outcome.error, outcome.description)
+        )
+    if outcome is not None:
+        return (yield from _failed_steps(c, broker, msg, kind, ctx.attempt, outcome))
+    if c.dedupe is not None:
+        yield Call(c._blocking, (c.dedupe.mark, keys, claim))
+    c._ledger.count("handled")
+    if ctx.lock_lost:
+        # Its receipt is stale (the renewer was told so, once): settling
+        # with it could delete the copy another consumer now holds. It
+        # comes back, and dedupe (when on) completes it as a duplicate.
+        log.info("handled %s message_id=%s but not settled: lock lost", kind, msg.message_id)
+        return "lock_lost"
+    settled = yield from settle_steps(c, broker, msg, "complete")
+    if settled:
+        log.info("handled %s message_id=%s from %s", kind, msg.message_id, ctx.source)
+    c._ledger.forget(msg)
+    return c._ledger.outcome(msg, settled, "completed")
+
+
+def _call_steps(
+    c: ConsumerLike, ctx: ContextBase, handler: Any, arity: int, model: IrisModel
+) -> Steps[Exception | _Exhausted | _Left | None]:
+    """Run the handler; again while it fails on the consumer's own side and the lock holds.
+
+    Returns ``None`` on success, the message's own error, :class:`_Exhausted`
+    when ``max_transient_attempts`` ran out, or ``_LEFT`` when the message was
+    given back (or its lock lost) without its failure counting against it.
+    """
+    msg, broker = ctx.message, ctx.broker
+    pausing = False
+    try:
+        while True:
+            try:
+                yield Call(c._run_handler, (handler, arity, model, ctx))
+                return None
+            except Exception as exc:
+                if not is_transient(exc):
+                    return exc
+                error = exc
+            runs = c._ledger.transient_run(msg)
+            limit = c.settings.max_transient_attempts
+            if limit is not None and runs >= limit:
+                return _Exhausted(
+                    error, f"the consumer's own side failed {runs} times (max {limit})"
+                )
+            delay = transient_delay(c.settings, runs)
+            log.warning(
+                "%s message_id=%s: the consumer's own side failed (%s), run %d; again in "
+                "%.1fs, not counted against the message",
+                ctx.kind,
+                msg.message_id,
+                type(error).__name__,
+                runs,
+                delay,
+            )
+            if not broker.capabilities.lock_renewal:
+                # The lock cannot be held for the wait: give it back with the delay.
+                args = (delay,) if broker.capabilities.delayed_retry else ()
+                c._ledger.transient_delivery(msg)
+                yield from settle_steps(c, broker, msg, "abandon", *args)
+                return _LEFT
+            if not pausing:
+                c._pausing(ctx.source, True)
+                pausing = True
+            c._ledger.count("transient_retries")
+            if (yield Call(c._sleep, (delay,))) or ctx.lock_lost:
+                c._ledger.transient_delivery(msg)
+                if not ctx.lock_lost:
+                    yield from settle_steps(c, broker, msg, "abandon")
+                return _LEFT
+    finally:
+        if pausing:
+            c._pausing(ctx.source, False)
+
+
+def _failed_steps(
+    c: ConsumerLike, broker: Any, msg: Message, kind: str, attempt: int, exc: Exception
+) -> Steps[Outcome]:
+    limit = c.settings.max_attempts
+    # Deliveries that ended on a failure of our own side are not the message's.
+    own = c._ledger.own_attempts(msg, attempt)
+    if own >= limit:
+        description = f"handler failed on delivery {own} of at most {limit}"
+        return (yield from _dead_letter_steps(c, broker, msg, kind, exc, description))
+    delay = retry_delay(c.settings, own)
+    log.warning(
+        "%s message_id=%s failed on attempt %d (%s); retry in %.1fs",
+        kind,
+        msg.message_id,
+        attempt,
+        type(exc).__name__,
+        delay if broker.capabilities.delayed_retry else 0.0,
+    )
+    args = (delay,) if broker.capabilities.delayed_retry else ()
+    settled = yield from settle_steps(c, broker, msg, "abandon", *args)
+    if settled:
+        c._ledger.count("retried")
+    return c._ledger.outcome(msg, settled, "retried")
+
+
+def _dead_letter_steps(
+    c: ConsumerLike, broker: Any, msg: Message, kind: str, exc: Exception, description: str
+) -> Steps[Outcome]:
+    reason = failure_text(exc)[:MAX_REASON]
+    log.warning(
+        "%s message_id=%s: %s (%s): dead-lettered",
+        kind,
+        msg.message_id,
+        description,
+        type(exc).__name__,
+    )
+    settled = yield from settle_steps(c, broker, msg, "dead_letter", reason, description)
+    if settled:
+        c._ledger.count("dead_lettered")
+    c._ledger.forget(msg)
+    return c._ledger.outcome(msg, settled, "dead_lettered")
+
+
+def renew_steps(c: ConsumerLike, ctx: ContextBase, running: Callable[[], bool]) -> Steps[None]:
+    """Renew ``ctx``'s lock (and its dedupe claim); mark the loss unless it already ended.
+
+    ``running()`` says whether the handler still runs: a renewal overtaken by
+    the settle finds the lock gone with the settled message, which is no loss.
+    """
+    try:
+        yield Call(ctx.broker.renew_lock, (ctx.message,))
+        c._ledger.count("lock_renewals")
+        c._observers.lock_renewed(ctx.delivery)
+        if ctx.claim is not None and c.dedupe is not None:
+            yield Call(c._blocking, (c.dedupe.refresh, ctx.claim, c.settings.dedupe_claim_seconds))
+    except LockLost:
+        if not running():
+            # The handler returned while this renewal was on its way and the
+            # message was settled: its lock ended with it, nothing was lost.
+            return
+        ctx.lock_lost = True
+        lock_was_lost(c, ctx.message)
+        log.warning("lock lost while handling message_id=%s", ctx.message.message_id)
+    except Exception as exc:
+        log.warning(
+            "renewing the lock of message_id=%s failed: %s",
+            ctx.message.message_id,
+            type(exc).__name__,
+        )
