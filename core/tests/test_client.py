@@ -1,4 +1,9 @@
-"""IrisClient on mem:// and local://: validation, ids, Image First checks, receipts, gradings."""
+"""IrisClient and AsyncIrisClient on mem:// and local://: validation, ids, Image First
+checks, receipts, gradings.
+
+Each test runs on both clients (``twin``): the async one behind a blocking
+facade that awaits its methods on an event loop (:class:`BlockingClient`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from iris_cloud.aio import AsyncIrisClient
 from iris_cloud.client import IrisClient
 from iris_cloud.config import Profile
 from iris_cloud.errors import AlreadyExists, ConfigurationError, ValidationError
 from iris_cloud.model import GradingSubmission, OrderRequest, parse_message
-from iris_cloud.ports import Message
+from iris_cloud.ports import Message, MessageBroker
+from iris_cloud.testing.blocking import BlockingBroker, BlockingClient, LoopThread
 from iris_cloud.workflows import read_exam_identifiers
 from wfhelpers import CLIENT_GUID, PROVIDERS, jpeg_bytes, make_profile, new_order, profile_dict
 
@@ -20,6 +27,30 @@ from wfhelpers import CLIENT_GUID, PROVIDERS, jpeg_bytes, make_profile, new_orde
 @pytest.fixture(params=PROVIDERS)
 def profile(request: pytest.FixtureRequest, tmp_path: Path) -> Profile:
     return make_profile(request.param, tmp_path)
+
+
+class Twin:
+    """The sync client, or the async one behind a blocking facade."""
+
+    def __init__(self, kind: str, loop: LoopThread) -> None:
+        self.kind = kind
+        self.loop = loop
+
+    def client(self, profile: Profile | None = None, **kwargs: Any) -> Any:
+        if self.kind == "sync":
+            return IrisClient(profile, **kwargs)
+        ports = {k: v.port if isinstance(v, BlockingBroker) else v for k, v in kwargs.items()}
+        return BlockingClient(AsyncIrisClient(profile, **ports), self.loop)
+
+    def open_broker(self, profile: Profile, role: str) -> MessageBroker:
+        if self.kind == "sync":
+            return profile.open_broker(role)
+        return BlockingBroker(self.loop.run(profile.open_async_broker(role)), self.loop)
+
+
+@pytest.fixture(params=["sync", "async"])
+def twin(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Twin:
+    return Twin(request.param, loop_thread)
 
 
 def drain(profile: Profile, role: str) -> list[Message]:
@@ -36,8 +67,8 @@ def paths(exc: pytest.ExceptionInfo[ValidationError]) -> list[str]:
     return [e.path for e in exc.value.errors]
 
 
-def test_submit_sets_ids_and_properties(profile: Profile) -> None:
-    with IrisClient(profile) as iris:
+def test_submit_sets_ids_and_properties(twin: Twin, profile: Profile) -> None:
+    with twin.client(profile) as iris:
         sent = iris.submit_order(new_order("ORD-1"), transaction_id="tx-fixed-1")
     assert sent.message_id == sent.transaction_id == "tx-fixed-1"
     assert sent.correlation_id == "ORD-1" and sent.control_code == "NW"
@@ -51,18 +82,18 @@ def test_submit_sets_ids_and_properties(profile: Profile) -> None:
     assert order.order.local_id == "ORD-1" and order.client_guid == CLIENT_GUID
 
 
-def test_generated_transaction_ids_differ(profile: Profile) -> None:
-    with IrisClient(profile) as iris:
+def test_generated_transaction_ids_differ(twin: Twin, profile: Profile) -> None:
+    with twin.client(profile) as iris:
         a = iris.submit_order(new_order("A"))
         b = iris.submit_order(new_order("B"))
     assert a.message_id != b.message_id
     assert len(drain(profile, "orders")) == 2
 
 
-def test_client_guid_filled_from_profile(profile: Profile) -> None:
+def test_client_guid_filled_from_profile(twin: Twin, profile: Profile) -> None:
     order = new_order("G")
     del order["ClientGuid"]
-    with IrisClient(profile) as iris:
+    with twin.client(profile) as iris:
         iris.submit_order(order)
     [msg] = drain(profile, "orders")
     assert json.loads(msg.body)["ClientGuid"] == CLIENT_GUID
@@ -80,20 +111,20 @@ def test_client_guid_filled_from_profile(profile: Profile) -> None:
     ],
 )
 def test_invalid_order_is_refused_before_sending(
-    profile: Profile, mutate: Any, expected: str
+    twin: Twin, profile: Profile, mutate: Any, expected: str
 ) -> None:
     order = new_order()
     mutate(order)
-    with IrisClient(profile) as iris, pytest.raises(ValidationError) as exc:
+    with twin.client(profile) as iris, pytest.raises(ValidationError) as exc:
         iris.submit_order(order)
     assert expected in paths(exc)
     assert drain(profile, "orders") == []
 
 
-def test_submit_refuses_other_control_codes(profile: Profile) -> None:
+def test_submit_refuses_other_control_codes(twin: Twin, profile: Profile) -> None:
     order = new_order()
     order["OrderControlCode"] = "XO"
-    with IrisClient(profile) as iris:
+    with twin.client(profile) as iris:
         with pytest.raises(ValidationError, match="use send_order"):
             iris.submit_order(order)
         assert iris.update_order(order).control_code == "XO"
@@ -101,20 +132,20 @@ def test_submit_refuses_other_control_codes(profile: Profile) -> None:
 
 
 def test_unknown_codes_warn_or_refuse_when_strict(
-    profile: Profile, caplog: pytest.LogCaptureFixture
+    twin: Twin, profile: Profile, caplog: pytest.LogCaptureFixture
 ) -> None:
     order = new_order()
     order["Order"]["EvaluationTypes"] = ["DR", "BRANDNEW"]
-    with caplog.at_level(logging.WARNING, "iris_cloud.client"), IrisClient(profile) as iris:
+    with caplog.at_level(logging.WARNING, "iris_cloud.client"), twin.client(profile) as iris:
         iris.submit_order(order)
     assert "Order.EvaluationTypes[1]" in caplog.text
-    with IrisClient(profile, strict=True) as iris, pytest.raises(ValidationError) as exc:
+    with twin.client(profile, strict=True) as iris, pytest.raises(ValidationError) as exc:
         iris.submit_order(order)
     assert paths(exc) == ["Order.EvaluationTypes[1]"]
 
 
-def test_cancel_and_resend_send_minimal_requests(profile: Profile) -> None:
-    with IrisClient(profile) as iris:
+def test_cancel_and_resend_send_minimal_requests(twin: Twin, profile: Profile) -> None:
+    with twin.client(profile) as iris:
         iris.cancel_order("ORD-9", site_local_id="PC1234")
         iris.resend("ORD-9")
     cancel, resend = (json.loads(m.body) for m in drain(profile, "orders"))
@@ -129,8 +160,8 @@ def test_cancel_and_resend_send_minimal_requests(profile: Profile) -> None:
     assert "Site" not in resend
 
 
-def test_missing_image_is_refused_naming_it(profile: Profile) -> None:
-    with IrisClient(profile) as iris:
+def test_missing_image_is_refused_naming_it(twin: Twin, profile: Profile) -> None:
+    with twin.client(profile) as iris:
         container = iris.images.container
         order = new_order(
             images=[
@@ -148,18 +179,21 @@ def test_missing_image_is_refused_naming_it(profile: Profile) -> None:
     assert drain(profile, "orders") == []
 
 
-def test_image_in_another_container_is_refused(profile: Profile) -> None:
+def test_image_in_another_container_is_refused(twin: Twin, profile: Profile) -> None:
     order = new_order(
         images=[{"AzureBlobStorage": {"Container": "elsewhere", "FileName": "x.jpg"}}]
     )
-    with IrisClient(profile) as iris, pytest.raises(ValidationError, match="container 'elsewhere'"):
+    with (
+        twin.client(profile) as iris,
+        pytest.raises(ValidationError, match="container 'elsewhere'"),
+    ):
         iris.submit_order(order)
 
 
-def test_upload_then_submit(profile: Profile, tmp_path: Path) -> None:
+def test_upload_then_submit(twin: Twin, profile: Profile, tmp_path: Path) -> None:
     path = tmp_path / "eye.jpg"
     path.write_bytes(jpeg_bytes())
-    with IrisClient(profile) as iris:
+    with twin.client(profile) as iris:
         ref = iris.upload_image(path)
         assert ref.file_name.endswith(".jpg") and ref.content_type == "image/jpeg"
         ref2 = iris.upload_image(jpeg_bytes("green"))
@@ -177,8 +211,8 @@ def test_upload_then_submit(profile: Profile, tmp_path: Path) -> None:
     assert sent[0]["AzureBlobStorage"] == {"Container": ref.container, "FileName": ref.file_name}
 
 
-def test_upload_refuses_what_is_not_an_image(profile: Profile, tmp_path: Path) -> None:
-    with IrisClient(profile) as iris:
+def test_upload_refuses_what_is_not_an_image(twin: Twin, profile: Profile, tmp_path: Path) -> None:
+    with twin.client(profile) as iris:
         with pytest.raises(TypeError, match="path, bytes or a binary stream, not OrderRequest"):
             iris.upload_image(OrderRequest.model_validate(new_order()))  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="JPEG, PNG, TIFF or DICOM"):
@@ -195,23 +229,23 @@ def test_upload_refuses_what_is_not_an_image(profile: Profile, tmp_path: Path) -
         assert forced.content_type == "application/octet-stream"
 
 
-def test_upload_from_stream_with_name(profile: Profile, tmp_path: Path) -> None:
+def test_upload_from_stream_with_name(twin: Twin, profile: Profile, tmp_path: Path) -> None:
     path = tmp_path / "scan.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
-    with IrisClient(profile) as iris, path.open("rb") as fh:
+    with twin.client(profile) as iris, path.open("rb") as fh:
         ref = iris.upload_image(fh, name="fixed-name.png")
         assert ref.file_name == "fixed-name.png" and ref.content_type == "image/png"
         assert iris.images.get("fixed-name.png") == path.read_bytes()
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
-def test_write_only_store_uses_receipts(kind: str, tmp_path: Path) -> None:
+def test_write_only_store_uses_receipts(twin: Twin, kind: str, tmp_path: Path) -> None:
     data = profile_dict(kind, tmp_path)
     images_url = data["images"]
     data["images"] = {"url": images_url, "access": "w"}
     profile = Profile.from_dict(data)
     receipts = tmp_path / "receipts.sqlite3"
-    with IrisClient(profile, receipts=str(receipts)) as iris:
+    with twin.client(profile, receipts=str(receipts)) as iris:
         assert not iris.images.capabilities.can_read
         ref = iris.upload_image(jpeg_bytes())
         iris.submit_order(new_order("R-1", images=[ref.image(local_id="1").to_dict()]))
@@ -221,26 +255,26 @@ def test_write_only_store_uses_receipts(kind: str, tmp_path: Path) -> None:
         ):
             iris.submit_order(new_order("R-2", images=[other]))
     # A later process (new client, same receipts file) may submit the order.
-    with IrisClient(profile, receipts=str(receipts)) as later:
+    with twin.client(profile, receipts=str(receipts)) as later:
         later.submit_order(new_order("R-3", images=[ref.image(local_id="1").to_dict()]))
     # Without the receipts file the same reference cannot be vouched for.
-    with IrisClient(profile) as fresh, pytest.raises(ValidationError):
+    with twin.client(profile) as fresh, pytest.raises(ValidationError):
         fresh.submit_order(new_order("R-4", images=[ref.image(local_id="1").to_dict()]))
     assert [m.correlation_id for m in drain(profile, "orders")] == ["R-1", "R-3"]
 
 
-def test_image_check_can_be_disabled(profile: Profile) -> None:
+def test_image_check_can_be_disabled(twin: Twin, profile: Profile) -> None:
     order = new_order(images=[{"AzureBlobStorage": {"FileName": "ghost.jpg"}}])
-    with IrisClient(profile, check_images=False) as iris:
+    with twin.client(profile, check_images=False) as iris:
         iris.submit_order(order)
-    with IrisClient(profile) as iris:
+    with twin.client(profile) as iris:
         iris.submit_order(new_order("B", images=order["Camera"]["Images"]), check_images=False)
     assert len(drain(profile, "orders")) == 2
 
 
-def test_upload_exam_image_tags_image_and_metadata(profile: Profile) -> None:
+def test_upload_exam_image_tags_image_and_metadata(twin: Twin, profile: Profile) -> None:
     order = OrderRequest.model_validate(new_order("OF-1"))
-    with IrisClient(profile) as iris:
+    with twin.client(profile) as iris:
         ref = iris.upload_exam_image(jpeg_bytes(), order=order, laterality="OD")
         info = iris.images.info(ref.file_name)
         data = iris.images.get(ref.file_name)
@@ -263,8 +297,8 @@ def test_upload_exam_image_tags_image_and_metadata(profile: Profile) -> None:
     assert dict(info2.metadata) == {"order_local_id": "OF-2", "patient_local_id": "P-2"}
 
 
-def test_submit_grading(profile: Profile) -> None:
-    with IrisClient(profile) as iris:
+def test_submit_grading(twin: Twin, profile: Profile) -> None:
+    with twin.client(profile) as iris:
         sent = iris.submit_grading(
             local_id="ORD-1",
             od={
@@ -287,10 +321,10 @@ def test_submit_grading(profile: Profile) -> None:
     assert msg.message_id == sent.message_id and msg.correlation_id == "ORD-1"
 
 
-def test_explicit_endpoints_without_profile(tmp_path: Path) -> None:
+def test_explicit_endpoints_without_profile(twin: Twin, tmp_path: Path) -> None:
     profile = make_profile("mem", tmp_path)
-    broker = profile.open_broker("orders")
-    with IrisClient(orders=broker, client_guid=CLIENT_GUID) as iris:
+    broker = twin.open_broker(profile, "orders")
+    with twin.client(orders=broker, client_guid=CLIENT_GUID) as iris:
         iris.submit_order(new_order("E-1"))
         with pytest.raises(ConfigurationError, match="no 'images' store"):
             iris.upload_image(b"x")
@@ -299,8 +333,8 @@ def test_explicit_endpoints_without_profile(tmp_path: Path) -> None:
     broker.close()
 
 
-def test_closed_client_refuses(profile: Profile) -> None:
-    iris = IrisClient(profile)
+def test_closed_client_refuses(twin: Twin, profile: Profile) -> None:
+    iris = twin.client(profile)
     iris.close()
     with pytest.raises(ConfigurationError, match="closed"):
         iris.submit_order(new_order())
@@ -323,10 +357,10 @@ def test_message_for_events_and_results() -> None:
         message_for(Message(body=b""))  # type: ignore[arg-type]
 
 
-def test_unknown_control_code_is_always_refused(profile: Profile) -> None:
+def test_unknown_control_code_is_always_refused(twin: Twin, profile: Profile) -> None:
     order = new_order()
     order["OrderControlCode"] = "ZZ"
-    with IrisClient(profile) as iris, pytest.raises(ValidationError) as exc:
+    with twin.client(profile) as iris, pytest.raises(ValidationError) as exc:
         iris.send_order(order)
     assert paths(exc) == ["OrderControlCode"]
     assert drain(profile, "orders") == []

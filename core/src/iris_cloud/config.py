@@ -41,11 +41,12 @@ the role and how to set it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -65,8 +66,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
 from iris_cloud.errors import ConfigurationError
+from iris_cloud.steps import Call, Steps, adrive, drive
 
 if TYPE_CHECKING:
+    from iris_cloud.aio.ports import AsyncMessageBroker, AsyncObjectStore
     from iris_cloud.ports import MessageBroker, ObjectStore
 
 __all__ = [
@@ -567,12 +570,10 @@ class Profile(BaseModel):
     # -- opening -------------------------------------------------------------
     def open_store(self, role: str) -> ObjectStore:
         """Open the store of ``role`` (a new instance; the caller closes it)."""
-        if ROLES.get(role, ROLES["orders"]).kind != "store":
-            raise ConfigurationError(f"{role!r} is a broker role; use open_broker")
         from iris_cloud.plugins import open_store
 
-        endpoint = self.endpoint(role)
-        return open_store(endpoint.url, **endpoint.resolved_options(role))
+        store: ObjectStore = self._open_store(role, open_store)
+        return store
 
     def open_broker(self, role: str, *, claim_check: ObjectStore | None = None) -> MessageBroker:
         """Open the broker of ``role`` with the claim-check store attached.
@@ -581,14 +582,57 @@ class Profile(BaseModel):
         ``claim_check`` endpoint (if any) is opened for this broker and closed
         with it.
         """
-        if ROLES.get(role, ROLES["images"]).kind != "broker":
-            raise ConfigurationError(f"{role!r} is a store role; use open_store")
         from iris_cloud.plugins import open_broker, open_store
 
+        broker: MessageBroker = drive(
+            self._open_broker_steps(role, claim_check, open_broker, open_store)
+        )
+        return broker
+
+    async def open_async_store(self, role: str) -> AsyncObjectStore:
+        """:meth:`open_store`, async: an :class:`~iris_cloud.aio.AsyncObjectStore`."""
+        from iris_cloud.aio.opening import open_store
+
+        store: AsyncObjectStore = self._open_store(role, open_store)
+        return store
+
+    async def open_async_broker(
+        self, role: str, *, claim_check: AsyncObjectStore | None = None
+    ) -> AsyncMessageBroker:
+        """:meth:`open_broker`, async: an :class:`~iris_cloud.aio.AsyncMessageBroker`.
+
+        ``claim_check``, when given, is an async store; the profile's is opened
+        async otherwise. A scheme whose provider has no async class raises
+        :class:`ConfigurationError` saying so.
+        """
+        from iris_cloud.aio.opening import open_broker, open_store
+
+        broker: AsyncMessageBroker = await adrive(
+            self._open_broker_steps(role, claim_check, open_broker, open_store)
+        )
+        return broker
+
+    def _open_store(self, role: str, open_store: Callable[..., Any]) -> Any:
+        if ROLES.get(role, ROLES["orders"]).kind != "store":
+            raise ConfigurationError(f"{role!r} is a broker role; use open_broker")
+        endpoint = self.endpoint(role)
+        return open_store(endpoint.url, **endpoint.resolved_options(role))
+
+    def _open_broker_steps(
+        self,
+        role: str,
+        claim_check: Any,
+        open_broker: Callable[..., Any],
+        open_store: Callable[..., Any],
+    ) -> Steps[Any]:
+        # The sync and async openers differ only in the classes they resolve
+        # and in closing the broker again when a claim-check source fails.
+        if ROLES.get(role, ROLES["images"]).kind != "broker":
+            raise ConfigurationError(f"{role!r} is a store role; use open_store")
         endpoint = self.endpoint(role)
         broker = open_broker(endpoint.url, **endpoint.resolved_options(role))
         if claim_check is None and self.claim_check is not None:
-            claim_check = self.open_store("claim_check")
+            claim_check = self._open_store("claim_check", open_store)
             _close_with(broker, claim_check)
         if claim_check is not None:
             broker.claim_check = claim_check
@@ -601,7 +645,7 @@ class Profile(BaseModel):
                     _close_with(broker, store)
                     sources.append(store)
             except BaseException:
-                broker.close()
+                yield Call(broker.close)
                 raise
             broker.claim_check_sources = tuple(sources)
         broker.claim_check_max_bytes = self.claim_check_max_bytes
@@ -660,9 +704,19 @@ class Profile(BaseModel):
     __str__ = __repr__
 
 
-def _close_with(broker: MessageBroker, store: ObjectStore) -> None:
+def _close_with(broker: Any, store: Any) -> None:
     # The claim-check store opened for one broker lives as long as the broker.
     original = broker.close
+    if inspect.iscoroutinefunction(original):
+
+        async def aclose() -> None:
+            try:
+                await original()
+            finally:
+                await store.close()
+
+        broker.close = aclose
+        return
 
     def close() -> None:
         try:
@@ -670,7 +724,7 @@ def _close_with(broker: MessageBroker, store: ObjectStore) -> None:
         finally:
             store.close()
 
-    broker.close = close  # type: ignore[method-assign]
+    broker.close = close
 
 
 def _validate(payload: Mapping[str, Any], *, literal_secrets: bool) -> Profile:

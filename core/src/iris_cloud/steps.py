@@ -13,20 +13,39 @@ generator may also yield other values, the output of a streaming decision
 A :class:`Call` carries the bound method of whichever port runs the
 decision: the sync driver calls it, the async driver awaits what it returns
 (a plain value, from a call that does not block, is taken as it is).
+
+A class with a sync and an async twin (``IrisClient`` and ``AsyncIrisClient``)
+writes each public method once, as steps, under :class:`steps_method`: on a
+:class:`Blocking` instance it is a plain method that drives its steps, on an
+:class:`Awaiting` one a coroutine method that awaits them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
-__all__ = ["Call", "Steps", "StreamSteps", "adrive", "adrive_stream", "drive", "drive_stream"]
+__all__ = [
+    "Awaiting",
+    "Blocking",
+    "Call",
+    "Steps",
+    "StreamSteps",
+    "adrive",
+    "adrive_stream",
+    "drive",
+    "drive_stream",
+    "steps_method",
+]
 
 T = TypeVar("T")
 Y = TypeVar("Y")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +143,82 @@ async def adrive_stream(steps: StreamSteps[Y]) -> AsyncIterator[Y]:
                 await run.aperform(step)
             else:
                 yield step
+
+
+# ------------------------------------------------------------ one method, two twins
+
+
+class Blocking:
+    """The sync twin: its :class:`steps_method` methods block, driving their steps."""
+
+    __slots__ = ()
+
+    def _offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking work that is not a port call (tagging an image): here, plainly."""
+        return fn(*args, **kwargs)
+
+
+class Awaiting:
+    """The async twin: its :class:`steps_method` methods are coroutines awaiting their steps."""
+
+    __slots__ = ()
+
+    async def _offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking work that is not a port call in a worker thread, off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class steps_method(Generic[P, T]):  # lower case: a decorator, like property
+    """A method written once as steps, for a :class:`Blocking` and an :class:`Awaiting` class.
+
+    The decorated function takes ``self`` and returns :data:`Steps`; read on a
+    :class:`Blocking` instance it is a method returning ``T``, on an
+    :class:`Awaiting` one a coroutine method returning ``T``, with the
+    function's name, docstring and parameters either way.
+    """
+
+    def __init__(self, steps: Callable[Concatenate[Any, P], Steps[T]]) -> None:
+        self.steps = steps
+        self.__doc__ = steps.__doc__
+        self.__name__ = steps.__name__
+        signature = inspect.signature(steps)
+        self._signature = signature.replace(
+            parameters=list(signature.parameters.values())[1:],
+            return_annotation=_unwrapped(signature.return_annotation),
+        )
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Self: ...
+    @overload
+    def __get__(self, obj: Awaiting, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    @overload
+    def __get__(self, obj: Blocking, owner: type[Any]) -> Callable[P, T]: ...
+    def __get__(self, obj: object, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        steps = self.steps
+        method: Callable[..., Any]
+        if isinstance(obj, Awaiting):
+
+            async def method(*args: Any, **kwargs: Any) -> Any:
+                return await adrive(steps(obj, *args, **kwargs))
+
+        elif isinstance(obj, Blocking):
+
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return drive(steps(obj, *args, **kwargs))
+
+        else:
+            raise TypeError(f"{type(obj).__name__} is neither Blocking nor Awaiting")
+        functools.update_wrapper(method, steps, updated=())
+        # Without ``self`` and returning ``T``: what callers of this method see.
+        del method.__dict__["__wrapped__"]
+        method.__dict__["__signature__"] = self._signature
+        return method
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """``T`` of a ``Steps[T]`` return annotation (a string under postponed annotations)."""
+    if isinstance(annotation, str) and annotation.startswith("Steps[") and annotation.endswith("]"):
+        return annotation[len("Steps[") : -1]
+    return annotation

@@ -13,12 +13,15 @@ the result with ``async with``::
 
 Built-in providers: ``mem://``, ``local://`` and ``file://``, each running its
 sync twin in worker threads (:mod:`iris_cloud.aio.builtin`).
+
+:class:`AsyncIrisClient` is :class:`iris_cloud.client.IrisClient` on these ports,
+awaited.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from iris_cloud.aio.client import AsyncIrisClient
+from iris_cloud.aio.opening import open_broker, open_store
 from iris_cloud.aio.ports import (
     AsyncBinarySource,
     AsyncMessageBroker,
@@ -27,10 +30,10 @@ from iris_cloud.aio.ports import (
     AsyncReader,
 )
 from iris_cloud.aio.threaded import ThreadedBroker, ThreadedReader, ThreadedStore
-from iris_cloud.plugins import resolve
 
 __all__ = [
     "AsyncBinarySource",
+    "AsyncIrisClient",
     "AsyncMessageBroker",
     "AsyncObjectStore",
     "AsyncReadable",
@@ -41,20 +44,3 @@ __all__ = [
     "open_broker",
     "open_store",
 ]
-
-
-def open_broker(url: str, **options: Any) -> AsyncMessageBroker:
-    """The async broker endpoint ``url``, from the plugin serving its scheme.
-
-    Same URLs and options as :func:`iris_cloud.open_broker`; ``claim_check``
-    must be an :class:`AsyncObjectStore`. A scheme whose provider has no async
-    class raises :class:`~iris_cloud.errors.ConfigurationError` saying so.
-    """
-    cls: type[AsyncMessageBroker] = resolve(url, "async_broker")
-    return cls.from_url(url, **options)
-
-
-def open_store(url: str, **options: Any) -> AsyncObjectStore:
-    """The async object store ``url``, from the plugin serving its scheme."""
-    cls: type[AsyncObjectStore] = resolve(url, "async_store")
-    return cls.from_url(url, **options)

@@ -22,12 +22,14 @@ For a provider whose async classes run its sync ones in threads
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import IO, Any, Protocol, Self, TypeVar, cast
 
+from iris_cloud.aio.client import AsyncIrisClient
 from iris_cloud.aio.ports import AsyncMessageBroker, AsyncObjectStore, AsyncReader
 from iris_cloud.aio.threaded import ThreadedBroker, ThreadedStore
 from iris_cloud.messages import Message, Sendable
@@ -40,6 +42,7 @@ __all__ = [
     "AsyncStoreEnv",
     "BlockingBroker",
     "BlockingBrokerEnv",
+    "BlockingClient",
     "BlockingStore",
     "BlockingStoreEnv",
     "LoopThread",
@@ -350,6 +353,40 @@ class BlockingStore(ObjectStore):
     def close(self) -> None:
         """The async port's ``close``."""
         self.loop.run(self.port.close())
+
+
+class BlockingClient:
+    """A sync facade over an :class:`~iris_cloud.aio.AsyncIrisClient`, for tests written sync.
+
+    Every coroutine method runs the async client's own on the loop; its
+    endpoints (``orders``, ``gradings``, ``images``) come back as
+    :class:`BlockingBroker` / :class:`BlockingStore` facades; everything else
+    (``validate_order``, ``receipts``, ...) is the async client's attribute.
+    """
+
+    def __init__(self, client: AsyncIrisClient, loop: LoopThread) -> None:
+        self.client = client
+        self.loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("orders", "gradings"):
+            return BlockingBroker(self.loop.run(getattr(self.client, name)), self.loop)
+        if name == "images":
+            return BlockingStore(self.loop.run(self.client.images), self.loop)
+        attr = getattr(self.client, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return self.loop.run(attr(*args, **kwargs))
+
+        return blocking
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.loop.run(self.client.close())
 
 
 async def _new_event() -> asyncio.Event:

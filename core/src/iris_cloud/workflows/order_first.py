@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
-from iris_cloud.steps import Steps, drive
+from iris_cloud.steps import Call, Steps, drive
 
 if TYPE_CHECKING:
     from iris_cloud.ports import ObjectStore
@@ -47,6 +47,7 @@ __all__ = [
     "read_exam_identifiers",
     "tag_image",
     "upload_exam_image",
+    "upload_exam_image_steps",
 ]
 
 _IMAGE_DESCRIPTION = 0x010E
@@ -484,9 +485,23 @@ def upload_exam_image(
     A DICOM path is tagged through a temporary file (constant memory); other
     inputs are tagged in memory.
     """
-    upload = prepare_exam_upload(source, ids, name=name)
+    prepare = Call(prepare_exam_upload, (source, ids), {"name": name})
+    return drive(upload_exam_image_steps(prepare, store, receipts))
+
+
+def upload_exam_image_steps(
+    prepare: Call, store: Any, receipts: UploadReceipts | None = None
+) -> Steps[ImageRef]:
+    """:func:`upload_exam_image` as steps, for a sync or async store.
+
+    ``prepare`` is the tagging step, :func:`prepare_exam_upload` giving an
+    :class:`ExamUpload`: called plainly, or in a worker thread by an async
+    caller (it reads and writes image data). The temporary tagged file is
+    removed whatever happens.
+    """
+    upload: ExamUpload = yield prepare
     try:
-        return drive(upload.upload_steps(store, receipts))
+        return (yield from upload.upload_steps(store, receipts))
     finally:
         upload.discard()
 
