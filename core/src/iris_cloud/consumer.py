@@ -88,10 +88,12 @@ from iris_cloud.errors import ConfigurationError, LockLost, PermissionDenied
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel
 from iris_cloud.observers import ConsumerObserver, Delivery, Observers
+from iris_cloud.operations import service_observers
 from iris_cloud.steps import drive
 
 if TYPE_CHECKING:
     from iris_cloud.config import Profile
+    from iris_cloud.health import HealthServer
     from iris_cloud.ports import Message, MessageBroker, ObjectStore
 
 __all__ = ["Consumer", "ConsumerStats", "Context", "Handler", "IrisApp", "poison_reason"]
@@ -315,7 +317,6 @@ class Consumer:
         **overrides: Any,
     ) -> None:
         self.app = app
-        self._observers = Observers(observers)
         if isinstance(brokers, Mapping):
             self.brokers: dict[str, MessageBroker] = dict(brokers)
         elif isinstance(brokers, Sequence):
@@ -351,6 +352,9 @@ class Consumer:
                     limit,
                     self.settings.max_attempts,
                 )
+        Observers(observers)  # refuses a non-observer before the health port is bound
+        self._service = service_observers(self.settings)
+        self._observers = Observers([*self._service.observers, *observers])
         self._ledger = Ledger()
         self.stats = self._ledger.stats
         self._stop = threading.Event()
@@ -395,13 +399,26 @@ class Consumer:
                 claim.close()
             raise
         kwargs.setdefault("settings", profile.consumer)
-        consumer = cls(app, opened, close_brokers=True, **kwargs)
+        try:
+            consumer = cls(app, opened, close_brokers=True, **kwargs)
+        except BaseException:
+            # E.g. the health port is in use: nothing opened here may leak.
+            for broker in opened.values():
+                broker.close()
+            if claim is not None:
+                claim.close()
+            raise
         consumer._claim_store = claim
         return consumer
 
     _claim_store: ObjectStore | None = None
 
     # -- control -------------------------------------------------------------
+    @property
+    def health(self) -> HealthServer | None:
+        """The health endpoint (``health_port`` set), e.g. ``consumer.health.port``."""
+        return self._service.server
+
     @property
     def observers(self) -> tuple[ConsumerObserver, ...]:
         """The observers, in the order they are called."""
@@ -750,6 +767,7 @@ class Consumer:
                 call_bounded(self._claim_store.close, budget, "closing the claim-check store")
         if self.dedupe is not None and self._owns_dedupe:
             self.dedupe.close()
+        self._service.close()
 
     def __enter__(self) -> Self:
         return self

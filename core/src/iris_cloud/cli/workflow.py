@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -318,6 +319,15 @@ def upload_command(
     "--json", "as_json", is_flag=True, help="Print each message as one line of JSON (NDJSON)."
 )
 @click.option("--dedupe", type=click.Path(dir_okay=False), help="SQLite file of handled ids.")
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /healthz and /readyz over HTTP on this port (docs/operations.md).",
+)
+@click.option(
+    "--health-host",
+    help="Address the health port binds (default 127.0.0.1; 0.0.0.0 for probes from outside).",
+)
 @_profile_options
 @_errors
 def listen_command(
@@ -329,6 +339,8 @@ def listen_command(
     timeout: float | None,
     as_json: bool,
     dedupe: str | None,
+    health_port: int | None,
+    health_host: str | None,
     profile_name: str | None,
     config_file: Path | None,
 ) -> None:
@@ -339,7 +351,9 @@ def listen_command(
     the dead-letter queue with the failing field paths as the reason. Exits 1
     when a handler failed during the run (e.g. a document could not be
     saved). --json prints one JSON document per line (NDJSON), one per
-    message as it arrives.
+    message as it arrives. --health-port serves liveness and readiness probes;
+    under systemd (NOTIFY_SOCKET set) it tells systemd READY=1, STOPPING=1 and
+    WATCHDOG=1 (contrib/systemd/iris-cloud-listen.service).
     """
     from iris_cloud.consumer import Consumer, Context, IrisApp
     from iris_cloud.model import Event, OrderResult
@@ -402,8 +416,17 @@ def listen_command(
             markup("{} (not an {}) message_id={}", ctx.kind, what[:-1], ctx.message.message_id)
         )
 
-    consumer = Consumer.from_profile(app, profile, roles=(what,), dedupe=dedupe)
+    service: dict[str, Any] = {}
+    if health_port is not None:
+        service["health_port"] = health_port
+    if health_host is not None:
+        service["health_host"] = health_host
+    if os.environ.get("NOTIFY_SOCKET"):
+        service["systemd_notify"] = True
+    consumer = Consumer.from_profile(app, profile, roles=(what,), dedupe=dedupe, **service)
     try:
+        if consumer.health is not None:
+            err_console.print(f"health checks on {consumer.health.url}/healthz and /readyz")
         if count is None and timeout is None:
             err_console.print(f"listening on {what} (Ctrl-C to stop)")
             consumer.run()
