@@ -141,7 +141,7 @@ def test_not_ready_when_no_receive_succeeded_within_the_bound() -> None:
         consumer.join(10)
 
 
-class _Dies(MemoryBroker):
+class Dies(MemoryBroker):
     """The receive loop's thread ends (as an interpreter-level exit would end it)."""
 
     die = False
@@ -155,7 +155,7 @@ class _Dies(MemoryBroker):
 # The dying thread's SystemExit is reported by threading's excepthook: expected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_not_live_once_a_receive_loop_died() -> None:
-    broker = _Dies(f"health-{uuid.uuid4().hex[:8]}")
+    broker = Dies(f"health-{uuid.uuid4().hex[:8]}")
     other = queue()
     with Consumer(
         IrisApp(), {"events": broker, "results": other}, health_port=0, wait=0.05

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 from iris_cloud.consumer import Consumer, IrisApp
-from iris_cloud.ports import Message
 from iris_cloud.providers.memory import MemoryBroker
 from iris_cloud.systemd import notify, watchdog_interval
-from test_health import get, until
+from test_health import Dies, get, until
 from wfhelpers import CLIENT_GUID
 
 pytestmark = pytest.mark.timeout(60)
@@ -76,15 +75,6 @@ def listener(monkeypatch: pytest.MonkeyPatch) -> Iterator[Listener]:
         got.close()
 
 
-class _Dies(MemoryBroker):
-    die = False
-
-    def _receive(self, max_messages: int, wait: float) -> list[Message]:
-        if self.die:
-            raise SystemExit(1)
-        return super()._receive(max_messages, wait)
-
-
 def test_ready_watchdog_stopping_over_the_socket(
     listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,7 +100,7 @@ def test_no_watchdog_ping_once_a_receive_loop_died(
     listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "100000")
-    broker = _Dies(f"sd-{uuid.uuid4().hex[:8]}")
+    broker = Dies(f"sd-{uuid.uuid4().hex[:8]}")
     with Consumer(IrisApp(), {"events": broker}, systemd_notify=True, wait=0.05) as consumer:
         consumer.start()
         listener.wait_for("WATCHDOG=1", count=2)

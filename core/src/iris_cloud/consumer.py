@@ -389,20 +389,13 @@ class Consumer:
             profile.open_store("claim_check") if profile.claim_check else None
         )
         opened: dict[str, MessageBroker] = {}
+        kwargs.setdefault("settings", profile.consumer)
         try:
             for role in names:
                 opened[role] = profile.open_broker(role, claim_check=claim)
-        except BaseException:
-            for broker in opened.values():
-                broker.close()
-            if claim is not None:
-                claim.close()
-            raise
-        kwargs.setdefault("settings", profile.consumer)
-        try:
+            # Built in the same try: a health port in use must not leak the brokers.
             consumer = cls(app, opened, close_brokers=True, **kwargs)
         except BaseException:
-            # E.g. the health port is in use: nothing opened here may leak.
             for broker in opened.values():
                 broker.close()
             if claim is not None:
