@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from iris_cloud import tracing
 from iris_cloud.capabilities import Capabilities
 from iris_cloud.claimcheck import (
     PayloadStore,
@@ -114,20 +115,32 @@ def sendables(messages: Sendable | Iterable[Sendable]) -> list[Message]:
 def send_steps(broker: BrokerLike, messages: Sendable | Iterable[Sendable]) -> Steps[list[str]]:
     """``send``: coerce, prepare each (ids, claim check), then send batch by batch."""
     coerced = sendables(messages)
-    prepared: list[Message] = []
-    for msg in coerced:
-        prepared.append((yield Call(broker._prepare, (msg,))))
-    ids: list[str] = []
-    for batch in batches(prepared, broker.capabilities):
-        yield Call(broker._send_batch, (batch,))
-        ids.extend(m.message_id for m in batch)
+    spans = tracing.SendSpans(broker)
+    try:
+        prepared: list[Message] = []
+        for msg in coerced:
+            # The trace context goes in before _prepare: it counts towards the
+            # size limit, and a claim-checked message carries it too.
+            msg = spans.start(_with_id(msg))
+            prepared.append((yield Call(broker._prepare, (msg,))))
+        ids: list[str] = []
+        for batch in batches(prepared, broker.capabilities):
+            yield Call(broker._send_batch, (batch,))
+            spans.sent(len(batch))
+            ids.extend(m.message_id for m in batch)
+    except BaseException as exc:
+        spans.failed(exc)
+        raise
     return ids
+
+
+def _with_id(msg: Message) -> Message:
+    return msg if msg.message_id else replace(msg, message_id=uuid.uuid4().hex)
 
 
 def prepare_steps(broker: BrokerLike, msg: Message) -> Steps[Message]:
     """``_prepare``: an id, and the claim check for a body over the limit."""
-    if not msg.message_id:
-        msg = replace(msg, message_id=uuid.uuid4().hex)
+    msg = _with_id(msg)
     if msg.size <= broker.capabilities.max_message_bytes:
         return msg
     if broker.claim_check is None:
@@ -167,7 +180,13 @@ def _restore(broker: BrokerLike, msg: Message, store: PayloadStore) -> Steps[Mes
 
 def receive_steps(broker: BrokerLike, max_messages: int, wait: float) -> Steps[list[Message]]:
     """``receive``: see :meth:`iris_cloud.ports.MessageBroker.receive` for what it does."""
-    received: list[Message] = yield Call(broker._receive, (max_messages, wait))
+    span = tracing.ReceiveSpan(broker)
+    try:
+        received: list[Message] = yield Call(broker._receive, (max_messages, wait))
+    except Exception as exc:
+        span.failed(exc)
+        raise
+    span.received(received)
     out: list[Message] = []
     for index, msg in enumerate(received):
         if isinstance(msg, UndecodableMessage):

@@ -60,6 +60,9 @@ class MessageBroker(ABC):
 
     scheme: ClassVar[str] = ""
     capabilities: Capabilities = Capabilities()
+    messaging_system: ClassVar[str] = ""
+    """The service as OpenTelemetry's ``messaging.system`` names it (``aws_sqs``,
+    ``servicebus``, ``gcp_pubsub``); spans fall back to :attr:`scheme`."""
 
     claim_check_max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Largest claim-checked payload ``receive`` fetches; a pointer to more is dead-lettered."""
@@ -80,6 +83,11 @@ class MessageBroker(ABC):
     @abstractmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """Open the endpoint named by ``url`` (``scheme://...``) with provider options."""
+
+    @property
+    def destination(self) -> str:
+        """The queue, topic or entity this endpoint names, for span attributes ('' if none)."""
+        return ""
 
     # -- sending -------------------------------------------------------------
     def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:

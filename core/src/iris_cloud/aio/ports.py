@@ -128,6 +128,8 @@ class AsyncMessageBroker(_Closing, ABC):
 
     scheme: ClassVar[str] = ""
     capabilities: Capabilities = Capabilities()
+    messaging_system: ClassVar[str] = ""
+    """OpenTelemetry's ``messaging.system`` (see ``MessageBroker.messaging_system``)."""
 
     claim_check_max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     """Largest claim-checked payload ``receive`` fetches; a pointer to more is dead-lettered."""
@@ -145,6 +147,11 @@ class AsyncMessageBroker(_Closing, ABC):
     @abstractmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """The endpoint named by ``url`` with provider options; connects on first use."""
+
+    @property
+    def destination(self) -> str:
+        """The queue, topic or entity this endpoint names, for span attributes ('' if none)."""
+        return ""
 
     # -- sending -------------------------------------------------------------
     async def send(self, messages: Sendable | Iterable[Sendable]) -> list[str]:

@@ -76,6 +76,11 @@ class ThreadedBroker(AsyncMessageBroker):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.sync!r})"
 
+    @property
+    def destination(self) -> str:
+        """The sync broker's destination."""
+        return self.sync.destination
+
     async def _may_send(self) -> None:
         # The built-ins check their rights in memory: no thread needed.
         self.sync._may_send()

@@ -345,6 +345,11 @@ class LocalBroker(MessageBroker):
             f"access={self.access.value!r})"
         )
 
+    @property
+    def destination(self) -> str:
+        """The queue's name."""
+        return self.queue
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise ConfigurationError(f"{self!r} is closed")

@@ -205,6 +205,11 @@ class MemoryBroker(MessageBroker):
     def __repr__(self) -> str:
         return f"MemoryBroker(name={self.name!r}, access={self.access.value!r})"
 
+    @property
+    def destination(self) -> str:
+        """The queue's name."""
+        return self.name
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConfigurationError(f"{self!r} is closed")

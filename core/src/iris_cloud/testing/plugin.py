@@ -6,7 +6,10 @@ configuration:
 * ``mem_broker`` / ``mem_store`` — a fresh in-process queue / container
   (``mem://``), unique per test;
 * ``local_broker`` / ``local_store`` — the embedded default under the test's
-  ``tmp_path`` (``local://`` SQLite queue, ``file://`` directory).
+  ``tmp_path`` (``local://`` SQLite queue, ``file://`` directory);
+* ``spans`` — the OpenTelemetry spans finished during the test
+  (:class:`~iris_cloud.testing.spans.SpanRecorder`; skips without
+  ``opentelemetry-sdk``).
 
 :func:`require_server` is what test-server fixtures call when their server
 cannot start: it fails the test when ``IRIS_CLOUD_REQUIRE_EMULATORS=1`` (CI)
@@ -29,6 +32,7 @@ import pytest
 if TYPE_CHECKING:
     from iris_cloud.ports import MessageBroker, ObjectStore
     from iris_cloud.testing.blocking import LoopThread
+    from iris_cloud.testing.spans import SpanRecorder
 
 __all__ = [
     "emulators_required",
@@ -38,6 +42,7 @@ __all__ = [
     "mem_broker",
     "mem_store",
     "require_server",
+    "spans",
 ]
 
 REQUIRE_ENV = "IRIS_CLOUD_REQUIRE_EMULATORS"
@@ -102,3 +107,13 @@ def loop_thread() -> Iterator[LoopThread]:
     loop = LoopThread()
     yield loop
     loop.close()
+
+
+@pytest.fixture
+def spans() -> Iterator[SpanRecorder]:
+    """The spans finished during the test, in memory (skips without opentelemetry-sdk)."""
+    pytest.importorskip("opentelemetry.sdk.trace", reason="needs opentelemetry-sdk")
+    from iris_cloud.testing.spans import recording
+
+    with recording() as recorder:
+        yield recorder

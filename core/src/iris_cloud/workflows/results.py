@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from iris_cloud import tracing
 from iris_cloud._nofollow import open_below
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
 from iris_cloud.model import OrderResult
@@ -236,13 +237,21 @@ def save_result(
     :class:`~iris_cloud.errors.ValidationError` when the content does not
     decode and :class:`ConfigurationError` for a bad template.
     """
-    data = _decode(result)
-    if data is None:
-        return None
-    name = render_name(result, template, delivered_at=delivered_at, unset=unset)
-    if isinstance(target, str | os.PathLike):
-        return str(_save_to_dir(data, Path(target), name, on_conflict))
-    return _save_to_store(data, target, name, on_conflict)
+    to_dir = isinstance(target, str | os.PathLike)
+    # The name is left out of the span: a template may put patient data in it.
+    with tracing.span("save", {"iris.save.target": "directory" if to_dir else "store"}) as span:
+        data = _decode(result)
+        if data is None:
+            saved = None
+        else:
+            name = render_name(result, template, delivered_at=delivered_at, unset=unset)
+            if isinstance(target, str | os.PathLike):
+                saved = str(_save_to_dir(data, Path(target), name, on_conflict))
+            else:
+                saved = _save_to_store(data, target, name, on_conflict)
+        if span is not None:
+            span.set_attribute("iris.save.document", saved is not None)
+        return saved
 
 
 def _numbered(name: str, n: int) -> str:

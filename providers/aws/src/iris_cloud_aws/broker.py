@@ -13,7 +13,9 @@ Headers travel as message attributes: our message id in ``iris_message_id``
 ``iris_content_type``; properties as ``String`` / ``Number`` attributes. SQS
 allows 10 attributes per message and those headers count, as does the claim
 check's ``ExtendedPayloadSize``: a message that would need more is refused with
-:class:`ConfigurationError` before anything is sent.
+:class:`ConfigurationError` before anything is sent. The trace context
+(``traceparent``, ``tracestate``) is the exception: where it does not fit, it
+is left out and the message goes untraced.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from iris_cloud.errors import (
 )
 from iris_cloud.logs import get_logger
 from iris_cloud.ports import Capabilities, Message, MessageBroker, ObjectStore
+from iris_cloud.tracing import TRACE_PROPERTIES
 
 from iris_cloud_aws._session import AwsSession, as_int, parse_endpoint
 from iris_cloud_aws.errors import aws_errors
@@ -201,6 +204,7 @@ class SqsBroker(MessageBroker):
     """
 
     scheme: ClassVar[str] = "awssqs"
+    messaging_system: ClassVar[str] = "aws_sqs"
     capabilities: Capabilities = Capabilities(
         max_message_bytes=FALLBACK_MAX_MESSAGE_BYTES,
         max_batch=MAX_BATCH,
@@ -325,6 +329,11 @@ class SqsBroker(MessageBroker):
         return dict(resp.get("Attributes", {}))
 
     @property
+    def destination(self) -> str:
+        """The queue's name."""
+        return self._name
+
+    @property
     def _target(self) -> str:
         return f"queue {self._name}"
 
@@ -376,10 +385,11 @@ class SqsBroker(MessageBroker):
                 f"message {msg.message_id} is {wire} bytes on the wire (body and attributes), "
                 f"over {self._target}'s limit of {self._limit}; configure a claim_check store"
             )
-        if len(attrs) + 1 > ATTRIBUTE_LIMIT:
+        needed = len(self._attributes(msg, encoding, reserve=1)) + 1
+        if needed > ATTRIBUTE_LIMIT:
             raise ConfigurationError(
                 f"message {msg.message_id} goes through the claim check, whose {SIZE_PROPERTY} "
-                f"attribute makes {len(attrs) + 1}; SQS allows {ATTRIBUTE_LIMIT} message "
+                f"attribute makes {needed}; SQS allows {ATTRIBUTE_LIMIT} message "
                 "attributes"
             )
         msg = super()._prepare(msg)
@@ -413,7 +423,14 @@ class SqsBroker(MessageBroker):
             raise ValueError("unknown iris_body_encoding")
         return text.encode("utf-8")
 
-    def _attributes(self, msg: Message, encoding: str | None) -> dict[str, dict[str, str]]:
+    def _attributes(
+        self, msg: Message, encoding: str | None, reserve: int = 0
+    ) -> dict[str, dict[str, str]]:
+        """The SQS attributes of ``msg``, leaving ``reserve`` of the 10 free.
+
+        The trace context is the one thing left out to make room (tracestate
+        first): a message is never refused for its trace.
+        """
         attrs: dict[str, dict[str, str]] = {
             ATTR_MESSAGE_ID: {"DataType": "String", "StringValue": msg.message_id}
         }
@@ -430,6 +447,9 @@ class SqsBroker(MessageBroker):
             if key in HEADER_ATTRIBUTES:
                 raise ConfigurationError(f"property name {key!r} is reserved by the SQS provider")
             attrs[key] = _encode_property(value)
+        for key in reversed(TRACE_PROPERTIES):
+            if len(attrs) + reserve > ATTRIBUTE_LIMIT and attrs.pop(key, None) is not None:
+                log.debug("message %s sent without its %s: no room", msg.message_id, key)
         if len(attrs) > ATTRIBUTE_LIMIT:
             raise ConfigurationError(
                 f"message {msg.message_id} needs {len(attrs)} SQS message attributes; SQS allows "

@@ -101,6 +101,7 @@ class ServiceBusCommon:
     """
 
     scheme: ClassVar[str] = "azuresb"
+    messaging_system: ClassVar[str] = "servicebus"
     client_class: ClassVar[Any]
     """``azure.servicebus.ServiceBusClient`` or its ``aio`` twin."""
     capabilities = Capabilities(
@@ -225,6 +226,11 @@ class ServiceBusCommon:
             f"{type(self).__name__}(namespace={self._client.fully_qualified_namespace!r}, "
             f"entity={where!r}, auth={self._auth})"
         )
+
+    @property
+    def destination(self) -> str:
+        """The queue or topic (a subscription's topic)."""
+        return self._entity
 
     @property
     def _where(self) -> str:

@@ -228,6 +228,7 @@ class PubSubBroker(MessageBroker):
     """
 
     scheme = "gcppubsub"
+    messaging_system = "gcp_pubsub"
     capabilities = Capabilities(
         max_message_bytes=MAX_MESSAGE_BYTES,
         max_batch=1000,
@@ -292,6 +293,12 @@ class PubSubBroker(MessageBroker):
             # delivery_attempt is only filled in under a dead-letter policy.
             delivery_count_exact=max_attempts is not None,
         )
+
+    @property
+    def destination(self) -> str:
+        """The topic's name (the subscription's where this endpoint names no topic)."""
+        path = self.topic or self.subscription or ""
+        return path.rsplit("/", 1)[-1]
 
     def __repr__(self) -> str:
         return (
