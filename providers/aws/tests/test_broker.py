@@ -16,9 +16,12 @@ from iris_cloud.errors import (
     ValidationError,
 )
 from iris_cloud.ports import Message
+from iris_cloud.testing.spans import SpanRecorder
 from iris_cloud_aws import S3Store, SqsBroker
 from iris_cloud_aws.broker import ATTRIBUTE_LIMIT, queue_location
 from iris_cloud_aws.testing import MotoServer
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
 
 def _open(moto: MotoServer, queue: str, **options: Any) -> SqsBroker:
@@ -140,6 +143,23 @@ def test_more_than_ten_attributes_refused_before_sending(broker: SqsBroker) -> N
         broker.send([b"fine", Message(body=b"x", properties=props)])
     # The whole send is refused up front: not even the first message went.
     assert broker.receive(max_messages=10, wait=0) == []
+
+
+@pytest.mark.parametrize(("properties", "carried"), [(7, {"traceparent"}), (8, set())])
+def test_trace_context_gives_way_to_the_attribute_limit(
+    broker: SqsBroker, spans: SpanRecorder, properties: int, carried: set[str]
+) -> None:
+    # Message id and content type take 2 of the 10: what is left decides.
+    props: dict[str, str | int | float | bool] = {f"p{i}": i for i in range(properties)}
+    parent = SpanContext(
+        0x1, 0x2, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState([("k", "v")])
+    )
+    with trace.use_span(NonRecordingSpan(parent)):
+        broker.send(Message(body=b"x", properties=props))
+    [msg] = _receive_all(broker, 1)
+    assert {k: msg.properties.pop(k) for k in carried if k in msg.properties}.keys() == carried
+    assert msg.properties == props
+    broker.complete(msg)
 
 
 def test_reserved_property_name_refused(broker: SqsBroker) -> None:

@@ -82,7 +82,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import pytest
 
@@ -104,6 +104,9 @@ from iris_cloud.ports import (
     ObjectInfo,
     ObjectStore,
 )
+
+if TYPE_CHECKING:
+    from iris_cloud.testing.spans import SpanRecorder
 
 __all__ = [
     "HOSTILE",
@@ -727,6 +730,58 @@ class BrokerContract:
             if len(dead) < bad:
                 dead += broker.receive_dead_letters(max_messages=10, wait=0.2)
         return got, dead
+
+    # tracing --------------------------------------------------------------
+    def test_trace_context_survives(
+        self, broker_env: BrokerContractEnv, queue_url: str, spans: SpanRecorder
+    ) -> None:
+        """traceparent / tracestate written at send arrive as they were, claim-checked too."""
+        from opentelemetry import trace
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+        from iris_cloud.tracing import trace_context
+
+        trace_id, span_id = 0x5B8EFFF798038103D269B633813FC60C, 0xEEE19B7EC3C1B174
+        parent = SpanContext(
+            trace_id,
+            span_id,
+            is_remote=True,
+            trace_flags=TraceFlags(1),
+            trace_state=TraceState([("congo", "t61rcWkgMzE"), ("rojo", "00f067aa0ba902b7")]),
+        )
+        # The properties an IRIS event carries, so that SQS's 10 attributes are tried too.
+        iris = {"MessageType": "OrderGradedEvent", "TransactionId": "tx-1", "OrderLocalId": "o1"}
+        store = broker_env.claim_check_store()
+        with broker_env.open(queue_url, claim_check=store) as b:
+            large = os.urandom(b.capabilities.max_message_bytes + 10)
+            with trace.use_span(NonRecordingSpan(parent)):
+                ids = b.send(
+                    [
+                        Message(b"{}", subject="OrderGradedEvent", properties=iris),
+                        Message(large, subject="OrderGradedEvent", properties=iris),
+                    ]
+                )
+            sends = {s.attributes["messaging.message.id"]: s for s in spans.named("send")}
+            assert set(sends) == set(ids)
+            got = {m.message_id: m for m in _drain(b, 2, timeout=10)}
+            assert set(got) == set(ids)
+            for mid, msg in got.items():
+                send = sends[mid]
+                assert send.parent is not None and send.parent.span_id == span_id
+                assert send.attributes is not None
+                assert send.attributes["iris.message.kind"] == "event:OrderGradedEvent"
+                assert send.attributes["messaging.system"]
+                assert msg.properties["traceparent"] == (
+                    f"00-{trace_id:032x}-{send.context.span_id:016x}-01"
+                )
+                assert msg.properties["tracestate"] == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+                assert {k: msg.properties[k] for k in iris} == iris
+                context = trace_context(msg)
+                assert context is not None
+                carried = trace.get_current_span(context).get_span_context()
+                assert (carried.trace_id, carried.span_id) == (trace_id, send.context.span_id)
+                b.complete(msg)
+            assert got[ids[1]].body == large
 
     # peek -------------------------------------------------------------------
     def test_peek_takes_nothing(self, broker: MessageBroker) -> None:

@@ -1,9 +1,11 @@
 """Spans recorded in memory for tests: the ``spans`` fixture (needs ``opentelemetry-sdk``).
 
-The first use installs an SDK ``TracerProvider`` as the global one (or adds
-to the one a test session already installed) with a processor that keeps
-finished spans in an ``InMemorySpanExporter`` only while a test records, so
-a long session's other tests leave nothing in memory.
+The first use installs a global tracer provider that hands out the SDK's
+tracers (finished spans kept in an ``InMemorySpanExporter``) only while a
+test records, and no-op tracers otherwise: the other tests of the session run
+as with the API alone, their messages carrying no trace context they did not
+ask for. Where the session installed an SDK of its own, its spans are
+recorded instead.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class SpanRecorder:
 
 
 class _State:
-    processor: Any = None
+    active = False
     exporter: Any = None
 
 
@@ -57,36 +59,55 @@ def _install() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    class _WhileRecording(SimpleSpanProcessor):
-        active = False
-
-        def on_end(self, span: ReadableSpan) -> None:
-            if self.active:
-                super().on_end(span)
-
     exporter = InMemorySpanExporter()
-    processor = _WhileRecording(exporter)
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-        # set_tracer_provider is once per process: use whichever won.
-        provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        raise RuntimeError("the global tracer provider is not the OpenTelemetry SDK's")
-    provider.add_span_processor(processor)
-    _State.processor, _State.exporter = processor, exporter
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        # The session has its own SDK: record what it traces anyway.
+        current.add_span_processor(SimpleSpanProcessor(exporter))
+        _State.exporter = exporter
+        return
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(exporter))
+    noop = trace.NoOpTracer()
+
+    class _Switch(trace.Tracer):
+        """The SDK's tracer while a test records, else none at all (as with the API alone)."""
+
+        def __init__(self, real: trace.Tracer) -> None:
+            self._real = real
+
+        def _now(self) -> trace.Tracer:
+            return self._real if _State.active else noop
+
+        def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+            return self._now().start_span(*args, **kwargs)
+
+        @contextmanager
+        def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
+            with self._now().start_as_current_span(*args, **kwargs) as span:
+                yield span
+
+    class _SwitchProvider(trace.TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+            return _Switch(sdk.get_tracer(*args, **kwargs))
+
+    # Once per process (the API refuses a second provider), and only spans of
+    # recording tests get ids: the other tests' messages carry no traceparent.
+    trace.set_tracer_provider(_SwitchProvider())
+    if not isinstance(trace.get_tracer_provider(), _SwitchProvider):
+        raise RuntimeError("another tracer provider was installed meanwhile")
+    _State.exporter = exporter
 
 
 @contextmanager
 def recording() -> Iterator[SpanRecorder]:
     """Record finished spans (of every thread) for the block; not reentrant."""
-    if _State.processor is None:
+    if _State.exporter is None:
         _install()
     _State.exporter.clear()
-    _State.processor.active = True
+    _State.active = True
     try:
         yield SpanRecorder(_State.exporter)
     finally:
-        _State.processor.active = False
+        _State.active = False
         _State.exporter.clear()
