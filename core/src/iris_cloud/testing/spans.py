@@ -83,7 +83,9 @@ def _install() -> None:
             return self._now().start_span(*args, **kwargs)
 
         @contextmanager
-        def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
+        def start_as_current_span(  # type: ignore[override]  # the same call, passed on
+            self, *args: Any, **kwargs: Any
+        ) -> Iterator[trace.Span]:
             with self._now().start_as_current_span(*args, **kwargs) as span:
                 yield span
 
