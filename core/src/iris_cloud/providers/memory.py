@@ -22,6 +22,7 @@ SQS's per-receive visibility timeout): each broker applies its own.
 
 from __future__ import annotations
 
+import heapq
 import io
 import itertools
 import threading
@@ -82,15 +83,26 @@ class _Entry:
     visible_at: float = 0.0  # time.monotonic() from which it may be delivered
     delivery_count: int = 0
     token: str | None = None
+    version: int = 0  # bumped on every lock / release: older heap items are stale
 
 
 class _Queue:
-    """One queue's messages, in arrival order, guarded by one condition."""
+    """One queue's messages, in arrival order, guarded by one condition.
+
+    ``entries`` holds every message (in arrival order, for peek and
+    settlement). A receive must not scan them all: ``ready`` is a heap of the
+    visible ones by arrival, ``later`` a heap of the locked or delayed ones by
+    the time they become visible. Heap items name an entry's ``version``; an
+    item whose entry was settled or changed since is stale and dropped when
+    it surfaces, so every change is O(log n) and a receive O(batch log n).
+    """
 
     def __init__(self, name: str, dead: _Queue | None) -> None:
         self.name = name
         self.dead = dead
         self.entries: dict[int, _Entry] = {}
+        self.ready: list[tuple[int, int]] = []  # (seq, version)
+        self.later: list[tuple[float, int, int]] = []  # (visible_at, seq, version)
         self.cond = threading.Condition()
         self._seq = itertools.count(1)
 
@@ -103,7 +115,40 @@ class _Queue:
             enqueued_at=message.enqueued_at or datetime.now(UTC),
             delivery_count=delivery_count,
         )
+        heapq.heappush(self.ready, (seq, 0))
         self.cond.notify_all()
+
+    def hide(self, entry: _Entry, until: float) -> None:
+        """Make ``entry`` invisible until ``until`` (monotonic); with self.cond held."""
+        entry.version += 1
+        entry.visible_at = until
+        heapq.heappush(self.later, (until, entry.seq, entry.version))
+
+    def release(self, entry: _Entry) -> None:
+        """Make ``entry`` visible now; with self.cond held."""
+        entry.version += 1
+        entry.visible_at = 0.0
+        heapq.heappush(self.ready, (entry.seq, entry.version))
+        self.cond.notify_all()
+
+    def next_ready(self, now: float) -> _Entry | None:
+        """Pop the oldest visible entry, or ``None``; with self.cond held."""
+        later, ready, entries = self.later, self.ready, self.entries
+        while later and later[0][0] <= now:
+            _, seq, version = heapq.heappop(later)
+            entry = entries.get(seq)
+            if entry is not None and entry.version == version:
+                heapq.heappush(ready, (seq, version))
+        while ready:
+            seq, version = heapq.heappop(ready)
+            entry = entries.get(seq)
+            if entry is not None and entry.version == version:
+                return entry
+        return None
+
+    def next_visible(self) -> float | None:
+        """When the earliest hidden entry becomes visible (perhaps a stale one: a wakeup early)."""
+        return self.later[0][0] if self.later else None
 
 
 @dataclass(frozen=True)
@@ -263,7 +308,8 @@ class MemoryBroker(MessageBroker):
             raise ConfigurationError("max_messages must be at least 1")
         q = self._queue
         with q.cond:
-            entries = sorted(q.entries.values(), key=lambda e: e.seq)[:max_messages]
+            # Entries are only ever added with a rising seq: the dict is in arrival order.
+            entries = list(itertools.islice(q.entries.values(), max_messages))
             return decode_each(
                 entries,
                 lambda e: replace(
@@ -285,12 +331,7 @@ class MemoryBroker(MessageBroker):
             while True:
                 now = time.monotonic()
                 got: list[_Entry] = []
-                next_visible: float | None = None
-                for entry in list(q.entries.values()):
-                    if entry.visible_at > now:
-                        if next_visible is None or entry.visible_at < next_visible:
-                            next_visible = entry.visible_at
-                        continue
+                while len(got) < max_messages and (entry := q.next_ready(now)) is not None:
                     if limit is not None and entry.delivery_count >= limit:
                         # Its last delivery's lock expired or it was abandoned: as
                         # Service Bus does, it goes to the dead-letter queue now.
@@ -301,9 +342,7 @@ class MemoryBroker(MessageBroker):
                             f"delivered {entry.delivery_count} times (max_delivery_count={limit})",
                         )
                         continue
-                    got.append(self._lock(entry, now))
-                    if len(got) >= max_messages:
-                        break
+                    got.append(self._lock(q, entry, now))
                 if got or now >= deadline:
                     return decode_each(
                         got,
@@ -317,14 +356,15 @@ class MemoryBroker(MessageBroker):
                         ),
                     )
                 timeout = deadline - now
+                next_visible = q.next_visible()
                 if next_visible is not None:
                     timeout = min(timeout, next_visible - now)
                 q.cond.wait(max(timeout, 0.001))
 
-    def _lock(self, entry: _Entry, now: float) -> _Entry:
+    def _lock(self, q: _Queue, entry: _Entry, now: float) -> _Entry:
         entry.delivery_count += 1
         entry.token = uuid.uuid4().hex
-        entry.visible_at = now + self.lock_seconds
+        q.hide(entry, now + self.lock_seconds)
         return entry
 
     def _delivered(self, q: _Queue, entry: _Entry) -> Message:
@@ -395,8 +435,11 @@ class MemoryBroker(MessageBroker):
         with q.cond:
             _, entry = self._held(message, "abandon")
             entry.token = None
-            entry.visible_at = time.monotonic() + (delay or 0.0)
-            q.cond.notify_all()
+            if delay:
+                q.hide(entry, time.monotonic() + delay)
+                q.cond.notify_all()
+            else:
+                q.release(entry)
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move ``message`` to ``NAME$dlq`` with ``reason`` and ``description``."""
@@ -412,7 +455,7 @@ class MemoryBroker(MessageBroker):
         q = self._settle_queue(message)
         with q.cond:
             _, entry = self._held(message, "renew the lock of")
-            entry.visible_at = time.monotonic() + self.lock_seconds
+            q.hide(entry, time.monotonic() + self.lock_seconds)
         until = datetime.now(UTC) + timedelta(seconds=self.lock_seconds)
         message.locked_until = until
         return until
