@@ -339,12 +339,43 @@ def test_store_layout_is_browsable(tmp_path: Path) -> None:
     store.put("orders/o1/left.jpg", b"jpeg", content_type="image/jpeg", metadata={"eye": "OS"})
     assert (tmp_path / "orders" / "o1" / "left.jpg").read_bytes() == b"jpeg"
     sidecar = tmp_path / ".iris-cloud" / "meta" / "orders" / "o1" / "left.jpg.json"
+    # The sidecar names the version it describes (the object's etag).
     assert json.loads(sidecar.read_text()) == {
         "content_type": "image/jpeg",
         "metadata": {"eye": "OS"},
+        "etag": store.info("orders/o1/left.jpg").etag,
     }
     assert [o.name for o in store.list()] == ["orders/o1/left.jpg"]
     # No temporary files are left behind.
+    assert list((tmp_path / ".iris-cloud" / "tmp").iterdir()) == []
+
+
+def test_sidecars_only_for_described_objects_and_bound_to_their_version(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    meta = tmp_path / ".iris-cloud" / "meta"
+    store.put("plain.bin", b"x")
+    assert not (meta / "plain.bin.json").exists()  # nothing to describe: no sidecar
+    store.put("eye.jpg", b"v1", content_type="image/jpeg", metadata={"eye": "OS"})
+    kept = (meta / "eye.jpg.json").read_bytes()
+    store.put("eye.jpg", b"v2", overwrite=True)
+    assert not (meta / "eye.jpg.json").exists()  # the replaced version's metadata goes
+    assert store.info("eye.jpg").metadata == {}
+    # A sidecar left by an earlier version (a delete cut short) is not the new one's.
+    store.delete("eye.jpg")
+    store.put("eye.jpg", b"v3")
+    (meta / "eye.jpg.json").write_bytes(kept)
+    info = store.info("eye.jpg")
+    assert (info.content_type, dict(info.metadata)) == (None, {})
+
+
+def test_named_temp_files_where_there_are_no_unnamed_ones(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store._unnamed = False  # as on a filesystem without O_TMPFILE
+    store.put("a/b", b"1")
+    with pytest.raises(AlreadyExists):
+        store.put("a/b", b"2")
+    store.put("a/b", b"3", overwrite=True)
+    assert store.get("a/b") == b"3"
     assert list((tmp_path / ".iris-cloud" / "tmp").iterdir()) == []
 
 

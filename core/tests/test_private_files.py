@@ -92,7 +92,7 @@ def test_file_store_objects_sidecars_and_downloads_are_private(tmp_path: Path) -
 
     store = FileStore(tmp_path / "images")
     store.put("site/order/img.jpg", b"jpeg", content_type="image/jpeg", metadata={"k": "v"})
-    store.put("site/order/img.jpg", b"jpeg2", overwrite=True)
+    store.put("site/order/img.jpg", b"jpeg2", metadata={"k": "v2"}, overwrite=True)
     assert (tmp_path / "images/.iris-cloud/meta/site/order/img.jpg.json").exists()
     store.download_to("site/order/img.jpg", tmp_path / "out" / "deep" / "img.jpg")
     assert_private(tmp_path)

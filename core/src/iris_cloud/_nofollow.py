@@ -17,7 +17,7 @@ from pathlib import Path
 
 from iris_cloud.errors import ConfigurationError
 
-__all__ = ["UNSAFE_DIRECTORY", "open_below"]
+__all__ = ["UNSAFE_DIRECTORY", "LinkOnTheWay", "open_below", "open_dirs"]
 
 UNSAFE_DIRECTORY = (
     "a directory on the way under {base} is a symbolic link or not a directory: "
@@ -25,6 +25,10 @@ UNSAFE_DIRECTORY = (
 )
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LinkOnTheWay(OSError):
+    """A directory on the way is a symbolic link (:func:`open_dirs` follows none)."""
 
 
 def open_below(base: Path, parts: Sequence[str], *, create: bool, mode: int = 0o700) -> int:
@@ -39,10 +43,30 @@ def open_below(base: Path, parts: Sequence[str], *, create: bool, mode: int = 0o
     if create:
         _check_existing(base, parts)
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not parts:
+        return fd
+    try:
+        return open_dirs(fd, parts, create=create, mode=mode)
+    except (LinkOnTheWay, NotADirectoryError):
+        raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base)) from None
+    finally:
+        os.close(fd)
+
+
+def open_dirs(fd: int, parts: Sequence[str], *, create: bool, mode: int = 0o700) -> int:
+    """A new descriptor of the directory ``parts...`` below the open directory ``fd``.
+
+    No part is followed if it is a symbolic link (:class:`LinkOnTheWay`); a
+    part that is something else than a directory raises
+    ``NotADirectoryError``, a missing one ``FileNotFoundError`` unless
+    ``create`` makes it (``mode``, whatever the umask). ``fd`` stays open.
+    """
+    fd = os.dup(fd) if not parts else fd
+    opened = -1
     try:
         for part in parts:
             try:
-                child = _open_child(part, fd, base)
+                child = _open_child(part, fd)
             except FileNotFoundError:
                 if not create:
                     raise
@@ -51,14 +75,16 @@ def open_below(base: Path, parts: Sequence[str], *, create: bool, mode: int = 0o
                     os.mkdir(part, mode, dir_fd=fd)
                 except FileExistsError:
                     made = False
-                child = _open_child(part, fd, base)
+                child = _open_child(part, fd)
                 if made:
                     # mkdir's mode passes through the umask; fchmod does not.
                     os.fchmod(child, mode)
-            os.close(fd)
-            fd = child
+            if opened >= 0:
+                os.close(opened)
+            fd = opened = child
     except BaseException:
-        os.close(fd)
+        if opened >= 0:
+            os.close(opened)
         raise
     return fd
 
@@ -75,12 +101,13 @@ def _check_existing(base: Path, parts: Sequence[str]) -> None:
             raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base))
 
 
-def _open_child(part: str, fd: int, base: Path) -> int:
+def _open_child(part: str, fd: int) -> int:
     try:
         return os.open(part, _DIR_FLAGS, dir_fd=fd)
-    except NotADirectoryError:
-        raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base)) from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigurationError(UNSAFE_DIRECTORY.format(base=base)) from None
-        raise
+        if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+            raise
+    # O_NOFOLLOW | O_DIRECTORY fails alike for a link and for a file: tell them apart.
+    if stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode):
+        raise LinkOnTheWay(errno.ELOOP, "a directory on the way is a symbolic link")
+    raise NotADirectoryError(errno.ENOTDIR, "a directory on the way is not a directory")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import PurePosixPath
 
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.messages import Message
@@ -56,7 +55,7 @@ def check_object_name(name: str) -> str:
         raise ConfigurationError("object name must not contain backslashes")
     if name.startswith("/"):
         raise ConfigurationError("object name must be relative (no leading '/')")
-    parts = PurePosixPath(name).parts
-    if any(p in ("..", ".") for p in name.split("/")) or not parts:
+    segments = name.split("/")
+    if "." in segments or ".." in segments:
         raise ConfigurationError("object name must not contain '.' or '..' segments")
     return name

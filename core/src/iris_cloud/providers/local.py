@@ -48,15 +48,21 @@ body until they are completed from ``NAME$dlq``.
 
 ``file:///DIR`` — objects are plain files under DIR (created if missing), so
 the tree can be browsed. A put streams into a temporary file in
-``DIR/.iris-cloud/tmp`` and renames it into place (atomically); with
-``overwrite=False`` it is hard-linked instead, which fails if the name exists,
-so two writers cannot both create one object. Content type and metadata live
-in a JSON sidecar under ``DIR/.iris-cloud/meta`` (hidden from ``list``; names
-under ``.iris-cloud/`` are reserved). A reader racing an overwrite may briefly
-see the new content with the old metadata. ``list`` returns name, size, etag
-and time (as S3 does; ``info`` adds content type and metadata). Besides the
-core's name checks, every path is resolved and must stay inside DIR, so a
-symlink cannot lead out of it. Objects, sidecars and ``download_to`` output
+``DIR/.iris-cloud/tmp`` — one without a name (``O_TMPFILE``) where the
+filesystem has them, so a killed put leaves nothing — and publishes it
+atomically: with ``overwrite=False`` by a hard link, which fails if the name
+exists, so two writers cannot both create one object; with ``overwrite=True``
+by a rename over it. Content type and metadata live in a JSON sidecar under
+``DIR/.iris-cloud/meta`` (hidden from ``list``; names under ``.iris-cloud/``
+are reserved), written only for an object that has them; it names the
+version it describes, so a reader racing an overwrite sees the new content
+with no metadata for a moment, never with the old one's. ``list`` returns
+name, size, etag and time (as S3 does; ``info`` adds content type and
+metadata). Besides the core's name checks, no symbolic link below DIR is
+followed (each directory is opened relative to its parent with
+``O_NOFOLLOW``; DIR itself may be one): a link cannot lead out of the store
+or into its reserved directory, and an object that is a link is refused.
+Objects, sidecars and ``download_to`` output
 are created 0600 and the directories the store creates 0700, whatever the
 umask (objects are patient images and reports). Options: ``access``,
 ``fsync`` (flush data to disk before the rename; default off, as ``cp``).
@@ -71,6 +77,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import sqlite3
@@ -78,6 +85,7 @@ import stat
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -85,7 +93,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
-from iris_cloud._nofollow import open_below
+from iris_cloud._nofollow import UNSAFE_DIRECTORY, LinkOnTheWay, open_below, open_dirs
 from iris_cloud.decoding import decode_each
 from iris_cloud.errors import (
     AlreadyExists,
@@ -657,24 +665,36 @@ def _identity(path: Path) -> tuple[int, int] | None:
 # -- store ------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _fs_errors(action: str) -> Iterator[None]:
-    """Filesystem errors of the store's own files as framework errors, in one place."""
-    try:
-        yield
-    except IrisCloudError:
-        raise
-    except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-        # mkdir of a parent that is a file, or a link onto a directory.
-        raise ConfigurationError(
-            f"cannot {action}: a parent of it is an object, or it is a directory"
-        ) from exc
-    except PermissionError as exc:
-        raise PermissionDenied(
-            f"cannot {action}: the filesystem denies write access to the store directory",
-            right="write",
-        ) from exc
-    except OSError as exc:
+class _fs_errors:  # noqa: N801 - used as a context manager, like contextlib's
+    """Filesystem errors of the store's own files as framework errors, in one place.
+
+    A class rather than a generator: a put passes through it several times.
+    """
+
+    __slots__ = ("action",)
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, IrisCloudError) or not isinstance(exc, OSError):
+            return
+        action = self.action
+        if isinstance(
+            exc, (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+        ):
+            # mkdir of a parent that is a file, or a link onto a directory.
+            raise ConfigurationError(
+                f"cannot {action}: a parent of it is an object, or it is a directory"
+            ) from exc
+        if isinstance(exc, PermissionError):
+            raise PermissionDenied(
+                f"cannot {action}: the filesystem denies write access to the store directory",
+                right="write",
+            ) from exc
         code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
         text = f"cannot {action}: {exc.strerror or type(exc).__name__} ({code})"
         if is_transient(exc):
@@ -687,8 +707,20 @@ def _unlink_at(name: str, dir_fd: int) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
+def _write_all(out_fd: int, data: memoryview) -> None:
+    written = 0
+    while written < len(data):
+        written += os.write(out_fd, data[written:])
+
+
 def _copy_stream(src: IO[bytes], out_fd: int, chunk: int) -> None:
     """Copy ``src`` to ``out_fd`` in bounded memory; in the kernel when ``src`` is a file."""
+    if isinstance(src, io.BytesIO):
+        # Bytes already in memory (put(bytes)): written from the buffer, no copy.
+        with src.getbuffer() as view:
+            _write_all(out_fd, view[src.tell() :])
+        src.seek(0, io.SEEK_END)
+        return
     try:
         in_fd = src.fileno()
         regular = stat.S_ISREG(os.fstat(in_fd).st_mode)
@@ -717,15 +749,29 @@ def _copy_stream(src: IO[bytes], out_fd: int, chunk: int) -> None:
             n = readinto(view)
             if not n:
                 break
-            data: Any = view[:n]
+            _write_all(out_fd, view[:n])
         else:
             data = src.read(chunk)
             if not data:
                 break
-            n = len(data)
-        written = 0
-        while written < n:
-            written += os.write(out_fd, data[written:])
+            _write_all(out_fd, memoryview(data))
+
+
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+_UNNAMED_FILE = os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC
+_EARLY_CHECK_BYTES = 1024 * 1024
+"""Above this size (or unknown) a conditional put looks for the name before
+writing: writing it only to be refused costs more than the look."""
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
 
 
 class FileStore(ObjectStore):
@@ -757,6 +803,13 @@ class FileStore(ObjectStore):
         self._real_root = os.path.realpath(self.root)
         self._tmp = self.root / RESERVED_DIR / "tmp"
         self._meta = self.root / RESERVED_DIR / "meta"
+        # The root and the staging directory, opened once (without following
+        # links below the root) and kept: every call works relative to them.
+        self._fds: dict[str, int] = {}
+        self._fds_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _close_all, self._fds)
+        # Unnamed temp files (O_TMPFILE, linked in by /proc/self/fd) need both.
+        self._unnamed = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
         if "write" in rights:
             # What puts killed mid-write left (their names are ours, never objects').
             remove_stale_temp_files(self._tmp, hidden_only=False, suffixes=(".part", ".json"))
@@ -776,23 +829,82 @@ class FileStore(ObjectStore):
         """The store's directory."""
         return str(self.root)
 
+    def close(self) -> None:
+        """Close the store's directory descriptors (reopened if the store is used again)."""
+        with self._fds_lock:
+            _close_all(self._fds)
+
     # paths
-    def _path(self, name: str) -> Path:
-        """The file of a checked name; reserved names and escapes are rejected."""
-        if name.split("/", 1)[0] == RESERVED_DIR:
+    def _fd(self, key: str) -> int:
+        """The kept descriptor of the root (``"root"``) or the staging directory (``"tmp"``)."""
+        fd = self._fds.get(key)
+        if fd is not None:
+            return fd
+        with self._fds_lock:
+            fd = self._fds.get(key)
+            if fd is None:
+                root = self._fds.get("root")
+                if root is None:
+                    root = self._fds["root"] = os.open(self._real_root, _DIR_OPEN)
+                fd = root if key == "root" else self._open_tmp(root)
+                self._fds[key] = fd
+        return fd
+
+    def _open_tmp(self, root: int) -> int:
+        try:
+            return open_dirs(root, [RESERVED_DIR, "tmp"], create=True)
+        except (LinkOnTheWay, NotADirectoryError):
+            raise ConfigurationError(UNSAFE_DIRECTORY.format(base=self._real_root)) from None
+
+    def _forget(self, key: str) -> None:
+        """Drop a kept descriptor whose directory was removed: the next call reopens it."""
+        with self._fds_lock:
+            fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    @staticmethod
+    def _split(name: str) -> tuple[list[str], str]:
+        """The directories and the file name of a checked object name."""
+        parts = name.split("/")
+        if "" in parts:  # "a//b" and "a/" name what "a/b" and "a" name on disk
+            parts = [p for p in parts if p]
+        if parts[0] == RESERVED_DIR:
             raise ConfigurationError(f"object names under {RESERVED_DIR}/ are reserved")
-        path = self.root / name
-        # Core checks reject '..' and absolute names; resolving catches symlinks
-        # inside the tree that point out of it.
-        real = os.path.realpath(path)
-        if real != self._real_root and not real.startswith(self._real_root + os.sep):
-            raise ConfigurationError(f"object name {name!r} resolves outside the store root")
-        # A link inside the tree into the reserved directory would let an object
-        # overwrite another's metadata or a temp file.
-        reserved = os.path.join(self._real_root, RESERVED_DIR)
-        if real == reserved or real.startswith(reserved + os.sep):
-            raise ConfigurationError(f"object names under {RESERVED_DIR}/ are reserved")
-        return path
+        return parts[:-1], parts[-1]
+
+    @contextlib.contextmanager
+    def _at(self, name: str, dirs: list[str], *, create: bool) -> Iterator[int]:
+        """The open directory ``name`` lives in (the root's kept descriptor, or one opened)."""
+        if not dirs:
+            yield self._fd("root")
+            return
+        fd = self._dir(name, dirs, create=create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _dir(self, name: str, dirs: list[str], *, create: bool) -> int:
+        """A new descriptor of the directory ``name`` lives in, no link followed on the way.
+
+        Core checks reject '..' and absolute names; not following links
+        keeps a symlink inside the tree from leading out of it, or into the
+        reserved directory.
+        """
+        try:
+            return open_dirs(self._fd("root"), dirs, create=create)
+        except LinkOnTheWay:
+            raise ConfigurationError(
+                f"object name {name!r} passes through a symbolic link, which is not followed: "
+                f"it could lead outside the store root or into its reserved {RESERVED_DIR}/"
+            ) from None
+
+    def _linked(self, name: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"object {name!r} is a symbolic link, which is not followed: "
+            "it could lead outside the store root"
+        )
 
     def _sidecar(self, name: str, *, create: bool = False) -> tuple[int, str]:
         """The open directory of ``name``'s sidecar and the sidecar's file name in it.
@@ -801,7 +913,7 @@ class FileStore(ObjectStore):
         ``meta`` included): a symlink planted there cannot redirect a write,
         read or delete of metadata (:class:`ConfigurationError`).
         """
-        *dirs, leaf = name.split("/")
+        dirs, leaf = self._split(name)
         fd = open_below(Path(self._real_root), [RESERVED_DIR, "meta", *dirs], create=create)
         return fd, f"{leaf}.json"
 
@@ -809,7 +921,7 @@ class FileStore(ObjectStore):
     def _write_sidecar(fd: int, leaf: str, meta: dict[str, Any]) -> None:
         # Written beside it and renamed over it: a reader sees old or new, whole.
         tmp = f".{uuid.uuid4().hex}.part"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+        out = os.open(tmp, _NEW_FILE, FILE_MODE, dir_fd=fd)
         try:
             with os.fdopen(out, "w", encoding="utf-8") as fh:
                 json.dump(meta, fh)
@@ -819,24 +931,28 @@ class FileStore(ObjectStore):
                 os.unlink(tmp, dir_fd=fd)
             raise
 
+    @staticmethod
+    def _etag(st: os.stat_result) -> str:
+        # A put links or renames a new file into place, so the inode changes with every version.
+        return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
     def _info_from(self, name: str, st: os.stat_result, meta: dict[str, Any]) -> ObjectInfo:
         return ObjectInfo(
             name=name,
             size=st.st_size,
             content_type=meta.get("content_type"),
             metadata=dict(meta.get("metadata") or {}),
-            # A put renames a new file into place, so the inode changes with every version.
-            etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+            etag=self._etag(st),
             last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
         )
 
-    def _read_sidecar(self, name: str) -> dict[str, Any]:
+    def _read_sidecar(self, name: str, etag: str) -> dict[str, Any]:
         try:
             fd, leaf = self._sidecar(name)
         except FileNotFoundError:
             return {}
         try:
-            src = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            src = os.open(leaf, _READ_FILE, dir_fd=fd)
             with os.fdopen(src, encoding="utf-8") as fh:
                 data = json.load(fh)
         except FileNotFoundError:
@@ -848,7 +964,12 @@ class FileStore(ObjectStore):
             ) from exc
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            return {}
+        # A sidecar names the version it describes: one left by an earlier
+        # version of the name (put without metadata, a delete cut short) is
+        # not this object's. Sidecars of older releases name none.
+        return data if data.get("etag", etag) == etag else {}
 
     # writing
     def _put(
@@ -861,63 +982,146 @@ class FileStore(ObjectStore):
         overwrite: bool,
     ) -> ObjectInfo:
         self.access.require("write", f"put {name!r}")
-        target = self._path(name)
-        if not overwrite and target.exists():
-            # Early answer; the link below is what makes it atomic.
-            raise AlreadyExists(f"object {name!r} already exists (overwrite=False)")
-        meta = {"content_type": content_type, "metadata": metadata}
-        with contextlib.ExitStack() as stack:
-            with _fs_errors(f"put {name!r}"):
-                # Both opened before a byte is written, without following links:
-                # a link planted under .iris-cloud refuses the put before data
-                # or metadata goes anywhere.
-                meta_fd, leaf = self._sidecar(name, create=True)
-                stack.callback(os.close, meta_fd)
-                tmp_dir = open_below(Path(self._real_root), [RESERVED_DIR, "tmp"], create=True)
-                stack.callback(os.close, tmp_dir)
-                tmp = f"{uuid.uuid4().hex}.part"
-                # O_EXCL on a fresh name, private: objects are patients' images.
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                fd = os.open(tmp, flags, FILE_MODE, dir_fd=tmp_dir)
-            stack.callback(_unlink_at, tmp, tmp_dir)
+        dirs, leaf = self._split(name)
+        described = content_type is not None or bool(metadata)
+        errors = _fs_errors(f"put {name!r}")
+        meta_fd = dir_fd = -1
+        meta_leaf = ""
+        try:
+            with errors:
+                # Opened before anything is created or written, without following
+                # links: a link planted under .iris-cloud refuses the put before
+                # data or metadata goes anywhere.
+                if described or overwrite:
+                    try:
+                        meta_fd, meta_leaf = self._sidecar(name, create=described)
+                    except FileNotFoundError:
+                        pass  # no sidecar directory: no old metadata to remove
+                fd, tmp, tmp_dir = self._temp_file(unnamed=not overwrite)
+            published = False
             try:
+                with errors:
+                    dir_fd = self._dir(name, dirs, create=True) if dirs else self._fd("root")
+                    if not overwrite and (size is None or size > _EARLY_CHECK_BYTES):
+                        # Early answer; the link below is what makes it atomic.
+                        with contextlib.suppress(FileNotFoundError):
+                            os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+                            raise AlreadyExists(
+                                f"object {name!r} already exists (overwrite=False)"
+                            )
                 # Errors of the source (or a full disk) propagate unchanged.
                 _copy_stream(stream, fd, self.copy_chunk)
                 if self.fsync:
                     os.fsync(fd)
+                st = os.fstat(fd)
+                with errors:
+                    if tmp:
+                        self._publish(name, tmp, tmp_dir, dir_fd, leaf, link=not overwrite)
+                        published = overwrite  # a link leaves the temp name to remove
+                    else:
+                        # Linking fails if the name exists: the atomic conditional
+                        # create. A file without a name leaves nothing behind if
+                        # anything fails.
+                        self._publish(name, f"/proc/self/fd/{fd}", None, dir_fd, leaf, link=True)
             finally:
                 os.close(fd)
-            with _fs_errors(f"put {name!r}"):
-                self._publish(name, self._tmp / tmp, target, overwrite)
-                self._write_sidecar(meta_fd, leaf, meta)
-                st = target.stat()
-        return self._info_from(name, st, meta)
+                if tmp and not published:
+                    _unlink_at(tmp, tmp_dir)
+            with errors:
+                if described:
+                    meta = {"content_type": content_type, "metadata": metadata}
+                    self._write_sidecar(meta_fd, meta_leaf, {**meta, "etag": self._etag(st)})
+                elif meta_fd >= 0:
+                    # The metadata of the version this one replaced is no longer anyone's.
+                    _unlink_at(meta_leaf, meta_fd)
+        finally:
+            if dirs and dir_fd >= 0:
+                os.close(dir_fd)
+            if meta_fd >= 0:
+                os.close(meta_fd)
+        return self._info_from(name, st, {"content_type": content_type, "metadata": metadata})
 
-    def _publish(self, name: str, tmp: Path, target: Path, overwrite: bool) -> None:
-        # A concurrent delete may remove the (then empty) parent directory
-        # between mkdir and link; try again a few times.
-        for attempt in range(5):
-            private_dir(target.parent)
+    def _temp_file(self, *, unnamed: bool) -> tuple[int, str, int]:
+        """A new private file in the staging directory, its name ('' for none), the directory.
+
+        Without a name (O_TMPFILE) where the filesystem has them: a killed put
+        leaves nothing. Private, created exclusively: objects are patients' images.
+        """
+        for attempt in range(2):
+            tmp_dir = self._fd("tmp")
             try:
-                if overwrite:
-                    os.replace(tmp, target)
-                else:
-                    os.link(tmp, target)
-                return
-            except FileExistsError as exc:
-                raise AlreadyExists(f"object {name!r} already exists (overwrite=False)") from exc
+                if unnamed and self._unnamed:
+                    try:
+                        return os.open(".", _UNNAMED_FILE, FILE_MODE, dir_fd=tmp_dir), "", tmp_dir
+                    except OSError as exc:
+                        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                            raise
+                        self._unnamed = False  # none on this filesystem: named ones from now on
+                tmp = f"{uuid.uuid4().hex}.part"
+                return os.open(tmp, _NEW_FILE, FILE_MODE, dir_fd=tmp_dir), tmp, tmp_dir
             except FileNotFoundError:
-                if attempt == 4 or not tmp.exists():
+                if attempt:
                     raise
+                self._forget("tmp")  # removed under us: made again
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _publish(
+        self, name: str, src: str, src_dir: int | None, dir_fd: int, leaf: str, *, link: bool
+    ) -> None:
+        """Link (``link``: fails if ``leaf`` exists) or rename ``src`` to ``leaf`` in ``dir_fd``."""
+        again = -1
+        try:
+            for attempt in range(5):
+                try:
+                    if link:
+                        # follow_symlinks: /proc/self/fd/N names the open file, not a link.
+                        os.link(
+                            src, leaf, src_dir_fd=src_dir, dst_dir_fd=dir_fd, follow_symlinks=True
+                        )
+                    else:
+                        os.replace(src, leaf, src_dir_fd=src_dir, dst_dir_fd=dir_fd)
+                    return
+                except FileExistsError as exc:
+                    raise AlreadyExists(
+                        f"object {name!r} already exists (overwrite=False)"
+                    ) from exc
+                except FileNotFoundError:
+                    if attempt == 4 or os.fstat(dir_fd).st_nlink:
+                        raise
+                # A concurrent delete pruned the (then empty) directory after it was
+                # opened: make it again.
+                if again >= 0:
+                    os.close(again)
+                dir_fd = again = self._dir(name, self._split(name)[0], create=True)
+        finally:
+            if again >= 0:
+                os.close(again)
 
     # reading
+    def _open_file(self, name: str) -> int:
+        """A read descriptor of ``name``'s file; :class:`NotFound` if there is none."""
+        dirs, leaf = self._split(name)
+        try:
+            with self._at(name, dirs, create=False) as dir_fd:
+                return os.open(leaf, _READ_FILE, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFound(f"object {name!r} not found in {self.root}") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._linked(name) from None
+            raise
+
     def _open_read(self, name: str) -> IO[bytes]:
         self.access.require("read", f"read {name!r}")
-        path = self._path(name)
+        fd = self._open_file(name)
         try:
-            return path.open("rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise NotFound(f"object {name!r} not found in {self.root}") from exc
+            return os.fdopen(fd, "rb")
+        except IsADirectoryError as exc:
+            os.close(fd)
+            raise NotFound(f"object {name!r} not found in {self.root} (it is a directory)") from exc
+        except BaseException:
+            os.close(fd)
+            raise
 
     def download_to(self, name: str, path: str | os.PathLike[str]) -> ObjectInfo:
         """Copy ``name`` to ``path`` in the kernel; the file appears only when complete."""
@@ -938,19 +1142,30 @@ class FileStore(ObjectStore):
 
     def _info(self, name: str) -> ObjectInfo:
         self.access.require("read", f"read the properties of {name!r}")
-        path = self._path(name)
+        dirs, leaf = self._split(name)
         try:
-            st = path.stat()
+            with self._at(name, dirs, create=False) as dir_fd:
+                st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise NotFound(f"object {name!r} not found in {self.root}") from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise self._linked(name)
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"object {name!r} not found in {self.root} (it is a directory)")
-        return self._info_from(name, st, self._read_sidecar(name))
+        return self._info_from(name, st, self._read_sidecar(name, self._etag(st)))
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         self.access.require("list", f"list {self.root}")
         head = prefix.rpartition("/")[0]
-        start = self._path(head) if head else self.root
+        start = self.root
+        if head:
+            parents, last = self._split(head)
+            dirs = [*parents, last]
+            try:
+                os.close(self._dir(head, dirs, create=False))  # no link on the way
+            except (FileNotFoundError, NotADirectoryError):
+                return iter(())
+            start = self.root.joinpath(*dirs)
         return self._walk(start, f"{head}/" if head else "", prefix)
 
     def _walk(self, directory: Path, rel: str, prefix: str) -> Iterator[ObjectInfo]:
@@ -981,14 +1196,16 @@ class FileStore(ObjectStore):
 
     def _delete(self, name: str) -> None:
         self.access.require("delete", f"delete {name!r}")
-        path = self._path(name)
+        dirs, leaf = self._split(name)
         try:
-            if path.is_dir():
-                raise NotFound(f"object {name!r} not found in {self.root} (it is a directory)")
-            path.unlink()
+            with self._at(name, dirs, create=False) as dir_fd:
+                # unlink removes a planted link itself, never what it points at.
+                os.unlink(leaf, dir_fd=dir_fd)
+        except IsADirectoryError as exc:
+            raise NotFound(f"object {name!r} not found in {self.root} (it is a directory)") from exc
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise NotFound(f"object {name!r} not found in {self.root}") from exc
-        self._prune(path.parent, self.root)
+        self._prune([], dirs)
         self._delete_sidecar(name)
 
     def _delete_sidecar(self, name: str) -> None:
@@ -1005,17 +1222,27 @@ class FileStore(ObjectStore):
                 os.unlink(leaf, dir_fd=fd)
         finally:
             os.close(fd)
-        self._prune(self._meta / name.rpartition("/")[0], self._meta)
+        self._prune([RESERVED_DIR, "meta"], self._split(name)[0])
 
-    @staticmethod
-    def _prune(directory: Path, stop: Path) -> None:
-        """Remove now-empty directories up to ``stop``, so names can become objects again."""
-        while directory != stop and stop in directory.parents:
-            try:
-                directory.rmdir()
-            except OSError:
-                return  # not empty (or gone): someone else's objects live there
-            directory = directory.parent
+    def _prune(self, kept: list[str], dirs: list[str]) -> None:
+        """Remove now-empty directories ``kept/dirs...`` bottom up, so names can become objects again.
+
+        Each is removed relative to its parent, opened without following links.
+        """
+        fds: list[int] = []
+        try:
+            with contextlib.suppress(OSError):  # gone, or a link: nothing to prune
+                fds.append(open_dirs(self._fd("root"), kept, create=False))
+                for part in dirs[:-1]:
+                    fds.append(open_dirs(fds[-1], [part], create=False))
+            for parent, part in zip(reversed(fds), reversed(dirs[: len(fds)]), strict=False):
+                try:
+                    os.rmdir(part, dir_fd=parent)
+                except OSError:
+                    return  # not empty (or gone): someone else's objects live there
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 @hookimpl
