@@ -7,13 +7,16 @@ import io
 import os
 import time
 import urllib.request
+import zlib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound
 from iris_cloud.testing import Watcher
 from iris_cloud_aws import S3Store
+from iris_cloud_aws import store as store_module
 from iris_cloud_aws.testing import MotoServer
 
 MIB = 2**20
@@ -68,6 +71,63 @@ def test_failed_multipart_upload_leaves_no_object_and_no_parts(
     with pytest.raises(OSError, match="source failed"):
         store.put("broken.bin", io.BufferedReader(_FailingStream(12 * MIB)))
     assert not store.exists("broken.bin")
+    assert _uploads(moto, bucket) == []
+
+
+def test_multipart_upload_from_a_file_sends_parts_from_the_file_with_checksums(
+    moto: MotoServer, store: S3Store, bucket: str, tmp_path: Path
+) -> None:
+    data = os.urandom(11 * MIB)
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"header|" + data)
+    with path.open("rb") as fh:
+        fh.read(7)  # a partly read file continues at its position
+        info = store.put("big.bin", fh)
+        assert fh.read() == b""
+    assert info.size == len(data)
+    assert store.get("big.bin") == data
+    head = moto.client("s3").head_object(Bucket=bucket, Key="big.bin", ChecksumMode="ENABLED")
+    assert head["ETag"].endswith('-3"')
+    # Declared on the upload, carried by each part: the CRC32 of the parts' CRC32s.
+    crcs = b"".join(
+        zlib.crc32(data[i : i + 5 * MIB]).to_bytes(4, "big") for i in range(0, len(data), 5 * MIB)
+    )
+    assert head["ChecksumCRC32"].split("-")[0] == base64.b64encode(
+        zlib.crc32(crcs).to_bytes(4, "big")
+    ).decode("ascii")
+
+
+def test_checksum_algorithm_is_an_option(moto: MotoServer, bucket: str, tmp_path: Path) -> None:
+    store = S3Store.from_url(
+        moto.store_url(bucket),
+        **moto.options(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB),
+        checksum_algorithm="sha256",
+    )
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(6 * MIB))
+    store.put("sha.bin", path)
+    head = moto.client("s3").head_object(Bucket=bucket, Key="sha.bin", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"]
+    with pytest.raises(ConfigurationError, match="checksum_algorithm"):
+        S3Store.from_url(moto.store_url(bucket), **moto.options(), checksum_algorithm="md5")
+
+
+def test_a_file_cut_short_during_a_multipart_upload_leaves_no_object(
+    moto: MotoServer, store: S3Store, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(os.urandom(12 * MIB))
+    measure = store_module._file_region
+
+    def measured_then_cut(stream: Any) -> Any:
+        region = measure(stream)
+        os.truncate(path, 7 * MIB)  # after the upload measured it: parts come up short
+        return region
+
+    monkeypatch.setattr(store_module, "_file_region", measured_then_cut)
+    with pytest.raises(OSError, match="shorter"):
+        store.put("shrinking.bin", path)
+    assert not store.exists("shrinking.bin")
     assert _uploads(moto, bucket) == []
 
 

@@ -52,6 +52,7 @@ STORE_OPTIONS = frozenset(
         "multipart_threshold",
         "multipart_chunksize",
         "max_concurrency",
+        "checksum_algorithm",
         "notification_queue",
         "signed_urls",
         "addressing_style",

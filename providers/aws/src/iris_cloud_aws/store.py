@@ -2,8 +2,11 @@
 
 Uploads stream: objects up to ``multipart_threshold`` go in one
 ``PutObject``; larger ones (or streams of unknown size that turn out larger)
-as a multipart upload whose parts are read and sent at most
-``max_concurrency`` at a time, so memory stays at about
+as a multipart upload whose parts are sent at most ``max_concurrency``
+(default 10) at a time, each with its ``checksum_algorithm`` checksum
+(declared on the upload, so completion combines the parts' checksums). A
+part of a regular file is read from the file while it is sent, so memory
+stays flat; from any other stream it stays at about
 ``(max_concurrency + 1) * multipart_chunksize`` whatever the object's size.
 ``overwrite=False`` is enforced by S3 itself (``If-None-Match: *`` on
 ``PutObject`` and on ``CompleteMultipartUpload``); a failed multipart upload
@@ -14,9 +17,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
+import io
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -51,6 +58,10 @@ MIB = 1024 * 1024
 MIN_PART = 5 * MIB
 """S3's smallest part (all but the last)."""
 MAX_PARTS = 10_000
+DEFAULT_CONCURRENCY = 10
+"""Parts in flight: as ``boto3.upload_file`` (s3transfer) sends them."""
+CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+"""What ``checksum_algorithm`` may name (``CRC32C`` and ``CRC64NVME`` need awscrt)."""
 
 
 def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:
@@ -92,6 +103,64 @@ def _chunks(first: bytes, stream: IO[bytes], size: int) -> Iterator[bytes]:
         buffer = buffer[size:]
 
 
+class _FilePart(io.RawIOBase):
+    """Bytes ``start`` .. ``start + length`` of an open file, read where they lie.
+
+    A part of an upload from a file is sent (and checksummed, and re-sent on a
+    retry) from the file itself: nothing of it is held in memory. ``pread``
+    keeps parts sent side by side from sharing a file position.
+    """
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        super().__init__()
+        self._fd, self._start, self._length, self._pos = fd, start, length, 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = min(max(0, base + offset), self._length)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._length - self._pos
+        n = left if size is None or size < 0 else min(size, left)
+        data = os.pread(self._fd, n, self._start + self._pos) if n > 0 else b""
+        if len(data) < n:
+            # Cut short since the upload measured it: the part would never be whole.
+            raise OSError(errno.EIO, "the file became shorter during the upload")
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _file_region(stream: IO[bytes]) -> tuple[int, int, int] | None:
+    """``(fd, position, bytes left)`` when ``stream`` is a regular file, else ``None``."""
+    try:
+        fd = stream.fileno()
+        st = os.fstat(fd)
+        position = stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return fd, position, max(0, st.st_size - position)
+
+
 class S3Store(ObjectStore):
     """One S3 bucket, optionally under a key prefix.
 
@@ -99,7 +168,9 @@ class S3Store(ObjectStore):
     ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
     ``aws_session_token``, ``profile_name``, ``session``,
     ``multipart_threshold`` and ``multipart_chunksize`` (bytes, default 8 MiB),
-    ``max_concurrency`` (parts in flight, default 4), ``addressing_style``
+    ``max_concurrency`` (parts in flight, default 10), ``checksum_algorithm``
+    (declared on multipart uploads, each part carrying its own; default
+    ``CRC32``), ``addressing_style``
     (``auto`` / ``path`` / ``virtual``), ``signed_urls`` (default true when the
     session has credentials), ``notification_queue`` (SQS queue URL or name
     receiving this bucket's ``s3:ObjectCreated:*`` events: ``watch`` then
@@ -119,7 +190,8 @@ class S3Store(ObjectStore):
         *,
         multipart_threshold: int = 8 * MIB,
         multipart_chunksize: int = 8 * MIB,
-        max_concurrency: int = 4,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        checksum_algorithm: str = "CRC32",
         addressing_style: str = "auto",
         signed_urls: bool | None = None,
         notification_queue: str | None = None,
@@ -131,6 +203,10 @@ class S3Store(ObjectStore):
             raise ConfigurationError(f"multipart_chunksize must be at least {MIN_PART} (5 MiB)")
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
+        if checksum_algorithm.upper() not in CHECKSUM_ALGORITHMS:
+            raise ConfigurationError(
+                f"checksum_algorithm must be one of {', '.join(CHECKSUM_ALGORITHMS)}"
+            )
         if addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError("addressing_style must be auto, path or virtual")
         self._aws = session
@@ -139,6 +215,7 @@ class S3Store(ObjectStore):
         self._threshold = max(1, multipart_threshold)
         self._chunk = multipart_chunksize
         self._concurrency = max_concurrency
+        self._checksum = checksum_algorithm.upper()
         # SigV4 for presigned URLs too: regions opened since 2014 accept nothing else.
         self._s3 = session.client(
             "s3", s3={"addressing_style": addressing_style}, signature_version="s3v4"
@@ -162,7 +239,9 @@ class S3Store(ObjectStore):
             parts.path,
             multipart_threshold=as_int(opts, "multipart_threshold", 8 * MIB) or 8 * MIB,
             multipart_chunksize=as_int(opts, "multipart_chunksize", 8 * MIB) or 8 * MIB,
-            max_concurrency=as_int(opts, "max_concurrency", 4) or 4,
+            max_concurrency=as_int(opts, "max_concurrency", DEFAULT_CONCURRENCY)
+            or DEFAULT_CONCURRENCY,
+            checksum_algorithm=str(opts.get("checksum_algorithm") or "CRC32"),
             addressing_style=str(opts.get("addressing_style") or "auto"),
             signed_urls=None if signed is None else as_bool(opts, "signed_urls", True),
             notification_queue=opts.get("notification_queue") or None,
@@ -196,6 +275,14 @@ class S3Store(ObjectStore):
         if content_type:
             extra["ContentType"] = content_type
         key = self._key(name)
+        region = _file_region(stream)
+        if region is not None and region[2] > self._threshold:
+            # A large file: parts are sent from the file itself (flat memory).
+            etag, total = self._multipart(name, stream, region, region[2], extra, overwrite)
+            stream.seek(region[1] + total)
+            return ObjectInfo(
+                name=name, size=total, content_type=content_type, metadata=dict(metadata), etag=etag
+            )
         first = read_full(stream, self._threshold if size is None else min(size, self._threshold))
         if len(first) < self._threshold or (size is not None and size <= self._threshold):
             # Small object: one request; S3 refuses it atomically if the key exists.
@@ -218,11 +305,13 @@ class S3Store(ObjectStore):
         self,
         name: str,
         stream: IO[bytes],
-        first: bytes,
+        first: bytes | tuple[int, int, int],
         size: int | None,
         extra: dict[str, Any],
         overwrite: bool,
     ) -> tuple[str | None, int]:
+        """Upload as a multipart upload, from ``first`` and the rest of ``stream``, or
+        from a file region ``(fd, start, length)``; aborted on any failure."""
         where = self._where(name)
         if not overwrite:
             self._refuse_existing(name)
@@ -232,9 +321,12 @@ class S3Store(ObjectStore):
             chunk = math.ceil(size / MAX_PARTS)
         key = self._key(name)
         with aws_errors("CreateMultipartUpload", where):
-            upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)[
-                "UploadId"
-            ]
+            # A declared algorithm: every part carries its checksum, which S3
+            # checks on arrival, and completion combines them instead of
+            # reading the whole object again.
+            upload_id = self._s3.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm=self._checksum, **extra
+            )["UploadId"]
         try:
             parts, total = self._upload_parts(name, key, upload_id, stream, first, chunk)
             complete: dict[str, Any] = {}
@@ -264,22 +356,47 @@ class S3Store(ObjectStore):
         raise AlreadyExists(f"{self._where(name)} already exists (conditional create refused)")
 
     def _upload_parts(
-        self, name: str, key: str, upload_id: str, stream: IO[bytes], first: bytes, chunk: int
+        self,
+        name: str,
+        key: str,
+        upload_id: str,
+        stream: IO[bytes],
+        first: bytes | tuple[int, int, int],
+        chunk: int,
     ) -> tuple[list[dict[str, Any]], int]:
         where = self._where(name)
 
-        def send(number: int, data: bytes) -> dict[str, Any]:
+        checksum = f"Checksum{self._checksum}"
+
+        def send(number: int, data: bytes | _FilePart) -> dict[str, Any]:
             with aws_errors("UploadPart", where):
                 resp = self._s3.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ChecksumAlgorithm=self._checksum,
                 )
-            return {"PartNumber": number, "ETag": resp["ETag"]}
+            # Completion names each part's checksum, as S3 requires once declared.
+            part = {"PartNumber": number, "ETag": resp["ETag"]}
+            if checksum in resp:
+                part[checksum] = resp[checksum]
+            return part
 
+        if isinstance(first, tuple):
+            fd, start, length = first
+            bodies: Iterator[bytes | _FilePart] = (
+                _FilePart(fd, start + offset, min(chunk, length - offset))
+                for offset in range(0, length, chunk)
+            )
+        else:
+            bodies = _chunks(first, stream, chunk)
         parts: list[dict[str, Any]] = []
         total = 0
         pending: set[Future[dict[str, Any]]] = set()
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            for number, data in enumerate(_chunks(first, stream, chunk), start=1):
+            for number, data in enumerate(bodies, start=1):
                 total += len(data)
                 pending.add(pool.submit(send, number, data))
                 # At most max_concurrency parts are held: wait for one to
