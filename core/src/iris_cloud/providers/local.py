@@ -665,7 +665,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 # -- store ------------------------------------------------------------------------
 
 
-class _fs_errors:  # noqa: N801 - used as a context manager, like contextlib's
+class _fs_errors:
     """Filesystem errors of the store's own files as framework errors, in one place.
 
     A class rather than a generator: a put passes through it several times.
@@ -679,7 +679,9 @@ class _fs_errors:  # noqa: N801 - used as a context manager, like contextlib's
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
         if exc is None or isinstance(exc, IrisCloudError) or not isinstance(exc, OSError):
             return
         action = self.action
@@ -993,10 +995,9 @@ class FileStore(ObjectStore):
                 # links: a link planted under .iris-cloud refuses the put before
                 # data or metadata goes anywhere.
                 if described or overwrite:
-                    try:
+                    # No sidecar directory (FileNotFoundError): no old metadata to remove.
+                    with contextlib.suppress(FileNotFoundError):
                         meta_fd, meta_leaf = self._sidecar(name, create=described)
-                    except FileNotFoundError:
-                        pass  # no sidecar directory: no old metadata to remove
                 fd, tmp, tmp_dir = self._temp_file(unnamed=not overwrite)
             published = False
             try:
@@ -1006,9 +1007,7 @@ class FileStore(ObjectStore):
                         # Early answer; the link below is what makes it atomic.
                         with contextlib.suppress(FileNotFoundError):
                             os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
-                            raise AlreadyExists(
-                                f"object {name!r} already exists (overwrite=False)"
-                            )
+                            raise AlreadyExists(f"object {name!r} already exists (overwrite=False)")
                 # Errors of the source (or a full disk) propagate unchanged.
                 _copy_stream(stream, fd, self.copy_chunk)
                 if self.fsync:
@@ -1225,7 +1224,7 @@ class FileStore(ObjectStore):
         self._prune([RESERVED_DIR, "meta"], self._split(name)[0])
 
     def _prune(self, kept: list[str], dirs: list[str]) -> None:
-        """Remove now-empty directories ``kept/dirs...`` bottom up, so names can become objects again.
+        """Remove now-empty directories ``kept/dirs...`` bottom up (names can become objects again).
 
         Each is removed relative to its parent, opened without following links.
         """
