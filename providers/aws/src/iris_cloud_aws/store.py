@@ -103,26 +103,20 @@ def _chunks(first: bytes, stream: IO[bytes], size: int) -> Iterator[bytes]:
         buffer = buffer[size:]
 
 
-class _FilePart(io.RawIOBase):
+class _FilePart:
     """Bytes ``start`` .. ``start + length`` of an open file, read where they lie.
 
     A part of an upload from a file is sent (and checksummed, and re-sent on a
     retry) from the file itself: nothing of it is held in memory. ``pread``
-    keeps parts sent side by side from sharing a file position.
+    keeps parts sent side by side from sharing a file position. botocore
+    needs no more of a body than ``read``, ``seek``, ``tell`` and ``len``.
     """
 
     def __init__(self, fd: int, start: int, length: int) -> None:
-        super().__init__()
         self._fd, self._start, self._length, self._pos = fd, start, length, 0
 
     def __len__(self) -> int:
         return self._length
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
 
     def tell(self) -> int:
         return self._pos
@@ -141,11 +135,6 @@ class _FilePart(io.RawIOBase):
             raise OSError(errno.EIO, "the file became shorter during the upload")
         self._pos += len(data)
         return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _file_region(stream: IO[bytes]) -> tuple[int, int, int] | None:
