@@ -47,8 +47,10 @@ def test_every_sync_method_is_there_with_its_signature_and_docs() -> None:
             assert inspect.iscoroutinefunction(awaited), name
             assert not inspect.iscoroutinefunction(sync), name
     assert inspect.getdoc(AsyncIrisClient.submit_order) == inspect.getdoc(IrisClient.submit_order)
-    iris.close()
-    asyncio.run(airis.close())
+    IrisClient.close(iris)  # called on the class, as any method may be
+    asyncio.run(AsyncIrisClient.close(airis))
+    with pytest.raises(ConfigurationError, match="this IrisClient is closed"):
+        iris.orders.send(b"too late")
 
 
 def test_the_other_twins_ports_are_refused(tmp_path: Path) -> None:

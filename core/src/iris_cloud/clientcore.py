@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, ove
 
 from pydantic import ValidationError as PydanticValidationError
 
-from iris_cloud.config import Profile, load_profile
+from iris_cloud.config import ROLES, Profile, load_profile
 from iris_cloud.errors import ConfigurationError, FieldError, ValidationError
 from iris_cloud.logs import get_logger
 from iris_cloud.messages import message_for, order_message
@@ -270,8 +270,6 @@ class ClientCore(Generic[B, S]):
     # -- endpoints -----------------------------------------------------------
     def _endpoint_steps(self, role: str) -> Steps[Any]:
         """The open endpoint of ``role``, opened from the profile if need be (lock held)."""
-        from iris_cloud.config import ROLES
-
         self._check_open()
         endpoint = self._endpoints.get(role)
         if endpoint is None:
@@ -617,8 +615,6 @@ class ClientCore(Generic[B, S]):
 
 
 def _is_store(role: str) -> bool:
-    from iris_cloud.config import ROLES
-
     return ROLES[role].kind == "store"
 
 

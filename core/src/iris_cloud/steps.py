@@ -216,6 +216,10 @@ class steps_method(Generic[P, T]):  # lower case: a decorator, like property
         method.__dict__["__signature__"] = self._signature
         return method
 
+    def __call__(self, obj: Any, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Called on the class (``IrisClient.close(iris)``): the method of ``obj``."""
+        return self.__get__(obj, type(obj))(*args, **kwargs)
+
 
 def _unwrapped(annotation: Any) -> Any:
     """``T`` of a ``Steps[T]`` return annotation (a string under postponed annotations)."""
