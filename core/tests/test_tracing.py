@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from iris_cloud import tracing
 from iris_cloud.client import IrisClient
+from iris_cloud.consumer import Consumer, Context, IrisApp
+from iris_cloud.messages import message_for
+from iris_cloud.model import OrderGradedEvent, parse_message
 from iris_cloud.ports import Message, MessageBroker
+from iris_cloud.providers.memory import MemoryBroker
 from iris_cloud.testing.spans import SpanRecorder
 from iris_cloud.workflows.results import save_result
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from wfhelpers import make_profile, new_order, sample
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
@@ -241,3 +254,98 @@ print("ok")
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def graded_event(**changes: object) -> Message:
+    data = sample("event-order-graded.json")
+    data["TransactionId"] = str(uuid.uuid4())
+    data.update(changes)
+    return message_for(parse_message(json.dumps(data)))
+
+
+def test_handle_span_continues_the_senders_trace(
+    mem_broker: MessageBroker, spans: SpanRecorder
+) -> None:
+    out = MemoryBroker(f"out-{uuid.uuid4().hex}")
+    app = IrisApp()
+
+    @app.on(OrderGradedEvent)
+    def forward(event: OrderGradedEvent, ctx: Context) -> None:
+        out.send(b"follow-up")
+
+    with trace.use_span(remote_parent()):
+        [mid] = mem_broker.send(graded_event())
+    with Consumer(app, {"events": mem_broker}, wait=0.1) as consumer:
+        consumer.run_until(lambda s: s.completed >= 1, timeout=10)
+    [send] = spans.named("send", {"messaging.message.id": mid})
+    [handle] = spans.named("handle")
+    assert handle.kind is SpanKind.CONSUMER
+    assert handle.parent is not None and handle.parent.span_id == send.context.span_id
+    assert handle.context.trace_id == TRACE_ID
+    assert dict(handle.attributes or {}) == {
+        "messaging.system": "mem",
+        "messaging.operation.name": "handle",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": mem_broker.destination,
+        "messaging.message.id": mid,
+        "iris.message.kind": "event:OrderGradedEvent",
+        "iris.delivery_count": 1,
+        "iris.outcome": "completed",
+    }
+    [follow] = [s for s in spans.named("send") if s is not send]
+    assert follow.parent is not None and follow.parent.span_id == handle.context.span_id
+    got = receive_one(out)
+    assert got.properties["traceparent"].startswith(f"00-{TRACE_ID:032x}-")  # type: ignore[union-attr]
+
+
+def test_failed_handler_span_names_no_exception_text(
+    mem_broker: MessageBroker, spans: SpanRecorder
+) -> None:
+    app = IrisApp()
+
+    @app.on(OrderGradedEvent)
+    def fail(event: OrderGradedEvent) -> None:
+        raise ValueError(f"no such patient {PATIENT}")
+
+    mem_broker.send(graded_event())
+    with Consumer(app, {"events": mem_broker}, wait=0.1, backoff_initial=0.01) as consumer:
+        consumer.run_until(lambda s: s.retried >= 1, timeout=10)
+    handle = spans.named("handle")[0]
+    assert (handle.attributes or {})["iris.outcome"] == "retried"
+    assert handle.status.status_code is StatusCode.ERROR
+    assert not handle.status.description and not handle.events
+    for span in spans.finished:
+        assert PATIENT not in repr(dict(span.attributes or {})) + str(span.status.description)
+
+
+def test_unknown_event_type_is_just_an_event(
+    mem_broker: MessageBroker, spans: SpanRecorder
+) -> None:
+    app = IrisApp()
+    app.fallback(lambda message, ctx: None)
+    mem_broker.send(graded_event(ResultObjectType=PATIENT))
+    with Consumer(app, {"events": mem_broker}, wait=0.1) as consumer:
+        consumer.run_until(lambda s: s.completed >= 1, timeout=10)
+    [handle] = spans.named("handle")
+    assert (handle.attributes or {})["iris.message.kind"] == "event"
+
+
+def test_one_tracing_observer(mem_broker: MessageBroker) -> None:
+    mine = tracing.TracingObserver()
+    with Consumer(IrisApp(), mem_broker, observers=[mine]) as consumer:
+        assert consumer.observers == (mine,)
+    with Consumer(IrisApp(), mem_broker) as consumer:
+        assert [type(o) for o in consumer.observers] == [tracing.TracingObserver]
+
+
+def test_without_an_sdk_a_received_context_is_passed_on(mem_broker: MessageBroker) -> None:
+    # No spans fixture: the API records nothing here, yet the trace goes on.
+    out = MemoryBroker(f"out-{uuid.uuid4().hex}")
+    app = IrisApp()
+    app.on(OrderGradedEvent)(lambda event: out.send(b"follow-up"))
+    event = graded_event()
+    event.properties["traceparent"] = TRACEPARENT
+    mem_broker._send_batch([event])
+    with Consumer(app, {"events": mem_broker}, wait=0.1) as consumer:
+        consumer.run_until(lambda s: s.completed >= 1, timeout=10)
+    assert receive_one(out).properties["traceparent"] == TRACEPARENT

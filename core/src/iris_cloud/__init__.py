@@ -62,6 +62,7 @@ from iris_cloud.ports import (
     ObjectInfo,
     ObjectStore,
 )
+from iris_cloud.tracing import TracingObserver, trace_context, with_trace_context
 
 __all__ = [
     "MAX_SIGNED_URL_EXPIRY",
@@ -99,6 +100,7 @@ __all__ = [
     "ResultsDeliveryReceipt",
     "Throttled",
     "Timeout",
+    "TracingObserver",
     "Unavailable",
     "UndecodableMessage",
     "UnknownField",
@@ -113,6 +115,8 @@ __all__ = [
     "parse_event",
     "parse_message",
     "require",
+    "trace_context",
+    "with_trace_context",
 ]
 
 # The SDKs log request bodies (patient data) and credentials at DEBUG: keep

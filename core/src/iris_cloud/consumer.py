@@ -90,6 +90,7 @@ from iris_cloud.model import IrisModel
 from iris_cloud.observers import ConsumerObserver, Delivery, Observers
 from iris_cloud.operations import service_observers
 from iris_cloud.steps import drive
+from iris_cloud.tracing import default_observers
 
 if TYPE_CHECKING:
     from iris_cloud.config import Profile
@@ -302,7 +303,9 @@ class Consumer:
         observers: :class:`~iris_cloud.observers.ConsumerObserver` instances
             told of each receive, delivery, handler run, settlement and lock
             renewal (metrics, health, tracing); one that raises is logged and
-            skipped.
+            skipped. While ``opentelemetry-api`` is installed a
+            :class:`~iris_cloud.tracing.TracingObserver` comes first, its span
+            around the others, unless one is given.
     """
 
     def __init__(
@@ -354,7 +357,9 @@ class Consumer:
                 )
         Observers(observers)  # refuses a non-observer before the health port is bound
         self._service = service_observers(self.settings)
-        self._observers = Observers([*self._service.observers, *observers])
+        self._observers = Observers(
+            [*default_observers(observers), *self._service.observers, *observers]
+        )
         self._ledger = Ledger()
         self.stats = self._ledger.stats
         self._stop = threading.Event()

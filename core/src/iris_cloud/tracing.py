@@ -4,13 +4,14 @@ With ``opentelemetry-api`` installed (the ``iris-cloud[otel]`` extra) every
 ``send`` starts a ``send`` span (PRODUCER) per message and writes its context
 into the message's ``traceparent`` / ``tracestate`` properties through the
 globally configured propagator; ``receive`` records a ``receive`` span linked
-to what arrived; the consumer runs each handler in a ``handle`` span (CONSUMER)
-whose parent is the context the message carried, so one trace runs from the
-sender's process through every hop; :func:`~iris_cloud.workflows.save_result`
-records ``save``. Without the package all of it is a no-op and nothing
-imports it. Spans go wherever the application's SDK sends them (see
-``docs/operations.md``); without an SDK the API records nothing but still
-passes a received context on to what a handler sends.
+to what arrived; the consumer runs each handler in a ``handle`` span
+(CONSUMER, its :class:`TracingObserver`) whose parent is the context the
+message carried, so one trace runs from the sender's process through every
+hop; :func:`~iris_cloud.workflows.save_result` records ``save``. Without the
+package all of it is a no-op and nothing imports it. Spans go wherever the
+application's SDK sends them (``docs/operations.md``, "Tracing"); without an
+SDK the API records nothing but still passes a received context on to what a
+handler sends.
 
 A received ``traceparent`` / ``tracestate`` is the sender's: it is checked
 against the W3C grammar before the propagator sees it, and a malformed one is
@@ -34,6 +35,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from iris_cloud.messages import Message, PropertyValue
+from iris_cloud.observers import ConsumerObserver, Delivery, ObservedConsumer, Outcome
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -51,8 +53,10 @@ __all__ = [
     "TRACER_NAME",
     "TRACESTATE",
     "TRACE_PROPERTIES",
+    "TracingObserver",
     "enabled",
     "message_kind",
+    "span_kind",
     "trace_context",
     "trace_properties",
     "valid_traceparent",
@@ -186,25 +190,48 @@ def message_kind(message: Message) -> str | None:
         return None
     if name in _KINDS:
         return _KINDS[name]
+    return f"event:{name}" if _known_event(name) else None
+
+
+def _known_event(name: str) -> bool:
     from iris_cloud.model import EVENT_TYPES
 
-    return f"event:{name}" if name in EVENT_TYPES else None
+    return name in EVENT_TYPES
+
+
+def span_kind(kind: str) -> str | None:
+    """A consumer's kind as a span attribute: an unknown event type is just ``event``.
+
+    Its ``ResultObjectType`` is the sender's text.
+    """
+    if kind in _KINDS.values():
+        return kind
+    if kind.startswith("event:"):
+        return kind if _known_event(kind.removeprefix("event:")) else "event"
+    return None
 
 
 # -- spans (what the ports, the consumer and save_result record) -------------------
 
 
+_TRACER: Any = None
+
+
 def _tracer() -> Any:
-    return _trace.get_tracer(TRACER_NAME)
+    # A proxy until the application installs an SDK, then the SDK's: safe to keep.
+    global _TRACER
+    if _TRACER is None:
+        _TRACER = _trace.get_tracer(TRACER_NAME)
+    return _TRACER
 
 
-def endpoint_attributes(broker: object, operation: str) -> dict[str, str]:
+def endpoint_attributes(broker: object | None, operation: str) -> dict[str, str]:
     """``messaging.*`` attributes naming ``broker`` (its system and destination)."""
+    attributes = {"messaging.operation.name": operation}
+    if broker is None:
+        return attributes
     system = getattr(broker, "messaging_system", "") or getattr(broker, "scheme", "")
-    attributes = {
-        "messaging.system": str(system or type(broker).__name__),
-        "messaging.operation.name": operation,
-    }
+    attributes["messaging.system"] = str(system or type(broker).__name__)
     destination = getattr(broker, "destination", "")
     if destination:
         attributes["messaging.destination.name"] = str(destination)
@@ -314,17 +341,26 @@ class ReceiveSpan:
 
 
 @contextlib.contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span | None]:
-    """An INTERNAL span made current for the block (``None`` without OpenTelemetry).
+def span(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    consumer: bool = False,
+    context: OtelContext | None = None,
+) -> Iterator[Span | None]:
+    """A span made current for the block (``None`` without OpenTelemetry).
 
-    An exception leaving the block marks it failed with its class only, and
-    goes on.
+    INTERNAL, or CONSUMER with ``consumer``; a child of ``context`` when
+    given, else of the current span. An exception leaving the block marks it
+    failed with its class only, and goes on.
     """
     if _trace is None:
         yield None
         return
     with _tracer().start_as_current_span(
         name,
+        context=context,
+        kind=_trace.SpanKind.CONSUMER if consumer else _trace.SpanKind.INTERNAL,
         attributes=dict(attributes or {}),
         record_exception=False,
         set_status_on_exception=False,
@@ -334,3 +370,73 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Spa
         except BaseException as exc:
             failed(current, exc)
             raise
+
+
+def handle_span(
+    broker: object | None, message: Message, kind: str, attempt: int
+) -> contextlib.AbstractContextManager[Span | None]:
+    """The consumer's ``handle`` span (CONSUMER), current for the block.
+
+    Its parent is the context ``message`` carries, so the trace runs on from
+    the sender; without one, the current context's (a new trace in a handler
+    thread). ``None`` without OpenTelemetry.
+    """
+    if _trace is None:
+        return contextlib.nullcontext()
+    attributes: dict[str, Any] = {
+        **endpoint_attributes(broker, "handle"),
+        "messaging.operation.type": "process",
+        "messaging.message.id": message.message_id,
+        "iris.delivery_count": attempt,
+    }
+    known = span_kind(kind)
+    if known is not None:
+        attributes["iris.message.kind"] = known
+    return span("handle", attributes, consumer=True, context=trace_context(message))
+
+
+_FAILED_OUTCOMES = frozenset({"retried", "dead_lettered"})
+
+
+def record_outcome(outcome: str) -> None:
+    """Put the consumer's ``outcome`` on the current span (a failed handler marks it failed)."""
+    if _trace is None:
+        return
+    current = _trace.get_current_span()
+    current.set_attribute("iris.outcome", outcome)
+    if outcome in _FAILED_OUTCOMES:
+        current.set_status(_trace.Status(_trace.StatusCode.ERROR))
+
+
+class TracingObserver(ConsumerObserver):
+    """The consumer's ``handle`` spans: every :class:`~iris_cloud.consumer.Consumer`
+    has one while ``opentelemetry-api`` is installed.
+
+    The span is current around the handler run and the settlement after it
+    (:meth:`~iris_cloud.observers.ConsumerObserver.handling`), so what the
+    handler sends and saves is part of the message's trace; it ends with the
+    delivery's outcome in ``iris.outcome``.
+    """
+
+    def __init__(self) -> None:
+        self._brokers: Mapping[str, object] = {}
+
+    def consumer_started(self, consumer: ObservedConsumer) -> None:
+        """Know the brokers, for the spans' ``messaging.system`` and destination."""
+        self._brokers = consumer.brokers
+
+    def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
+        """The delivery's ``handle`` span, current in the handler's thread."""
+        broker = self._brokers.get(delivery.source)
+        return handle_span(broker, delivery.message, delivery.kind, delivery.attempt)
+
+    def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
+        """Put the outcome on the span (still current: this is called inside ``handling``)."""
+        record_outcome(outcome)
+
+
+def default_observers(given: Sequence[ConsumerObserver]) -> list[ConsumerObserver]:
+    """What a consumer observes besides ``given``: tracing, when OpenTelemetry is installed."""
+    if _trace is None or any(isinstance(o, TracingObserver) for o in given):
+        return []
+    return [TracingObserver()]
