@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from iris_cloud.private import connect_private
+from iris_cloud.tracing import trace_properties
 
 __all__ = ["OPEN_STATUSES", "ImageRow", "OrderRow", "OutboxRow", "State", "Transaction", "now_iso"]
 
@@ -309,7 +310,12 @@ class Transaction:
         subject: str | None,
         properties: dict[str, Any],
     ) -> None:
-        """Add a message to the outbox (sent after the transaction commits)."""
+        """Add a message to the outbox (sent after the transaction commits).
+
+        It keeps the current trace context (the handling of the message that
+        caused it), so that its send, from the outbox later, continues that trace.
+        """
+        properties = {**properties, **trace_properties()}
         self._conn.execute(
             "INSERT INTO outbox (role, message_id, correlation_id, subject, properties, body) "
             "VALUES (?, ?, ?, ?, ?, ?)",
