@@ -88,5 +88,9 @@ def test_a_consumer_rides_out_a_dead_connection_and_loses_nothing(
         if r.levelno == logging.WARNING and "receiving from" in r.getMessage()
     ]
     failed = [w for w in warnings if "failed" in w]
-    assert len(failed) == 1 and "Timeout" in failed[0]  # once per outage, not per attempt
+    # Once per outage, not per attempt. Which transient class comes first depends on
+    # where the link was when it died: a pooled connection times out reading, a new
+    # one (a busy machine can be between polls) is refused a connection.
+    assert len(failed) == 1, failed
+    assert "(Timeout)" in failed[0] or "(Unavailable)" in failed[0], failed
     assert any("works again" in w for w in warnings)
