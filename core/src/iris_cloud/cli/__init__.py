@@ -15,6 +15,7 @@ BUILTIN_COMMANDS = (
     "iris_cloud.cli.providers",
     "iris_cloud.cli.workflow",
     "iris_cloud.cli.provision",
+    "iris_cloud.cli.deadletters",
 )
 
 

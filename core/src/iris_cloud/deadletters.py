@@ -1,0 +1,224 @@
+"""Dead-letter tooling on the broker port: look at, replay and purge a dead-letter queue.
+
+Everything here is built on :meth:`~iris_cloud.ports.MessageBroker.receive_dead_letters`
+and the settlement calls, so every provider has it without code of its own.
+The port has no way to look at a dead-letter queue without taking
+(:meth:`~iris_cloud.ports.MessageBroker.peek` shows the main queue only), so
+a *sweep* receives the dead letters under peek-lock, one batch after another,
+holds every message it took until the queue has nothing more to give, and
+gives back (abandons) what it did not settle. Holding them is what makes a
+sweep end: a message given back at once would be received again by the next
+batch. Looking therefore counts a delivery on the dead-letter queue.
+
+:func:`replay` sends a copy of each selected message back to the broker's
+queue (body, ids, subject, content type and properties; not the dead-letter
+reason) and completes the dead letter **only after that send returned**. A
+crash between the two leaves the dead letter in place, to be replayed again:
+a duplicate (with the same message id, which dedupe recognises), never a
+loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from iris_cloud.errors import IrisCloudError, LockLost
+from iris_cloud.messages import Message
+from iris_cloud.ports import MessageBroker
+
+__all__ = [
+    "DEFAULT_WAIT",
+    "Progress",
+    "Selector",
+    "SweepReport",
+    "browse",
+    "purge",
+    "replay",
+    "replay_copy",
+    "select",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAIT = 1.0
+"""Seconds each receive waits before the queue counts as drained. A long poll
+of at least a second sees every SQS server; a zero wait (a short poll) may
+answer empty from a queue that is not."""
+
+Selector = Callable[[Message], bool]
+"""Which dead letters an operation applies to."""
+
+Progress = Callable[["SweepReport"], None]
+"""Called after each batch with the report so far (for progress output)."""
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: messages taken from the dead-letter queue and what became of them."""
+
+    seen: int = 0
+    """Distinct dead letters received."""
+    selected: int = 0
+    """Of those, the ones the operation applied to."""
+    done: int = 0
+    """Replayed and completed, or purged."""
+    left: int = 0
+    """Selected but still in the dead-letter queue (its lock was lost before the
+    complete: after a replay that is a duplicate, sent and not yet removed)."""
+    messages: list[Message] = field(default_factory=list, repr=False)
+    """The dead letters :func:`browse` saw, in the order received."""
+
+
+def select(
+    ids: tuple[str, ...] | list[str] = (),
+    reason: str | None = None,
+    everything: bool = False,
+) -> Selector:
+    """A selector: every message (``everything``), those of ``ids``, or of ``reason``."""
+    wanted = set(ids)
+    if everything:
+        return lambda msg: True
+    if not wanted and reason is None:
+        raise ValueError("select what: ids, a reason, or everything")
+    return lambda msg: (
+        msg.message_id in wanted or (reason is not None and msg.dead_letter_reason == reason)
+    )
+
+
+def replay_copy(msg: Message) -> Message:
+    """What :func:`replay` sends for the dead letter ``msg``: its content, none of its state.
+
+    The message id is kept, so that a consumer with dedupe recognises the
+    copy of a message it handled (or a second replay of one).
+    """
+    return Message(
+        body=msg.body,
+        message_id=msg.message_id,
+        correlation_id=msg.correlation_id,
+        content_type=msg.content_type,
+        subject=msg.subject,
+        properties=dict(msg.properties),
+    )
+
+
+def browse(
+    broker: MessageBroker,
+    *,
+    limit: int | None = None,
+    wait: float = DEFAULT_WAIT,
+    progress: Progress | None = None,
+) -> SweepReport:
+    """Every dead letter (the first ``limit``), taken and given back; see the module docstring.
+
+    The messages are in ``report.messages``; none is settled.
+    """
+    report = SweepReport()
+
+    def keep(msg: Message) -> bool:
+        report.messages.append(msg)
+        return False
+
+    _sweep(broker, lambda msg: True, keep, report, limit, wait, progress)
+    return report
+
+
+def replay(
+    broker: MessageBroker,
+    which: Selector,
+    *,
+    limit: int | None = None,
+    wait: float = DEFAULT_WAIT,
+    progress: Progress | None = None,
+) -> SweepReport:
+    """Send each selected dead letter back to ``broker``'s queue, then complete it.
+
+    A send that fails raises after every held message was given back: what
+    was replayed before stays replayed, the rest stays dead-lettered.
+    """
+    report = SweepReport()
+
+    def resend(msg: Message) -> bool:
+        broker.send(replay_copy(msg))
+        return True
+
+    _sweep(broker, which, resend, report, limit, wait, progress)
+    return report
+
+
+def purge(
+    broker: MessageBroker,
+    which: Selector | None = None,
+    *,
+    limit: int | None = None,
+    wait: float = DEFAULT_WAIT,
+    progress: Progress | None = None,
+) -> SweepReport:
+    """Complete (delete) the selected dead letters, every one by default."""
+    report = SweepReport()
+    _sweep(broker, which or (lambda msg: True), lambda msg: True, report, limit, wait, progress)
+    return report
+
+
+def _sweep(
+    broker: MessageBroker,
+    which: Selector,
+    act: Callable[[Message], bool],
+    report: SweepReport,
+    limit: int | None,
+    wait: float,
+    progress: Progress | None,
+) -> None:
+    """``act`` on the selected, complete where it says to; give back the rest."""
+    ids: set[str] = set()
+    with _holding(broker) as held:
+        while limit is None or report.seen < limit:
+            room = broker.capabilities.max_batch if limit is None else limit - report.seen
+            batch = broker.receive_dead_letters(max_messages=min(10, room), wait=wait)
+            if not batch:
+                break
+            fresh = 0
+            for msg in batch:
+                if msg.message_id and msg.message_id in ids:
+                    # A copy of one held here whose lock ran out: hold it too,
+                    # or the next batch would bring it back again.
+                    held.append(msg)
+                    continue
+                fresh += 1
+                ids.add(msg.message_id)
+                report.seen += 1
+                if not which(msg):
+                    held.append(msg)
+                    continue
+                report.selected += 1
+                if not act(msg):
+                    held.append(msg)
+                    continue
+                try:
+                    broker.complete(msg)
+                except LockLost:
+                    report.left += 1
+                    continue
+                report.done += 1
+            if progress is not None:
+                progress(report)
+            if not fresh:
+                # Nothing new: only copies of held messages whose locks ran out.
+                break
+
+
+@contextmanager
+def _holding(broker: MessageBroker) -> Iterator[list[Message]]:
+    """A list of messages to give back when the sweep ends, however it ends."""
+    held: list[Message] = []
+    try:
+        yield held
+    finally:
+        for msg in held:
+            try:
+                broker.abandon(msg)
+            except IrisCloudError as exc:
+                # Its lock ran out or the link is gone: it comes back by itself.
+                log.debug("dead letter %s not given back (%s)", msg.message_id, type(exc).__name__)
