@@ -518,6 +518,35 @@ class BrokerContract:
     def test_receive_dead_letters_empty(self, broker: MessageBroker) -> None:
         assert broker.receive_dead_letters(max_messages=5, wait=0.2) == []
 
+    def test_dead_letter_tooling_replays_and_purges(self, broker: MessageBroker) -> None:
+        # What ``iris-cloud deadletters`` runs: built on the port, so it must work here.
+        from iris_cloud.deadletters import browse, purge, replay, select
+
+        sent = [
+            Message(body=b"one", correlation_id="c1", subject="S", properties={"k": "v", "n": 2}),
+            Message(body=b"two"),
+        ]
+        broker.send(sent)
+        for msg in _drain(broker, 2, timeout=10):
+            broker.dead_letter(msg, f"Reason{msg.body.decode()}", "desc")
+        wait = 0.5  # each sweep ends with one empty receive of this wait
+        deadline = time.monotonic() + 10
+        while len(listed := browse(broker, wait=wait).messages) < 2:
+            assert time.monotonic() < deadline, f"dead letters listed: {len(listed)} of 2"
+        by_body = {m.body: m for m in listed}
+        assert by_body[b"one"].dead_letter_reason == "Reasonone"
+        report = replay(broker, select([by_body[b"one"].message_id]), wait=wait)
+        assert (report.selected, report.done, report.left) == (1, 1, 0)
+        [back] = _drain(broker, 1, timeout=10)
+        assert (back.body, back.correlation_id, back.subject) == (b"one", "c1", "S")
+        assert back.message_id == by_body[b"one"].message_id
+        assert back.properties.get("k") == "v" and back.properties.get("n") == 2
+        broker.complete(back)
+        left = browse(broker, wait=wait).messages
+        assert [m.body for m in left] == [b"two"]
+        assert purge(broker, wait=wait).done == 1
+        assert broker.receive_dead_letters(max_messages=5, wait=0.5) == []
+
     # batching and size ----------------------------------------------------
     def _spy_batches(self, broker: MessageBroker) -> list[list[Message]]:
         """Record the batches the base class hands to the provider (calls pass through)."""
