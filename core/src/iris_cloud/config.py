@@ -406,8 +406,10 @@ class ConsumerSettings(BaseModel):
     still running then are left, and their messages come back after their lock."""
     lock_renewal_interval: float | None = Field(default=None, gt=0)
     """Seconds between lock renewals of a running handler (default: half the lock)."""
-    dedupe: str | None = None
-    """SQLite file remembering handled message ids / TransactionIds (off when unset)."""
+    dedupe: str | Endpoint | None = None
+    """Where handled message ids / TransactionIds are remembered (off when unset): a
+    SQLite file path, or an object-store URL or endpoint table shared by hosts
+    (``s3://bucket/dedupe/``; see :func:`iris_cloud.dedupe.open_dedupe`)."""
     dedupe_retention_days: float = Field(default=14.0, gt=0)
     """How long handled ids are remembered."""
     dedupe_claim_seconds: float = Field(default=300.0, gt=0)
@@ -704,6 +706,11 @@ class Profile(BaseModel):
         out["claim_check_sources"] = [e.masked() for e in self.claim_check_sources]
         out["claim_check_delete"] = self.claim_check_delete
         out["consumer"] = self.consumer.model_dump()
+        dedupe = self.consumer.dedupe
+        if isinstance(dedupe, Endpoint):
+            out["consumer"]["dedupe"] = dedupe.masked()
+        elif dedupe is not None and "://" in dedupe:
+            out["consumer"]["dedupe"] = mask_url(dedupe)
         out["client"] = self.client.model_dump()
         return out
 

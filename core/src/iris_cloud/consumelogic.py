@@ -40,7 +40,7 @@ from iris_cloud.steps import Call, Steps
 
 if TYPE_CHECKING:
     from iris_cloud.capabilities import Capabilities
-    from iris_cloud.dedupe import Dedupe
+    from iris_cloud.dedupe import DedupeBackend
     from iris_cloud.messages import Message
 
 __all__ = [
@@ -375,7 +375,7 @@ class ConsumerLike(Protocol):
     def app(self) -> HandlerTable: ...
 
     settings: ConsumerSettings
-    dedupe: Dedupe | None
+    dedupe: DedupeBackend | None
     _ledger: Ledger
     _observers: Observers
 

@@ -42,8 +42,10 @@ Semantics (the reliability rules of the design):
   running then are left, their messages come back), log the time it took and
   return 0; a second signal exits the process at once without settling;
 * optional duplicate suppression by message id / ``TransactionId``
-  (:class:`~iris_cloud.dedupe.Dedupe`), claimed in the shared file before the
-  handler runs so that two processes do not both run it;
+  (:class:`~iris_cloud.dedupe.Dedupe`, or
+  :class:`~iris_cloud.dedupestore.StoreDedupe` shared by hosts), claimed in
+  the shared store before the handler runs so that two processes do not both
+  run it;
 * log lines carry message ids, kinds and exception types only: never bodies,
   never exception messages (they may quote patient data).
 
@@ -83,7 +85,7 @@ from iris_cloud.consumelogic import (
     renewal_interval,
     settle_steps,
 )
-from iris_cloud.dedupe import Dedupe
+from iris_cloud.dedupe import Dedupe, DedupeBackend, open_dedupe
 from iris_cloud.errors import ConfigurationError, LockLost, PermissionDenied
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel
@@ -296,8 +298,10 @@ class Consumer:
         settings: batch size, wait, concurrency, retries, lock renewal, dedupe
             (default: :class:`~iris_cloud.config.ConsumerSettings`); keyword
             ``overrides`` replace single fields (``concurrency=8``).
-        dedupe: a :class:`~iris_cloud.dedupe.Dedupe`, a SQLite path, ``True``
-            (in memory) or ``None`` (``settings.dedupe``, off when unset).
+        dedupe: a :class:`~iris_cloud.dedupe.DedupeBackend` (``Dedupe``,
+            ``StoreDedupe``), a SQLite path or an object-store URL (see
+            :func:`~iris_cloud.dedupe.open_dedupe`), ``True`` (in memory) or
+            ``None`` (``settings.dedupe``, off when unset).
         close_brokers: close the brokers when the consumer is closed (what
             :meth:`from_profile` sets).
         observers: :class:`~iris_cloud.observers.ConsumerObserver` instances
@@ -314,7 +318,7 @@ class Consumer:
         brokers: MessageBroker | Sequence[MessageBroker] | Mapping[str, MessageBroker],
         *,
         settings: ConsumerSettings | None = None,
-        dedupe: Dedupe | str | os.PathLike[str] | bool | None = None,
+        dedupe: DedupeBackend | str | os.PathLike[str] | bool | None = None,
         close_brokers: bool = False,
         observers: Sequence[ConsumerObserver] = (),
         **overrides: Any,
@@ -332,18 +336,18 @@ class Consumer:
         self.settings = base.model_copy(update=overrides) if overrides else base
         if overrides:
             self.settings = ConsumerSettings.model_validate(self.settings.model_dump())
-        self._owns_dedupe = not isinstance(dedupe, Dedupe)
-        if isinstance(dedupe, Dedupe):
-            self.dedupe: Dedupe | None = dedupe
+        self._owns_dedupe = not isinstance(dedupe, DedupeBackend)
+        retention = self.settings.dedupe_retention_days
+        self.dedupe: DedupeBackend | None
+        if isinstance(dedupe, DedupeBackend):
+            self.dedupe = dedupe
         elif dedupe is True:
-            self.dedupe = Dedupe(None, retention_days=self.settings.dedupe_retention_days)
+            self.dedupe = Dedupe(None, retention_days=retention)
         elif dedupe is None or dedupe is False:
-            path = self.settings.dedupe if dedupe is None else None
-            self.dedupe = (
-                Dedupe(path, retention_days=self.settings.dedupe_retention_days) if path else None
-            )
+            spec = self.settings.dedupe if dedupe is None else None
+            self.dedupe = open_dedupe(spec, retention_days=retention) if spec else None
         else:
-            self.dedupe = Dedupe(dedupe, retention_days=self.settings.dedupe_retention_days)
+            self.dedupe = open_dedupe(dedupe, retention_days=retention)
         self.close_brokers = close_brokers
         for broker_name, broker in self.brokers.items():
             limit = broker.capabilities.max_delivery_count

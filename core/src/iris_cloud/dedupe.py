@@ -10,6 +10,10 @@ expires after its ``ttl`` unless :meth:`Dedupe.refresh` ed, so the claim of a
 process that crashed lapses. Keys are the broker message id and, when the
 body has one, the IRIS ``TransactionId`` (``tx:<id>``). Entries older than
 the retention are pruned as new ones arrive.
+
+:class:`DedupeBackend` is what the consumer needs of such a store;
+:class:`~iris_cloud.dedupestore.StoreDedupe` is the one shared across hosts,
+in an object store. :func:`open_dedupe` opens either from a setting.
 """
 
 from __future__ import annotations
@@ -19,12 +23,75 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from iris_cloud.private import connect_private
 
-__all__ = ["Dedupe"]
+if TYPE_CHECKING:
+    from iris_cloud.config import Endpoint
+
+__all__ = ["Dedupe", "DedupeBackend", "open_dedupe"]
+
+
+@runtime_checkable
+class DedupeBackend(Protocol):
+    """What the consumer asks of a dedupe store (see the module docstring for the order)."""
+
+    def seen(self, keys: Iterable[str]) -> bool:
+        """Whether any of ``keys`` was marked handled within the retention."""
+        ...
+
+    def claim(self, keys: Iterable[str], ttl: float) -> str | None:
+        """Claim ``keys`` for ``ttl`` seconds: a token, or ``None`` when held or handled."""
+        ...
+
+    def refresh(self, token: str, ttl: float) -> None:
+        """Extend the claim ``token`` to ``ttl`` seconds from now."""
+        ...
+
+    def release(self, token: str) -> None:
+        """Drop the claim ``token`` (its handler failed)."""
+        ...
+
+    def mark(self, keys: Iterable[str], token: str | None = None) -> None:
+        """Remember ``keys`` as handled, dropping the claim ``token``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds open."""
+        ...
+
+
+def open_dedupe(
+    spec: str | os.PathLike[str] | Endpoint | Mapping[str, Any], *, retention_days: float = 14.0
+) -> DedupeBackend:
+    """The dedupe store ``spec`` names: a SQLite path, or an object-store URL / endpoint.
+
+    A string with ``://`` (``s3://bucket/dedupe/``, ``file:///srv/dedupe``) or
+    an endpoint table (``{url = ..., options...}``) opens that store with its
+    provider and shares handled markers through it
+    (:class:`~iris_cloud.dedupestore.StoreDedupe`); any other string is the
+    path of a SQLite file (:class:`Dedupe`).
+    """
+    from iris_cloud.config import Endpoint
+
+    if isinstance(spec, str) and "://" in spec:
+        spec = Endpoint(url=spec)
+    elif isinstance(spec, Mapping):
+        spec = Endpoint.model_validate(spec)
+    if not isinstance(spec, Endpoint):
+        return Dedupe(spec, retention_days=retention_days)
+    from iris_cloud.dedupestore import StoreDedupe
+    from iris_cloud.plugins import open_store
+
+    store = open_store(spec.url, **spec.resolved_options("dedupe"))
+    try:
+        return StoreDedupe(store, retention_days=retention_days, close_store=True)
+    except BaseException:
+        store.close()
+        raise
 
 
 class Dedupe:

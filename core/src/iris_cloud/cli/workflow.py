@@ -318,7 +318,12 @@ def upload_command(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print each message as one line of JSON (NDJSON)."
 )
-@click.option("--dedupe", type=click.Path(dir_okay=False), help="SQLite file of handled ids.")
+@click.option(
+    "--dedupe",
+    metavar="PATH|URL",
+    help="Remember handled ids: a SQLite file, or an object-store URL shared by hosts "
+    "(s3://bucket/dedupe/).",
+)
 @click.option(
     "--health-port",
     type=click.IntRange(0, 65535),
