@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from iris_cloud.cli import main
-from iris_cloud.cli.common import console, err_console
 from iris_cloud.config import Profile, load_profile
 from iris_cloud.ports import Message
+from test_cli_workflow import wide_console  # noqa: F401 - autouse: a wide console, no env
 
 pytestmark = pytest.mark.timeout(60)
 
 HOSTILE_REASON = "Bad\x1b]0;owned\x07\nFAKE LINE"
 HOSTILE_DESCRIPTION = "field \u202eevil\u202c\r\x1b[2J"
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in list(os.environ):
-        if key.startswith("IRIS_CLOUD_") and key != "IRIS_CLOUD_REQUIRE_EMULATORS":
-            monkeypatch.delenv(key)
-    old = console.width, err_console.width
-    console.width = err_console.width = 400
-    yield
-    console.width, err_console.width = old
 
 
 def write_config(tmp_path: Path, kind: str) -> Path:

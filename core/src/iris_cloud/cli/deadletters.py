@@ -58,6 +58,19 @@ def _open(role: str, profile_name: str | None, config_file: Path | None) -> Mess
     return _load(profile_name, config_file).open_broker(role)
 
 
+def _browse(
+    role: str,
+    profile_name: str | None,
+    config_file: Path | None,
+    wait: float,
+    limit: int | None = None,
+) -> SweepReport:
+    with _open(role, profile_name, config_file) as broker:
+        return _sweep_errors(
+            role, browse, broker, limit=limit, wait=wait, progress=_Progress("shown")
+        )
+
+
 def _refused(role: str, exc: ConfigurationError) -> ConfigurationError:
     """Where the broker cannot reach a dead-letter queue: say so for this command."""
     return ConfigurationError(f"the {role} broker has no dead-letter queue to read here: {exc}")
@@ -122,10 +135,7 @@ def list_command(
     config_file: Path | None,
 ) -> None:
     """List the dead letters of ROLE: id, enqueued time, deliveries, reason (no bodies)."""
-    with _open(role, profile_name, config_file) as broker:
-        report = _sweep_errors(
-            role, browse, broker, limit=limit, wait=wait, progress=_Progress("shown")
-        )
+    report = _browse(role, profile_name, config_file, wait, limit)
     if as_json:
         _json([_summary(m) for m in report.messages])
         return
@@ -158,18 +168,9 @@ def list_command(
 @_wait
 @_profile_options
 @_errors
-def show_command(
-    role: str,
-    message_id: str,
-    body: bool,
-    as_json: bool,
-    wait: float,
-    profile_name: str | None,
-    config_file: Path | None,
-) -> None:
+def show_command(role: str, message_id: str, body: bool, as_json: bool, **where: Any) -> None:
     """Show one dead letter of ROLE: its headers and properties; --body adds the body."""
-    with _open(role, profile_name, config_file) as broker:
-        report = _sweep_errors(role, browse, broker, wait=wait, progress=_Progress("shown"))
+    report = _browse(role, where["profile_name"], where["config_file"], where["wait"])
     found = next((m for m in report.messages if m.message_id == message_id), None)
     if found is None:
         err_console.print(markup("[red]no dead letter with id[/] {}", message_id))
