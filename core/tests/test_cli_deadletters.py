@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from iris_cloud.cli import main
 from iris_cloud.config import Profile, load_profile
+from iris_cloud.deadletters import REPLAY_PROPERTY
 from iris_cloud.ports import Message
 from test_cli_workflow import wide_console  # noqa: F401 - autouse: a wide console, no env
 
@@ -133,7 +134,8 @@ def test_replay_by_id_reason_and_all(config: Path) -> None:
         want.correlation_id,
         want.subject,
     )
-    assert back.properties == want.properties
+    replay_id = back.properties.pop(REPLAY_PROPERTY)
+    assert back.properties == want.properties and isinstance(replay_id, str) and replay_id
     assert back.dead_letter_reason is None and back.delivery_count == 1
     out = run(
         "deadletters", "replay", "events", "--reason", "ValidationFailed", "--config", str(config)

@@ -21,6 +21,7 @@ loss.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from iris_cloud.ports import MessageBroker
 
 __all__ = [
     "DEFAULT_WAIT",
+    "REPLAY_PROPERTY",
     "Progress",
     "Selector",
     "SweepReport",
@@ -47,6 +49,13 @@ DEFAULT_WAIT = 1.0
 """Seconds each receive waits before the queue counts as drained. A long poll
 of at least a second sees every SQS server; a zero wait (a short poll) may
 answer empty from a queue that is not."""
+
+REPLAY_PROPERTY = "ReplayId"
+"""Property each replayed copy carries: a new id per replay. Services that drop a
+send whose deduplication id they saw recently (SQS FIFO, five minutes) would
+otherwise drop the replay of a message sent moments ago, and the dead letter,
+completed after that "successful" send, would be lost; providers that derive a
+deduplication id from the message include this property in it."""
 
 Selector = Callable[[Message], bool]
 """Which dead letters an operation applies to."""
@@ -92,7 +101,8 @@ def replay_copy(msg: Message) -> Message:
     """What :func:`replay` sends for the dead letter ``msg``: its content, none of its state.
 
     The message id is kept, so that a consumer with dedupe recognises the
-    copy of a message it handled (or a second replay of one).
+    copy of a message it handled (or a second replay of one); the properties
+    gain :data:`REPLAY_PROPERTY`.
     """
     return Message(
         body=msg.body,
@@ -100,7 +110,7 @@ def replay_copy(msg: Message) -> Message:
         correlation_id=msg.correlation_id,
         content_type=msg.content_type,
         subject=msg.subject,
-        properties=dict(msg.properties),
+        properties={**msg.properties, REPLAY_PROPERTY: uuid.uuid4().hex},
     )
 
 

@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from iris_cloud.claimcheck import SIZE_PROPERTY, is_claim_checked, offload
+from iris_cloud.deadletters import REPLAY_PROPERTY
 from iris_cloud.decoding import decode_each
 from iris_cloud.errors import (
     ConfigurationError,
@@ -472,6 +473,11 @@ class SqsBroker(MessageBroker):
                 msg.correlation_id or "iris",
             )
             dedup = str(msg.properties.get(DEDUP_PROPERTY) or msg.message_id)
+            if REPLAY_PROPERTY in msg.properties:
+                # A dead letter sent back: SQS would drop it as a duplicate of
+                # the original for five minutes, and the dead letter be lost.
+                # The replay id first: the id is cut at 128 characters.
+                dedup = f"{msg.properties[REPLAY_PROPERTY]}:{dedup}"
             entry["MessageGroupId"] = _fifo_id(group)
             entry["MessageDeduplicationId"] = _fifo_id(dedup)
         return entry
