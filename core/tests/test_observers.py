@@ -222,7 +222,7 @@ def test_a_handler_error_passes_through_handling_without_being_swallowed() -> No
     assert ("finished", "event:OrderGradedEvent", "dead_lettered") in recorder.calls
 
 
-class _FailingReceive(MemoryBroker):
+class FailingReceive(MemoryBroker):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.fails = 2
@@ -235,7 +235,7 @@ class _FailingReceive(MemoryBroker):
 
 
 def test_receive_errors_by_class_then_receive_ok() -> None:
-    broker = _FailingReceive(f"obs-{uuid.uuid4().hex[:8]}")
+    broker = FailingReceive(f"obs-{uuid.uuid4().hex[:8]}")
     broker.send(event_body())
     recorder = Recorder()
     app = IrisApp()
@@ -247,7 +247,7 @@ def test_receive_errors_by_class_then_receive_ok() -> None:
     assert ("receive_ok", "events", 1) in recorder.calls
 
 
-class _LosesLock(MemoryBroker):
+class LosesLock(MemoryBroker):
     """The first renewal works, the next find the lock gone."""
 
     renewals = 0
@@ -260,7 +260,7 @@ class _LosesLock(MemoryBroker):
 
 
 def test_lock_renewals_and_a_lost_lock_are_told_once() -> None:
-    broker = _LosesLock(f"obs-{uuid.uuid4().hex[:8]}", lock_seconds=5.0)
+    broker = LosesLock(f"obs-{uuid.uuid4().hex[:8]}", lock_seconds=5.0)
     broker.send(event_body())
     recorder = Recorder()
     app = IrisApp()

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +175,7 @@ def test_listen_with_a_health_port_under_systemd(listener: Listener, tmp_path: P
     env.pop("WATCHDOG_PID", None)
     command = [iris_cloud_script(), "listen", "events", "--config", str(config)]
     proc = subprocess.Popen(
-        [*command, "--health-port", "0"], env=env, stderr=subprocess.PIPE, text=True
+        [*command, "--health-port", "0", "--metrics"], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stderr is not None
@@ -185,6 +186,8 @@ def test_listen_with_a_health_port_under_systemd(listener: Listener, tmp_path: P
         until(lambda: get(url + "/readyz")[0] == 200)
         listener.wait_for("READY=1")
         listener.wait_for("WATCHDOG=1", count=2)
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+            assert b'iris_cloud_lock_renewals_total{role="events"} 0.0' in response.read()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
@@ -232,3 +235,10 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     # Unknown or misspelt keys are only warnings: any line about the unit fails the test.
     about = [line for line in done.stderr.splitlines() if UNIT.name in line]
     assert done.returncode == 0 and not about, done.stderr
+
+
+def test_listen_metrics_need_the_health_port(tmp_path: Path) -> None:
+    config = listen_config(tmp_path)
+    command = [iris_cloud_script(), "listen", "events", "--config", str(config), "--metrics"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--health-port" in done.stderr

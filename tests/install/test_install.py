@@ -235,6 +235,19 @@ def test_core_alone_then_the_simulator(make_venv: Callable[[str], Venv]) -> None
     help_text = env.cli("--help").stdout
     assert " demo " not in help_text and " simulate " not in help_text
 
+    # Metrics are an extra: without it, asking for them names it; with it, they work.
+    metrics = (
+        "from iris_cloud.consumer import Consumer, IrisApp\n"
+        "from iris_cloud.providers.memory import MemoryBroker\n"
+        "with Consumer(IrisApp(), MemoryBroker('m'), metrics=True) as c:\n"
+        "    print(type(c.metrics).__name__)\n"
+    )
+    failed = env.run(str(env.python), "-c", metrics, check=False)
+    assert failed.returncode != 0 and "iris-cloud[metrics]" in failed.stderr
+    taken = env.install("iris-cloud[metrics]")
+    assert "prometheus-client" in taken or "prometheus_client" in taken
+    assert env.python_code(metrics).strip() == "MetricsObserver"
+
     taken = env.install("iris-cloud-simulator")
     assert_ours_from_wheelhouse(taken, env.wheelhouse, {"iris-cloud-simulator"})
     env.cli("simulate", "--help")

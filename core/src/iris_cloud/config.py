@@ -416,13 +416,16 @@ class ConsumerSettings(BaseModel):
     """How long a claim on a message id in the dedupe file holds without being
     refreshed (the lock renewals refresh it): a crashed claimant's claim lapses."""
     health_port: int | None = Field(default=None, ge=0, le=65535)
-    """Serve ``/healthz`` and ``/readyz`` over HTTP on
-    this port (0: any free port; off when unset). See docs/operations.md."""
+    """Serve ``/healthz``, ``/readyz`` (and ``/metrics`` with ``metrics``) over HTTP
+    on this port (0: any free port; off when unset). See docs/operations.md."""
     health_host: str = "127.0.0.1"
     """The address the health endpoint binds (``0.0.0.0`` for a probe from outside)."""
     ready_within: float | None = Field(default=None, gt=0)
     """``/readyz`` fails when a broker's last successful receive is older than this
     (default: the larger of 60 s and four times ``wait``)."""
+    metrics: bool = False
+    """Keep Prometheus metrics (``Consumer.metrics``), served at ``/metrics`` on the
+    health port; needs the ``iris-cloud[metrics]`` extra."""
     systemd_notify: bool = False
     """Tell systemd ``READY=1``, ``STOPPING=1`` and ``WATCHDOG=1`` over ``$NOTIFY_SOCKET``."""
 

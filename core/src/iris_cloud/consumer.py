@@ -97,6 +97,7 @@ from iris_cloud.tracing import default_observers
 if TYPE_CHECKING:
     from iris_cloud.config import Profile
     from iris_cloud.health import HealthServer
+    from iris_cloud.metrics import MetricsObserver
     from iris_cloud.ports import Message, MessageBroker, ObjectStore
 
 __all__ = ["Consumer", "ConsumerStats", "Context", "Handler", "IrisApp", "poison_reason"]
@@ -420,6 +421,11 @@ class Consumer:
     def health(self) -> HealthServer | None:
         """The health endpoint (``health_port`` set), e.g. ``consumer.health.port``."""
         return self._service.server
+
+    @property
+    def metrics(self) -> MetricsObserver | None:
+        """The Prometheus metrics (``metrics`` set): ``consumer.metrics.registry``."""
+        return self._service.metrics
 
     @property
     def observers(self) -> tuple[ConsumerObserver, ...]:

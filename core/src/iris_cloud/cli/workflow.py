@@ -333,6 +333,11 @@ def upload_command(
     "--health-host",
     help="Address the health port binds (default 127.0.0.1; 0.0.0.0 for probes from outside).",
 )
+@click.option(
+    "--metrics",
+    is_flag=True,
+    help="Serve Prometheus metrics at /metrics on the health port (iris-cloud[metrics]).",
+)
 @_profile_options
 @_errors
 def listen_command(
@@ -346,6 +351,7 @@ def listen_command(
     dedupe: str | None,
     health_port: int | None,
     health_host: str | None,
+    metrics: bool,
     profile_name: str | None,
     config_file: Path | None,
 ) -> None:
@@ -428,10 +434,16 @@ def listen_command(
         service["health_host"] = health_host
     if os.environ.get("NOTIFY_SOCKET"):
         service["systemd_notify"] = True
+    if metrics:
+        if health_port is None and profile.consumer.health_port is None:
+            raise click.UsageError("--metrics is served on the health port: add --health-port")
+        service["metrics"] = True
     consumer = Consumer.from_profile(app, profile, roles=(what,), dedupe=dedupe, **service)
     try:
         if consumer.health is not None:
-            err_console.print(f"health checks on {consumer.health.url}/healthz and /readyz")
+            url = consumer.health.url
+            also = f", metrics on {url}/metrics" if consumer.metrics else ""
+            err_console.print(f"health checks on {url}/healthz and /readyz{also}")
         if count is None and timeout is None:
             err_console.print(f"listening on {what} (Ctrl-C to stop)")
             consumer.run()
