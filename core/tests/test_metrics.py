@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import threading
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.metrics import METRICS, MetricsObserver, kind_label
@@ -20,8 +18,7 @@ from iris_cloud.model import Event, OrderGradedEvent, OrderResult
 from iris_cloud.providers.memory import MemoryBroker
 from prometheus_client.parser import text_string_to_metric_families
 from test_health import until
-from test_observers import LosesLock, event_body
-from wfhelpers import profile_dict, sample
+from test_observers import LosesLock, claim_checked_result, event_body
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,13 +109,7 @@ def test_the_metrics_of_a_run_over_http() -> None:
 
 
 def test_in_flight_locks_claim_checks_saves_and_receive_errors(tmp_path: Path) -> None:
-    data = profile_dict("mem", tmp_path)
-    data["results"]["max_message_bytes"] = 4096
-    profile = Profile.from_dict(data)
-    result = sample("result-final.json")
-    result["ResultsDocument"]["Content"] = base64.b64encode(b"%PDF-" + b"x" * 9000).decode()
-    with profile.open_broker("results") as broker:
-        broker.send(json.dumps(result).encode())
+    profile = claim_checked_result(tmp_path)
     running, release = threading.Event(), threading.Event()
     app = IrisApp()
 

@@ -281,7 +281,8 @@ def test_lock_renewals_and_a_lost_lock_are_told_once() -> None:
     assert ("finished", "event:OrderGradedEvent", "lock_lost") in recorder.calls
 
 
-def test_claim_check_fetched_and_result_saved(tmp_path: Path) -> None:
+def claim_checked_result(tmp_path: Path) -> Profile:
+    """A mem:// profile with one result waiting whose body went through the claim check."""
     data = profile_dict("mem", tmp_path)
     data["results"]["max_message_bytes"] = 4096
     profile = Profile.from_dict(data)
@@ -289,6 +290,11 @@ def test_claim_check_fetched_and_result_saved(tmp_path: Path) -> None:
     result["ResultsDocument"]["Content"] = base64.b64encode(b"%PDF-" + b"x" * 9000).decode()
     with profile.open_broker("results") as broker:
         broker.send(json.dumps(result).encode())
+    return profile
+
+
+def test_claim_check_fetched_and_result_saved(tmp_path: Path) -> None:
+    profile = claim_checked_result(tmp_path)
     recorder = Recorder()
     app = IrisApp()
 

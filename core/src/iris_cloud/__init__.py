@@ -25,8 +25,11 @@ from iris_cloud.errors import (
     ValidationError,
     is_transient,
 )
+from iris_cloud.health import HealthServer, HealthState
 from iris_cloud.hookspecs import hookimpl
+from iris_cloud.jsonlogs import DeliveryLog, JsonFormatter
 from iris_cloud.logs import enable_sdk_logs, quiet_sdk_loggers
+from iris_cloud.metrics import MetricsObserver
 from iris_cloud.model import (
     MODEL_VERSION,
     GenericEvent,
@@ -62,6 +65,7 @@ from iris_cloud.ports import (
     ObjectInfo,
     ObjectStore,
 )
+from iris_cloud.systemd import SystemdNotifier
 from iris_cloud.tracing import TracingObserver, trace_context, with_trace_context
 
 __all__ = [
@@ -74,16 +78,21 @@ __all__ = [
     "ConsumerObserver",
     "CredentialsRejected",
     "Delivery",
+    "DeliveryLog",
     "FieldError",
     "GenericEvent",
     "GradingReceipt",
     "GradingSubmission",
+    "HealthServer",
+    "HealthState",
     "ImageReceipt",
     "IrisCloudError",
+    "JsonFormatter",
     "LockLost",
     "Message",
     "MessageBroker",
     "MessageTooLarge",
+    "MetricsObserver",
     "MissingField",
     "NotFound",
     "ObjectInfo",
@@ -98,6 +107,7 @@ __all__ = [
     "PermissionDenied",
     "ReadyForGradingEvent",
     "ResultsDeliveryReceipt",
+    "SystemdNotifier",
     "Throttled",
     "Timeout",
     "TracingObserver",

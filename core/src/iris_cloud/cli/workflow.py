@@ -338,6 +338,14 @@ def upload_command(
     is_flag=True,
     help="Serve Prometheus metrics at /metrics on the health port (iris-cloud[metrics]).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: stderr as one JSON object a line (role, message id, kind, delivery count, "
+    "outcome); -v for a line per message.",
+)
 @_profile_options
 @_errors
 def listen_command(
@@ -352,6 +360,7 @@ def listen_command(
     health_port: int | None,
     health_host: str | None,
     metrics: bool,
+    log_format: str,
     profile_name: str | None,
     config_file: Path | None,
 ) -> None:
@@ -427,7 +436,12 @@ def listen_command(
             markup("{} (not an {}) message_id={}", ctx.kind, what[:-1], ctx.message.message_id)
         )
 
+    say = _status_printer(log_format)
     service: dict[str, Any] = {}
+    if log_format == "json":
+        from iris_cloud.jsonlogs import DeliveryLog
+
+        service["observers"] = [DeliveryLog()]
     if health_port is not None:
         service["health_port"] = health_port
     if health_host is not None:
@@ -443,9 +457,9 @@ def listen_command(
         if consumer.health is not None:
             url = consumer.health.url
             also = f", metrics on {url}/metrics" if consumer.metrics else ""
-            err_console.print(f"health checks on {url}/healthz and /readyz{also}")
+            say(f"health checks on {url}/healthz and /readyz{also}")
         if count is None and timeout is None:
-            err_console.print(f"listening on {what} (Ctrl-C to stop)")
+            say(f"listening on {what} (Ctrl-C to stop)")
             consumer.run()
         else:
             consumer.run_until(
@@ -457,7 +471,7 @@ def listen_command(
         if results_store is not None:
             results_store.close()
     stats = consumer.snapshot()
-    err_console.print(
+    say(
         f"handled {stats.handled}, dead-lettered {stats.dead_lettered}, "
         f"retried {stats.retried}, duplicates {stats.duplicates}"
     )
@@ -465,8 +479,25 @@ def listen_command(
     # a handler that failed (retried, or dead-lettered after its last try) does.
     failures = stats.retried + stats.dead_lettered - stats.poison
     if failures:
-        err_console.print(f"handlers failed {failures} time(s): see the log")
+        say(f"handlers failed {failures} time(s): see the log")
         raise SystemExit(1)
+
+
+def _status_printer(log_format: str) -> Callable[[str], None]:
+    """Print status lines to stderr: as text, or as JSON lines among the JSON logs."""
+    if log_format != "json":
+        return lambda text: err_console.print(text, markup=False, highlight=False)
+    import logging
+
+    from iris_cloud.jsonlogs import use_json_logs
+
+    formatter = use_json_logs()
+
+    def say(text: str) -> None:
+        record = logging.LogRecord("iris_cloud.cli", logging.INFO, __file__, 0, text, None, None)
+        click.echo(formatter.format(record), err=True)
+
+    return say
 
 
 def _require_writable(directory: Path) -> None:
