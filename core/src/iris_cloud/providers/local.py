@@ -718,10 +718,9 @@ def _write_all(out_fd: int, data: memoryview) -> None:
 def _copy_stream(src: IO[bytes], out_fd: int, chunk: int) -> None:
     """Copy ``src`` to ``out_fd`` in bounded memory; in the kernel when ``src`` is a file."""
     if isinstance(src, io.BytesIO):
-        # Bytes already in memory (put(bytes)): written from the buffer, no copy.
-        with src.getbuffer() as view:
-            _write_all(out_fd, view[src.tell() :])
-        src.seek(0, io.SEEK_END)
+        # Bytes already in memory (put(bytes)): read() of a whole BytesIO made
+        # from bytes returns those bytes, not a copy (getbuffer() would copy).
+        _write_all(out_fd, memoryview(src.read()))
         return
     try:
         in_fd = src.fileno()
@@ -868,6 +867,10 @@ class FileStore(ObjectStore):
     @staticmethod
     def _split(name: str) -> tuple[list[str], str]:
         """The directories and the file name of a checked object name."""
+        if "/" not in name:
+            if name == RESERVED_DIR:
+                raise ConfigurationError(f"object names under {RESERVED_DIR}/ are reserved")
+            return [], name
         parts = name.split("/")
         if "" in parts:  # "a//b" and "a/" name what "a/b" and "a" name on disk
             parts = [p for p in parts if p]
@@ -1038,7 +1041,14 @@ class FileStore(ObjectStore):
                 os.close(dir_fd)
             if meta_fd >= 0:
                 os.close(meta_fd)
-        return self._info_from(name, st, {"content_type": content_type, "metadata": metadata})
+        return ObjectInfo(
+            name=name,
+            size=st.st_size,
+            content_type=content_type,
+            metadata=dict(metadata),
+            etag=self._etag(st),
+            last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
+        )
 
     def _temp_file(self, *, unnamed: bool) -> tuple[int, str, int]:
         """A new private file in the staging directory, its name ('' for none), the directory.
@@ -1046,6 +1056,10 @@ class FileStore(ObjectStore):
         Without a name (O_TMPFILE) where the filesystem has them: a killed put
         leaves nothing. Private, created exclusively: objects are patients' images.
         """
+        tmp_dir = self._fds.get("tmp")
+        if tmp_dir is not None and unnamed and self._unnamed:
+            with contextlib.suppress(OSError):  # any trouble: the careful way below
+                return os.open(".", _UNNAMED_FILE, FILE_MODE, dir_fd=tmp_dir), "", tmp_dir
         for attempt in range(2):
             tmp_dir = self._fd("tmp")
             try:
