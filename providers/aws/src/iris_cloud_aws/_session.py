@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import boto3
@@ -109,7 +109,7 @@ class AwsSession:
     thread-safe, sessions are not, so clients are made up front).
     """
 
-    session: boto3.session.Session = field(repr=False)
+    session: Any = field(repr=False)
     region: str | None
     endpoint_url: str | None
     max_pool_connections: int = 10
@@ -118,23 +118,15 @@ class AwsSession:
     max_attempts: int = MAX_ATTEMPTS
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], region: str | None = None) -> AwsSession:
+    def from_options(cls, options: Mapping[str, Any], region: str | None = None) -> Self:
         """The session described by the common options (credentials, region, endpoint)."""
-        given = options.get("session")
         region = options.get("region") or options.get("region_name") or region
-        if given is not None:
-            if not isinstance(given, boto3.session.Session):
-                raise ConfigurationError("option session must be a boto3.session.Session")
-            session = given
-        else:
-            creds = {k: options[k] for k in CREDENTIAL_OPTIONS if options.get(k)}
-            with aws_errors("CreateSession", "boto3 session"):
-                session = boto3.session.Session(region_name=region, **creds)
+        session = cls._session_from(options, region)
         pool = as_int(options, "max_pool_connections", 10) or 10
         attempts = as_int(options, "max_attempts", MAX_ATTEMPTS) or MAX_ATTEMPTS
         return cls(
             session=session,
-            region=region or session.region_name,
+            region=region or cls._session_region(session),
             endpoint_url=options.get("endpoint_url") or None,
             max_pool_connections=pool,
             connect_timeout=as_float(options, "connect_timeout", CONNECT_TIMEOUT),
@@ -142,9 +134,24 @@ class AwsSession:
             max_attempts=max(1, attempts),
         )
 
-    def client(self, service: str, **config: Any) -> Any:
-        """A new client for ``service``; callers keep and reuse it."""
-        cfg = Config(
+    @staticmethod
+    def _session_from(options: Mapping[str, Any], region: str | None) -> Any:
+        given = options.get("session")
+        if given is not None:
+            if not isinstance(given, boto3.session.Session):
+                raise ConfigurationError("option session must be a boto3.session.Session")
+            return given
+        creds = {k: options[k] for k in CREDENTIAL_OPTIONS if options.get(k)}
+        with aws_errors("CreateSession", "boto3 session"):
+            return boto3.session.Session(region_name=region, **creds)
+
+    @staticmethod
+    def _session_region(session: Any) -> str | None:
+        return session.region_name  # type: ignore[no-any-return]
+
+    def config(self, **config: Any) -> Config:
+        """The botocore client settings of this endpoint (timeouts, retries, pool)."""
+        return Config(
             # total_max_attempts counts the first try; botocore's max_attempts does not.
             retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             max_pool_connections=self.max_pool_connections,
@@ -152,9 +159,15 @@ class AwsSession:
             read_timeout=self.read_timeout,
             **config,
         )
+
+    def client(self, service: str, **config: Any) -> Any:
+        """A new client for ``service``; callers keep and reuse it."""
         with aws_errors("CreateClient", service):
             return self.session.client(
-                service, region_name=self.region, endpoint_url=self.endpoint_url, config=cfg
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=self.config(**config),
             )
 
     @property
@@ -166,4 +179,4 @@ class AwsSession:
         # No credentials, not even the key id: only where the session points
         # (an endpoint URL's password and query values masked).
         endpoint = mask_url(self.endpoint_url, frozenset()) if self.endpoint_url else None
-        return f"AwsSession(region={self.region!r}, endpoint_url={endpoint!r})"
+        return f"{type(self).__name__}(region={self.region!r}, endpoint_url={endpoint!r})"

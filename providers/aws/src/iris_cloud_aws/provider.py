@@ -22,6 +22,8 @@ __all__ = [
     "iris_cloud_broker_schemes",
     "iris_cloud_public_options",
     "iris_cloud_register_provisioners",
+    "iris_cloud_async_broker_schemes",
+    "iris_cloud_async_store_schemes",
     "iris_cloud_store_schemes",
 ]
 
@@ -44,6 +46,18 @@ def iris_cloud_broker_schemes() -> dict[str, str]:
 def iris_cloud_store_schemes() -> dict[str, str]:
     """``s3`` -> :class:`S3Store`."""
     return {"s3": "iris_cloud_aws.store:S3Store"}
+
+
+@hookimpl
+def iris_cloud_async_broker_schemes() -> dict[str, str]:
+    """``awssqs`` for asyncio -> :class:`AsyncSqsBroker` (extra ``async``: aiobotocore)."""
+    return {"awssqs": "iris_cloud_aws.aio.broker:AsyncSqsBroker"}
+
+
+@hookimpl
+def iris_cloud_async_store_schemes() -> dict[str, str]:
+    """``s3`` for asyncio -> :class:`AsyncS3Store` (extra ``async``: aiobotocore)."""
+    return {"s3": "iris_cloud_aws.aio.store:AsyncS3Store"}
 
 
 @hookimpl

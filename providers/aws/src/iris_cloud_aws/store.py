@@ -2,11 +2,8 @@
 
 Uploads stream: objects up to ``multipart_threshold`` go in one
 ``PutObject``; larger ones (or streams of unknown size that turn out larger)
-as a multipart upload whose parts are sent at most ``max_concurrency``
-(default 10) at a time, each with its ``checksum_algorithm`` checksum
-(declared on the upload, so completion combines the parts' checksums). A
-part of a regular file is read from the file while it is sent, so memory
-stays flat; from any other stream it stays at about
+as a multipart upload whose parts are read and sent at most
+``max_concurrency`` at a time, so memory stays at about
 ``(max_concurrency + 1) * multipart_chunksize`` whatever the object's size.
 ``overwrite=False`` is enforced by S3 itself (``If-None-Match: *`` on
 ``PutObject`` and on ``CompleteMultipartUpload``); a failed multipart upload
@@ -15,240 +12,46 @@ is aborted, leaving no object and no stored parts.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import errno
-import io
-import json
-import math
-import os
-import re
-import stat
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
 from datetime import timedelta
-from typing import IO, Any, ClassVar, Self, cast
-from urllib.parse import unquote_plus
+from functools import partial
+from typing import IO, Any, cast
 
-from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
+from iris_cloud.errors import ConfigurationError
 from iris_cloud.logs import get_logger
-from iris_cloud.ports import (
-    Capabilities,
-    Message,
-    MessageBroker,
-    NotificationParser,
-    ObjectInfo,
-    ObjectStore,
-    check_object_name,
-    read_full,
-)
+from iris_cloud.parts import PartPool
+from iris_cloud.ports import ObjectInfo, ObjectStore, check_object_name, read_full
+from iris_cloud.steps import drive
 
-from iris_cloud_aws._session import AwsSession, as_bool, as_int, parse_endpoint
+from iris_cloud_aws._s3 import S3Common
+from iris_cloud_aws._session import AwsSession
 from iris_cloud_aws.errors import aws_errors
-from iris_cloud_aws.options import STORE_OPTIONS
 
 __all__ = ["S3Store"]
 
-_RFC2047 = re.compile(r"=\?UTF-8\?B\?([A-Za-z0-9+/=]*)\?=", re.IGNORECASE)
-
 log = get_logger(__name__)
 
-MIB = 1024 * 1024
-MIN_PART = 5 * MIB
-"""S3's smallest part (all but the last)."""
-MAX_PARTS = 10_000
-DEFAULT_CONCURRENCY = 10
-"""Parts in flight: as ``boto3.upload_file`` (s3transfer) sends them."""
-CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
-"""What ``checksum_algorithm`` may name (``CRC32C`` and ``CRC64NVME`` need awscrt)."""
 
-
-def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    """Metadata as S3 can carry it: HTTP headers are ASCII, so other values go
-    RFC 2047-encoded (``=?UTF-8?B?...?=``), the form S3 itself returns them in."""
-    out = {}
-    for key, value in metadata.items():
-        if not key.isascii():
-            raise ConfigurationError("S3 metadata keys must be ASCII (they travel as HTTP headers)")
-        if value.isascii():
-            out[key] = value
-        else:
-            out[key] = "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode("ascii") + "?="
-    return out
-
-
-def _decode_metadata(metadata: dict[str, str]) -> dict[str, str]:
-    out = {}
-    for key, value in metadata.items():
-        match = _RFC2047.fullmatch(value)
-        if match:
-            try:
-                value = base64.b64decode(match.group(1)).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                log.debug("metadata %s looks RFC 2047-encoded but is not; kept as is", key)
-        out[key] = value
-    return out
-
-
-def _chunks(first: bytes, stream: IO[bytes], size: int) -> Iterator[bytes]:
-    """``first`` then the rest of ``stream``, in pieces of ``size`` bytes (the last shorter)."""
-    buffer = first
-    while True:
-        if len(buffer) < size:
-            buffer += read_full(stream, size - len(buffer))
-        if not buffer:
-            return
-        yield buffer[:size]
-        buffer = buffer[size:]
-
-
-class _FilePart:
-    """Bytes ``start`` .. ``start + length`` of an open file, read where they lie.
-
-    A part of an upload from a file is sent (and checksummed, and re-sent on a
-    retry) from the file itself: nothing of it is held in memory. ``pread``
-    keeps parts sent side by side from sharing a file position. botocore
-    needs no more of a body than ``read``, ``seek``, ``tell`` and ``len``.
-    """
-
-    def __init__(self, fd: int, start: int, length: int) -> None:
-        self._fd, self._start, self._length, self._pos = fd, start, length, 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        self._pos = min(max(0, base + offset), self._length)
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        left = self._length - self._pos
-        n = left if size is None or size < 0 else min(size, left)
-        data = os.pread(self._fd, n, self._start + self._pos) if n > 0 else b""
-        if len(data) < n:
-            # Cut short since the upload measured it: the part would never be whole.
-            raise OSError(errno.EIO, "the file became shorter during the upload")
-        self._pos += len(data)
-        return data
-
-
-def _file_region(stream: IO[bytes]) -> tuple[int, int, int] | None:
-    """``(fd, position, bytes left)`` when ``stream`` is a regular file, else ``None``."""
-    try:
-        fd = stream.fileno()
-        st = os.fstat(fd)
-        position = stream.tell()
-    except (AttributeError, OSError, ValueError):
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return fd, position, max(0, st.st_size - position)
-
-
-class S3Store(ObjectStore):
+class S3Store(S3Common, ObjectStore):
     """One S3 bucket, optionally under a key prefix.
 
     Options (URL query or keyword; credentials keyword only): ``region``,
     ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
     ``aws_session_token``, ``profile_name``, ``session``,
     ``multipart_threshold`` and ``multipart_chunksize`` (bytes, default 8 MiB),
-    ``max_concurrency`` (parts in flight, default 10), ``checksum_algorithm``
-    (declared on multipart uploads, each part carrying its own; default
-    ``CRC32``), ``addressing_style``
+    ``max_concurrency`` (parts in flight, default 4), ``addressing_style``
     (``auto`` / ``path`` / ``virtual``), ``signed_urls`` (default true when the
     session has credentials), ``notification_queue`` (SQS queue URL or name
     receiving this bucket's ``s3:ObjectCreated:*`` events: ``watch`` then
     follows them instead of polling).
     """
 
-    scheme: ClassVar[str] = "s3"
-    capabilities: Capabilities = Capabilities(conditional_create=True, signed_urls=True)
-    list_page_size: int = 1000
-    """Keys per ListObjectsV2 call (S3's maximum)."""
+    notification_broker = "iris_cloud_aws.broker:SqsBroker"
 
-    def __init__(
-        self,
-        session: AwsSession,
-        bucket: str,
-        prefix: str = "",
-        *,
-        multipart_threshold: int = 8 * MIB,
-        multipart_chunksize: int = 8 * MIB,
-        max_concurrency: int = DEFAULT_CONCURRENCY,
-        checksum_algorithm: str = "CRC32",
-        addressing_style: str = "auto",
-        signed_urls: bool | None = None,
-        notification_queue: str | None = None,
-    ) -> None:
+    def __init__(self, session: AwsSession, bucket: str, prefix: str = "", **options: Any) -> None:
         """Open ``bucket`` (under ``prefix``) with ``session``'s credentials."""
-        if len(bucket) < 3:
-            raise ConfigurationError("S3 bucket names have at least 3 characters")
-        if multipart_chunksize < MIN_PART:
-            raise ConfigurationError(f"multipart_chunksize must be at least {MIN_PART} (5 MiB)")
-        if max_concurrency < 1:
-            raise ConfigurationError("max_concurrency must be at least 1")
-        if checksum_algorithm.upper() not in CHECKSUM_ALGORITHMS:
-            raise ConfigurationError(
-                f"checksum_algorithm must be one of {', '.join(CHECKSUM_ALGORITHMS)}"
-            )
-        if addressing_style not in ("auto", "path", "virtual"):
-            raise ConfigurationError("addressing_style must be auto, path or virtual")
-        self._aws = session
-        self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._threshold = max(1, multipart_threshold)
-        self._chunk = multipart_chunksize
-        self._concurrency = max_concurrency
-        self._checksum = checksum_algorithm.upper()
-        # SigV4 for presigned URLs too: regions opened since 2014 accept nothing else.
-        self._s3 = session.client(
-            "s3", s3={"addressing_style": addressing_style}, signature_version="s3v4"
-        )
-        self._notification_queue = notification_queue
-        can_sign = session.can_sign if signed_urls is None else signed_urls and session.can_sign
-        self.capabilities = replace(
-            type(self).capabilities, signed_urls=can_sign, native_watch=bool(notification_queue)
-        )
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Open ``s3://BUCKET/PREFIX?region=...&endpoint_url=...``."""
-        parts, opts = parse_endpoint(url, cls.scheme, STORE_OPTIONS, options)
-        if not parts.netloc:
-            raise ConfigurationError("s3 URL names no bucket (s3://BUCKET/PREFIX)")
-        signed = opts.get("signed_urls")
-        return cls(
-            AwsSession.from_options(opts),
-            parts.netloc,
-            parts.path,
-            multipart_threshold=as_int(opts, "multipart_threshold", 8 * MIB) or 8 * MIB,
-            multipart_chunksize=as_int(opts, "multipart_chunksize", 8 * MIB) or 8 * MIB,
-            max_concurrency=as_int(opts, "max_concurrency", DEFAULT_CONCURRENCY)
-            or DEFAULT_CONCURRENCY,
-            checksum_algorithm=str(opts.get("checksum_algorithm") or "CRC32"),
-            addressing_style=str(opts.get("addressing_style") or "auto"),
-            signed_urls=None if signed is None else as_bool(opts, "signed_urls", True),
-            notification_queue=opts.get("notification_queue") or None,
-        )
-
-    @property
-    def container(self) -> str:
-        """The bucket name."""
-        return self.bucket
-
-    def __repr__(self) -> str:
-        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r}, session={self._aws!r})"
-
-    def _key(self, name: str) -> str:
-        return self.prefix + name
-
-    def _where(self, name: str) -> str:
-        return f"s3://{self.bucket}/{self._key(name)}"
+        super().__init__(session, bucket, prefix, **options)
+        self._s3 = session.client("s3", **self._client_config)
 
     # -- writing -------------------------------------------------------------------
     def _put(
@@ -260,161 +63,24 @@ class S3Store(ObjectStore):
         metadata: dict[str, str],
         overwrite: bool,
     ) -> ObjectInfo:
-        extra: dict[str, Any] = {"Metadata": _encode_metadata(metadata)}
-        if content_type:
-            extra["ContentType"] = content_type
-        key = self._key(name)
-        region = _file_region(stream)
-        if region is not None and region[2] > self._threshold:
-            # A large file: parts are sent from the file itself (flat memory).
-            etag, total = self._multipart(name, stream, region, region[2], extra, overwrite)
-            stream.seek(region[1] + total)
-            return ObjectInfo(
-                name=name, size=total, content_type=content_type, metadata=dict(metadata), etag=etag
-            )
-        first = read_full(stream, self._threshold if size is None else min(size, self._threshold))
-        if len(first) < self._threshold or (size is not None and size <= self._threshold):
-            # Small object: one request; S3 refuses it atomically if the key exists.
-            if not overwrite:
-                extra["IfNoneMatch"] = "*"
-            with aws_errors("PutObject", self._where(name)):
-                resp = self._s3.put_object(Bucket=self.bucket, Key=key, Body=first, **extra)
-            etag, total = resp.get("ETag"), len(first)
-        else:
-            etag, total = self._multipart(name, stream, first, size, extra, overwrite)
-        return ObjectInfo(
-            name=name,
-            size=total,
-            content_type=content_type,
-            metadata=dict(metadata),
-            etag=etag,
-        )
-
-    def _multipart(
-        self,
-        name: str,
-        stream: IO[bytes],
-        first: bytes | tuple[int, int, int],
-        size: int | None,
-        extra: dict[str, Any],
-        overwrite: bool,
-    ) -> tuple[str | None, int]:
-        """Upload as a multipart upload, from ``first`` and the rest of ``stream``, or
-        from a file region ``(fd, start, length)``; aborted on any failure."""
-        where = self._where(name)
-        if not overwrite:
-            self._refuse_existing(name)
-        chunk = self._chunk
-        if size is not None and math.ceil(size / chunk) > MAX_PARTS:
-            # Keep within S3's 10,000 parts by growing the part size.
-            chunk = math.ceil(size / MAX_PARTS)
-        key = self._key(name)
-        with aws_errors("CreateMultipartUpload", where):
-            # A declared algorithm: every part carries its checksum, which S3
-            # checks on arrival, and completion combines them instead of
-            # reading the whole object again.
-            upload_id = self._s3.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ChecksumAlgorithm=self._checksum, **extra
-            )["UploadId"]
+        pool = PartPool(self._concurrency, "s3-part")
         try:
-            parts, total = self._upload_parts(name, key, upload_id, stream, first, chunk)
-            complete: dict[str, Any] = {}
-            if not overwrite:
-                complete["IfNoneMatch"] = "*"
-            with aws_errors("CompleteMultipartUpload", where):
-                resp = self._s3.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                    **complete,
-                )
-        except BaseException:
-            self._abort(name, key, upload_id)
-            raise
-        return resp.get("ETag"), total
-
-    def _refuse_existing(self, name: str) -> None:
-        # Fail before sending gigabytes when the key is taken; the atomic
-        # check is still If-None-Match on completion. Write-only credentials
-        # cannot look, which is fine: then only the completion check applies.
-        try:
-            self._info(name)
-        except (NotFound, PermissionDenied):
-            return
-        raise AlreadyExists(f"{self._where(name)} already exists (conditional create refused)")
-
-    def _upload_parts(
-        self,
-        name: str,
-        key: str,
-        upload_id: str,
-        stream: IO[bytes],
-        first: bytes | tuple[int, int, int],
-        chunk: int,
-    ) -> tuple[list[dict[str, Any]], int]:
-        where = self._where(name)
-
-        checksum = f"Checksum{self._checksum}"
-
-        def send(number: int, data: bytes | _FilePart) -> dict[str, Any]:
-            with aws_errors("UploadPart", where):
-                resp = self._s3.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data,
-                    ChecksumAlgorithm=self._checksum,
-                )
-            # Completion names each part's checksum, as S3 requires once declared.
-            part = {"PartNumber": number, "ETag": resp["ETag"]}
-            if checksum in resp:
-                part[checksum] = resp[checksum]
-            return part
-
-        if isinstance(first, tuple):
-            fd, start, length = first
-            bodies: Iterator[bytes | _FilePart] = (
-                _FilePart(fd, start + offset, min(chunk, length - offset))
-                for offset in range(0, length, chunk)
+            steps = self._put_steps(
+                name,
+                partial(read_full, stream),
+                size,
+                content_type,
+                metadata,
+                overwrite,
+                (pool, drive),
             )
-        else:
-            bodies = _chunks(first, stream, chunk)
-        parts: list[dict[str, Any]] = []
-        total = 0
-        pending: set[Future[dict[str, Any]]] = set()
-        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            for number, data in enumerate(bodies, start=1):
-                total += len(data)
-                pending.add(pool.submit(send, number, data))
-                # At most max_concurrency parts are held: wait for one to
-                # finish before reading the next.
-                if len(pending) >= self._concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    parts.extend(f.result() for f in done)
-            done, _ = wait(pending)
-            parts.extend(f.result() for f in done)
-        parts.sort(key=lambda p: int(p["PartNumber"]))
-        return parts, total
-
-    def _abort(self, name: str, key: str, upload_id: str) -> None:
-        try:
-            with aws_errors("AbortMultipartUpload", self._where(name)):
-                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except Exception as exc:
-            # The original error matters more; an unaborted upload holds no
-            # object (only parts, which a lifecycle rule expires).
-            log.warning(
-                "could not abort the multipart upload of %s: %s",
-                self._where(name),
-                type(exc).__name__,
-            )
+            return drive(steps)
+        finally:
+            pool.close()
 
     # -- reading -----------------------------------------------------------------------
     def _open_read(self, name: str) -> IO[bytes]:
-        with aws_errors("GetObject", self._where(name)):
-            resp = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))
+        resp = drive(self._get_steps(name))
         # botocore's StreamingBody is an io.IOBase: read(n), iteration, close.
         return cast(IO[bytes], resp["Body"])
 
@@ -424,109 +90,28 @@ class S3Store(ObjectStore):
             raise ConfigurationError("read_range needs start >= 0 and length >= 1")
         end = "" if length is None else str(start + length - 1)
         check_object_name(name)
-        with aws_errors("GetObject", self._where(name)):
-            resp = self._s3.get_object(
-                Bucket=self.bucket, Key=self._key(name), Range=f"bytes={start}-{end}"
-            )
-            with resp["Body"] as body:
-                return cast(bytes, body.read())
+        resp = drive(self._get_steps(name, Range=f"bytes={start}-{end}"))
+        with aws_errors("GetObject", self._where(name)), resp["Body"] as body:
+            return cast(bytes, body.read())
 
     def _info(self, name: str) -> ObjectInfo:
-        with aws_errors("HeadObject", self._where(name)):
-            resp = self._s3.head_object(Bucket=self.bucket, Key=self._key(name))
-        return ObjectInfo(
-            name=name,
-            size=int(resp.get("ContentLength", 0)),
-            content_type=resp.get("ContentType"),
-            metadata=_decode_metadata(dict(resp.get("Metadata") or {})),
-            etag=resp.get("ETag"),
-            last_modified=resp.get("LastModified"),
-        )
+        return drive(self._info_steps(name))
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
-        paginator = self._s3.get_paginator("list_objects_v2")
         where = f"s3://{self.bucket}/{self._key(prefix)}"
-        pages = iter(
-            paginator.paginate(
-                Bucket=self.bucket,
-                Prefix=self._key(prefix),
-                PaginationConfig={"PageSize": self.list_page_size},
-            )
-        )
-        cut = len(self.prefix)
+        pages = iter(self._pages(prefix))
         while True:
             with aws_errors("ListObjectsV2", where):
                 page = next(pages, None)
             if page is None:
                 return
-            for item in page.get("Contents", []):
-                yield ObjectInfo(
-                    name=str(item["Key"])[cut:],
-                    size=int(item.get("Size", 0)),
-                    etag=item.get("ETag"),
-                    last_modified=item.get("LastModified"),
-                )
+            yield from self._listed(page)
 
     def _delete(self, name: str) -> None:
-        # S3 deletes missing keys without complaint; the port promises
-        # NotFound, so look first when the credentials may.
-        with contextlib.suppress(PermissionDenied):
-            self._info(name)
-        with aws_errors("DeleteObject", self._where(name)):
-            self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
+        drive(self._delete_steps(name))
 
     def _signed_url(self, name: str, method: str, expires: timedelta) -> str:
-        if not self.capabilities.signed_urls:
-            raise ConfigurationError(
-                f"{self._where(name)}: no credentials to sign URLs with (signed_urls is off)"
-            )
-        operation = "get_object" if method == "GET" else "put_object"
-        with aws_errors("GeneratePresignedUrl", self._where(name)):
-            return str(
-                self._s3.generate_presigned_url(
-                    ClientMethod=operation,
-                    Params={"Bucket": self.bucket, "Key": self._key(name)},
-                    ExpiresIn=int(expires.total_seconds()),
-                )
-            )
-
-    # -- watching ----------------------------------------------------------------------
-    def _notifications(
-        self,
-    ) -> tuple[MessageBroker, NotificationParser] | None:
-        # The bucket's S3 event notifications, on the SQS queue they go to.
-        if not self._notification_queue:
-            return None
-        from iris_cloud_aws.broker import SqsBroker
-
-        queue = str(self._notification_queue)
-        where = "queue_url" if queue.startswith(("https://", "http://")) else "queue_name"
-        return SqsBroker(self._aws, **{where: queue}), self._created
-
-    def _created(self, message: Message) -> Iterator[ObjectInfo]:
-        """Objects created in this store that an S3 event notification announces."""
-        try:
-            event = json.loads(message.body)
-        except ValueError:
-            log.warning("ignoring a notification that is not JSON")
-            return
-        # s3:TestEvent (sent when notifications are configured) has no Records.
-        for record in event.get("Records", []) if isinstance(event, dict) else []:
-            s3 = record.get("s3") or {}
-            if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
-                continue
-            if (s3.get("bucket") or {}).get("name") != self.bucket:
-                continue
-            obj = s3.get("object") or {}
-            # Event keys are URL-encoded with '+' for spaces.
-            key = unquote_plus(str(obj.get("key", "")))
-            if not key.startswith(self.prefix):
-                continue
-            yield ObjectInfo(
-                name=key[len(self.prefix) :],
-                size=int(obj.get("size", 0)),
-                etag=obj.get("eTag"),
-            )
+        return drive(self._signed_url_steps(name, method, expires))
 
     def close(self) -> None:
         """Close the S3 client's connection pool."""

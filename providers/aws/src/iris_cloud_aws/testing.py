@@ -32,16 +32,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 from iris_cloud.testing.contract import HOSTILE
 from iris_cloud.testing.processes import stop_process
-
-if TYPE_CHECKING:
-    from iris_cloud_aws.broker import SqsBroker
-    from iris_cloud_aws.store import S3Store
 
 __all__ = [
     "ACCOUNT",
@@ -335,11 +331,40 @@ def moto_server(*, separate_process: bool = False) -> Iterator[MotoServer]:
 
 class _IamEnv:
     """Opening restricted credentials switches IAM enforcement on; :meth:`close`
-    (the fixture's teardown) switches it off again."""
+    (the fixture's teardown) switches it off again. Given ``loop`` (an
+    :class:`iris_cloud.testing.blocking.LoopThread`) the environment opens the
+    async classes (``iris_cloud_aws.aio``) for the blocking facades, and
+    connects each broker on that loop, as a caller that needs the queue's
+    capabilities before its first call does (``await broker.connect()``)."""
 
-    def __init__(self, server: MotoServer) -> None:
+    def __init__(self, server: MotoServer, *, loop: Any = None) -> None:
         self.server = server
+        self.loop = loop
+        self.asynchronous = loop is not None
         self._enforcing = False
+
+    def _connected(self, port: Any) -> Any:
+        if self.loop is not None:
+            self.loop.run(port.connect())
+        return port
+
+    def _broker_class(self) -> Any:
+        if self.asynchronous:
+            from iris_cloud_aws.aio.broker import AsyncSqsBroker
+
+            return AsyncSqsBroker
+        from iris_cloud_aws.broker import SqsBroker
+
+        return SqsBroker
+
+    def _store_class(self) -> Any:
+        if self.asynchronous:
+            from iris_cloud_aws.aio.store import AsyncS3Store
+
+            return AsyncS3Store
+        from iris_cloud_aws.store import S3Store
+
+        return S3Store
 
     def _enforce(self) -> None:
         if not self._enforcing:
@@ -371,18 +396,18 @@ class SqsBrokerEnv(_IamEnv):
         )
         return self.server.queue_url_form(name)
 
-    def open(self, url: str, *, claim_check: Any = None) -> SqsBroker:
+    def open(self, url: str, *, claim_check: Any = None) -> Any:
         """Open ``url`` with the admin's credentials."""
-        from iris_cloud_aws.broker import SqsBroker
+        options = self.server.options()
+        return self._connected(
+            self._broker_class().from_url(url, claim_check=claim_check, **options)
+        )
 
-        return SqsBroker.from_url(url, claim_check=claim_check, **self.server.options())
-
-    def claim_check_store(self) -> S3Store:
+    def claim_check_store(self) -> Any:
         """A fresh bucket for the claim check, under a key prefix as deployments often have."""
-        from iris_cloud_aws.store import S3Store
-
         bucket = self.server.create_bucket(_random("claim-check"))
-        return S3Store.from_url(self.server.store_url(bucket, "claims"), **self.server.options())
+        url = self.server.store_url(bucket, "claims")
+        return self._store_class().from_url(url, **self.server.options())
 
     def send_undecodable(self, url: str) -> list[str]:
         """Send, with plain boto3, messages whose attributes lie about their body or type."""
@@ -412,19 +437,17 @@ class SqsBrokerEnv(_IamEnv):
             sqs.send_message(QueueUrl=queue_url, MessageBody=body, MessageAttributes=attributes)
         return list(cases)
 
-    def _restricted(self, url: str, actions: list[str]) -> SqsBroker:
-        from iris_cloud_aws.broker import SqsBroker
-
+    def _restricted(self, url: str, actions: list[str]) -> Any:
         creds = least_privilege_credentials(self.server, actions)
         self._enforce()
         options = {**self.server.options(), **creds}
-        return SqsBroker.from_url(url, **options)
+        return self._connected(self._broker_class().from_url(url, **options))
 
-    def open_send_only(self, url: str) -> SqsBroker:
+    def open_send_only(self, url: str) -> Any:
         """Open ``url`` as an IAM user allowed only sqs:SendMessage."""
         return self._restricted(url, SEND_ONLY)
 
-    def open_receive_only(self, url: str) -> SqsBroker:
+    def open_receive_only(self, url: str) -> Any:
         """Open ``url`` as an IAM user allowed to receive and settle only."""
         return self._restricted(url, RECEIVE_ONLY)
 
@@ -435,31 +458,36 @@ class S3StoreEnv(_IamEnv):
     ``page_size`` sets ``S3Store.list_page_size`` so that short listings page.
     """
 
-    def __init__(self, server: MotoServer, *, page_size: int = 1000, **options: Any) -> None:
-        super().__init__(server)
+    def __init__(
+        self,
+        server: MotoServer,
+        *,
+        page_size: int = 1000,
+        loop: Any = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(server, loop=loop)
         self.page_size = page_size
         self.store_options = options
 
-    def new_store(self) -> S3Store:
+    def new_store(self) -> Any:
         """A fresh, empty bucket with the admin's credentials."""
         bucket = self.server.create_bucket(_random("contract"))
         return self._open(bucket, {})
 
-    def _open(self, bucket: str, creds: dict[str, str]) -> S3Store:
-        from iris_cloud_aws.store import S3Store
-
+    def _open(self, bucket: str, creds: dict[str, str]) -> Any:
         options = {**self.server.options(), **self.store_options, **creds}
-        store = S3Store.from_url(self.server.store_url(bucket), **options)
+        store = self._store_class().from_url(self.server.store_url(bucket), **options)
         store.list_page_size = self.page_size
-        return store
+        return self._connected(store)
 
-    def open_write_only(self, store: Any) -> S3Store:
+    def open_write_only(self, store: Any) -> Any:
         """``store``'s bucket as an IAM user allowed only s3:PutObject."""
         creds = least_privilege_credentials(self.server, WRITE_ONLY)
         self._enforce()
         return self._open(store.container, creds)
 
-    def open_read_only(self, store: Any) -> S3Store:
+    def open_read_only(self, store: Any) -> Any:
         """``store``'s bucket as an IAM user allowed s3:GetObject and s3:ListBucket."""
         creds = least_privilege_credentials(self.server, READ_ONLY)
         self._enforce()
