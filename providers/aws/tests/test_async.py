@@ -1,65 +1,15 @@
-"""The async AWS classes (``iris_cloud_aws.aio``, on aiobotocore) pass the same contract suite.
+"""The async AWS classes (``iris_cloud_aws.aio``) as ``iris_cloud.aio`` opens them.
 
-The suite's own tests, unchanged, through blocking facades that run the
-async ports' methods on an event loop (:mod:`iris_cloud.testing.blocking`),
-on the session's moto servers.
+Their contract suite is in ``test_contract.py``, beside the sync classes'.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 from iris_cloud import aio
-from iris_cloud.ports import ObjectStore
-from iris_cloud.testing import BrokerContract, StoreContract
-from iris_cloud.testing.blocking import BlockingBrokerEnv, BlockingStoreEnv, LoopThread
 from iris_cloud_aws.aio import AsyncS3Store, AsyncSqsBroker
-from iris_cloud_aws.testing import MotoServer, S3StoreEnv, SqsBrokerEnv
-
-
-class TestAsyncSqsBrokerContract(BrokerContract):
-    """SQS queues with a 2 s visibility timeout and a redrive DLQ after 3 receives."""
-
-    @pytest.fixture
-    def broker_env(self, moto: MotoServer, loop_thread: LoopThread) -> Iterator[BlockingBrokerEnv]:
-        env = SqsBrokerEnv(moto, loop=loop_thread)
-        try:
-            yield BlockingBrokerEnv(env, loop_thread)
-        finally:
-            env.close()
-
-
-class TestAsyncS3StoreContract(StoreContract):
-    """S3 buckets paging every 5 keys; 5 MiB parts, two in flight (moto in a child process,
-    so tracemalloc measures our side of the large upload only)."""
-
-    @pytest.fixture
-    def s3_env(self, moto_process: MotoServer, loop_thread: LoopThread) -> Iterator[S3StoreEnv]:
-        env = S3StoreEnv(
-            moto_process,
-            page_size=5,
-            loop=loop_thread,
-            multipart_threshold=5 * 2**20,
-            multipart_chunksize=5 * 2**20,
-            max_concurrency=2,
-        )
-        try:
-            yield env
-        finally:
-            env.close()
-
-    @pytest.fixture
-    def store_env(self, s3_env: S3StoreEnv, loop_thread: LoopThread) -> BlockingStoreEnv:
-        return BlockingStoreEnv(s3_env, loop_thread)
-
-    def test_signed_url_get_put(
-        self, store_env: BlockingStoreEnv, store: ObjectStore, s3_env: S3StoreEnv
-    ) -> None:
-        # As for the sync store: moto checks presigned requests only with IAM off.
-        assert not s3_env._enforcing
-        super().test_signed_url_get_put(store_env, store)
+from iris_cloud_aws.testing import MotoServer
 
 
 def test_open_broker_and_store_resolve_the_async_classes(moto: MotoServer) -> None:

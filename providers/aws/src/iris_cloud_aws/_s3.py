@@ -164,7 +164,10 @@ class S3Common:
         return self.bucket
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(bucket={self.bucket!r}, prefix={self.prefix!r}, session={self._aws!r})"
+        return (
+            f"{type(self).__name__}(bucket={self.bucket!r}, prefix={self.prefix!r}, "
+            f"session={self._aws!r})"
+        )
 
     def _key(self, name: str) -> str:
         return self.prefix + name

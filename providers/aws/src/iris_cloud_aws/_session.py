@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import boto3
@@ -160,10 +160,13 @@ class AwsSession:
             **config,
         )
 
+    client_method: ClassVar[str] = "client"
+    """The session's method that makes a client (aiobotocore's is ``create_client``)."""
+
     def client(self, service: str, **config: Any) -> Any:
         """A new client for ``service``; callers keep and reuse it."""
         with aws_errors("CreateClient", service):
-            return self.session.client(
+            return getattr(self.session, self.client_method)(
                 service,
                 region_name=self.region,
                 endpoint_url=self.endpoint_url,

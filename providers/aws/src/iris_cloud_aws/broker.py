@@ -44,17 +44,9 @@ log = get_logger(__name__)
 class SqsBroker(SqsCommon, MessageBroker):
     """One SQS queue (standard or FIFO), with peek-lock via the visibility timeout.
 
-    Options (URL query or keyword; credentials keyword only):
-    ``region``, ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
-    ``aws_session_token``, ``profile_name``, ``session`` (a boto3 Session),
-    ``lock_seconds`` (visibility timeout set on receive and by ``renew_lock``;
-    default: the queue's), ``dead_letter_queue`` (URL or name; default: the
-    redrive policy's target), ``queue_owner`` (account id for name lookup),
-    ``max_message_bytes`` (only when the credentials may not read the queue's
-    attributes), ``send_retries`` (retries of transiently failed batch entries,
-    default 3), ``group_property`` (FIFO group id property; default
-    ``OrderLocalId`` then ``LocalId``), ``claim_check`` (an ObjectStore).
-    The queue's URL and attributes are read when it opens.
+    The options are :class:`~iris_cloud_aws._sqs.SqsCommon`'s (``session`` a
+    boto3 Session, ``claim_check`` an ObjectStore). The queue's URL and
+    attributes are read when it opens.
     """
 
     store_class = ObjectStore

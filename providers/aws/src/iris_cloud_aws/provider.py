@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     import click
 
 __all__ = [
+    "iris_cloud_async_broker_schemes",
+    "iris_cloud_async_store_schemes",
     "iris_cloud_broker_schemes",
     "iris_cloud_public_options",
     "iris_cloud_register_provisioners",
-    "iris_cloud_async_broker_schemes",
-    "iris_cloud_async_store_schemes",
     "iris_cloud_store_schemes",
 ]
 

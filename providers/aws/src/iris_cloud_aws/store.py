@@ -35,15 +35,8 @@ log = get_logger(__name__)
 class S3Store(S3Common, ObjectStore):
     """One S3 bucket, optionally under a key prefix.
 
-    Options (URL query or keyword; credentials keyword only): ``region``,
-    ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
-    ``aws_session_token``, ``profile_name``, ``session``,
-    ``multipart_threshold`` and ``multipart_chunksize`` (bytes, default 8 MiB),
-    ``max_concurrency`` (parts in flight, default 4), ``addressing_style``
-    (``auto`` / ``path`` / ``virtual``), ``signed_urls`` (default true when the
-    session has credentials), ``notification_queue`` (SQS queue URL or name
-    receiving this bucket's ``s3:ObjectCreated:*`` events: ``watch`` then
-    follows them instead of polling).
+    The options are :class:`~iris_cloud_aws._s3.S3Common`'s (``session`` a
+    boto3 Session).
     """
 
     notification_broker = "iris_cloud_aws.broker:SqsBroker"

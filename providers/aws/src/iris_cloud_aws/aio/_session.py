@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiobotocore.session import AioSession
 from iris_cloud.errors import ConfigurationError
+from iris_cloud.logs import get_logger
+from iris_cloud.steps import Steps, adrive
 
 from iris_cloud_aws._session import AwsSession
 from iris_cloud_aws.errors import aws_errors
 
-__all__ = ["AioAwsSession"]
+__all__ = ["AioAwsSession", "LazyClient", "run_connected"]
+
+log = get_logger("iris_cloud_aws")
 
 
 class AioAwsSession(AwsSession):
@@ -46,18 +51,60 @@ class AioAwsSession(AwsSession):
     def _session_region(session: Any) -> str | None:
         return session.get_config_variable("region")  # type: ignore[no-any-return]
 
-    def client(self, service: str, **config: Any) -> Any:
-        """aiobotocore's client context for ``service`` (entered by the caller)."""
-        with aws_errors("CreateClient", service):
-            return self.session.create_client(
-                service,
-                region_name=self.region,
-                endpoint_url=self.endpoint_url,
-                config=self.config(**config),
-            )
+    client_method = "create_client"  # a client context, entered by LazyClient
 
     @property
     def can_sign(self) -> bool:
         """Whether credentials were given: aiobotocore resolves others only when asked
         (a coroutine), so a store checks again when it first connects."""
         return self.session._credentials is not None or bool(self.session.profile)
+
+
+class LazyClient:
+    """An aiobotocore client opened on first use (under a lock) and closed once."""
+
+    def __init__(self, session: AioAwsSession, service: str, where: str, **config: Any) -> None:
+        self._session = session
+        self._service = service
+        self._where = where
+        self._config = config
+        self._lock = asyncio.Lock()
+        self._context: Any = None
+        self.client: Any = None
+        self.closed = False
+
+    async def open(self) -> Any:
+        """The client, opened now if not yet."""
+        if self.client is not None:
+            return self.client
+        async with self._lock:
+            if self.closed:
+                raise ConfigurationError(f"{self._where} is closed")
+            if self.client is None:
+                context = self._session.client(self._service, **self._config)
+                with aws_errors("CreateClient", self._where):
+                    self.client = await context.__aenter__()
+                self._context = context
+            return self.client
+
+    async def close(self) -> None:
+        """Close the client's connection pool; it cannot be opened again."""
+        async with self._lock:
+            self.closed = True
+            context, self._context, self.client = self._context, None, None
+        if context is None:
+            return
+        try:
+            await context.__aexit__(None, None, None)
+        except Exception as exc:  # closing must not mask the caller's own error
+            log.debug("closing the %s client failed: %s", self._service, type(exc).__name__)
+
+
+async def run_connected(connect: Callable[[], Awaitable[None]], steps: Steps[Any]) -> Any:
+    """Await ``connect()``, then run ``steps``; if connecting fails they are closed unrun."""
+    try:
+        await connect()
+    except BaseException:
+        steps.close()
+        raise
+    return await adrive(steps)

@@ -14,18 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from iris_cloud.aio import AsyncMessageBroker, AsyncObjectStore
-from iris_cloud.errors import ConfigurationError
-from iris_cloud.logs import get_logger
 from iris_cloud.ports import Message
 from iris_cloud.steps import Steps, adrive
 
 from iris_cloud_aws._sqs import SqsCommon
-from iris_cloud_aws.aio._session import AioAwsSession
-from iris_cloud_aws.errors import aws_errors
+from iris_cloud_aws.aio._session import AioAwsSession, LazyClient, run_connected
 
 __all__ = ["AsyncSqsBroker"]
-
-log = get_logger("iris_cloud_aws.broker")
 
 
 class AsyncSqsBroker(SqsCommon, AsyncMessageBroker):
@@ -42,35 +37,22 @@ class AsyncSqsBroker(SqsCommon, AsyncMessageBroker):
 
     def __init__(self, session: AioAwsSession, **options: Any) -> None:
         super().__init__(session, **options)
+        self._lazy = LazyClient(session, "sqs", self._target)
         self._connecting = asyncio.Lock()
-        self._context: Any = None
         self._connected = False
-        self._closed = False
 
     async def connect(self) -> None:
         """Open the client, resolve the queue and read its attributes, once."""
         if self._connected:
             return
         async with self._connecting:
-            if self._closed:
-                raise ConfigurationError(f"{self!r} is closed")
-            if self._connected:
-                return
-            if self._sqs is None:
-                context = self._aws.client("sqs")
-                with aws_errors("CreateClient", self._target):
-                    self._sqs = await context.__aenter__()
-                self._context = context
-            await adrive(self._setup_steps())
-            self._connected = True
+            if not self._connected:
+                self._sqs = await self._lazy.open()
+                await adrive(self._setup_steps())
+                self._connected = True
 
     async def _run(self, steps: Steps[Any]) -> Any:
-        try:
-            await self.connect()
-        except BaseException:
-            steps.close()
-            raise
-        return await adrive(steps)
+        return await run_connected(self.connect, steps)
 
     async def verify(self, right: str) -> bool:
         """As :meth:`SqsBroker.verify <iris_cloud_aws.broker.SqsBroker.verify>`: nothing is
@@ -111,12 +93,4 @@ class AsyncSqsBroker(SqsCommon, AsyncMessageBroker):
 
     async def close(self) -> None:
         """Close the SQS client's connection pool."""
-        async with self._connecting:
-            self._closed = True
-            context, self._context, self._sqs = self._context, None, None
-        if context is None:
-            return
-        try:
-            await context.__aexit__(None, None, None)
-        except Exception as exc:  # closing must not mask the caller's own error
-            log.debug("closing the SQS client failed: %s", type(exc).__name__)
+        await self._lazy.close()

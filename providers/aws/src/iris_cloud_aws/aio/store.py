@@ -11,26 +11,21 @@ first call.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 from iris_cloud.aio import AsyncObjectStore, AsyncReader
 from iris_cloud.aio.blocks import BlockReader
-from iris_cloud.errors import ConfigurationError
-from iris_cloud.logs import get_logger
 from iris_cloud.parts import AsyncPartPool
 from iris_cloud.ports import ObjectInfo
 from iris_cloud.steps import Steps, adrive
 
 from iris_cloud_aws._s3 import S3Common
-from iris_cloud_aws.aio._session import AioAwsSession
+from iris_cloud_aws.aio._session import AioAwsSession, LazyClient, run_connected
 from iris_cloud_aws.errors import aws_errors
 
 __all__ = ["AsyncS3Store"]
-
-log = get_logger("iris_cloud_aws.store")
 
 
 class _BodyReader(AsyncReader):
@@ -65,31 +60,15 @@ class AsyncS3Store(S3Common, AsyncObjectStore):
         # Sources are read in parts of the upload's size: a part is the chunk read,
         # not a copy cut from a larger one.
         self.chunk_size = self._chunk  # type: ignore[misc]
-        self._connecting = asyncio.Lock()
-        self._context: Any = None
-        self._closed = False
+        self._lazy = LazyClient(session, "s3", f"s3://{bucket}", **self._client_config)
 
     async def connect(self) -> None:
         """Open the S3 client (loading its service model), once; the first call does it
         otherwise."""
-        if self._s3 is not None:
-            return
-        async with self._connecting:
-            if self._closed:
-                raise ConfigurationError(f"{self!r} is closed")
-            if self._s3 is None:
-                context = self._aws.client("s3", **self._client_config)
-                with aws_errors("CreateClient", f"s3://{self.bucket}"):
-                    self._s3 = await context.__aenter__()
-                self._context = context
+        self._s3 = await self._lazy.open()
 
     async def _run(self, steps: Steps[Any]) -> Any:
-        try:
-            await self.connect()
-        except BaseException:
-            steps.close()
-            raise
-        return await adrive(steps)
+        return await run_connected(self.connect, steps)
 
     # -- writing -------------------------------------------------------------------
     async def _put(
@@ -139,12 +118,4 @@ class AsyncS3Store(S3Common, AsyncObjectStore):
 
     async def close(self) -> None:
         """Close the S3 client's connection pool."""
-        async with self._connecting:
-            self._closed = True
-            context, self._context, self._s3 = self._context, None, None
-        if context is None:
-            return
-        try:
-            await context.__aexit__(None, None, None)
-        except Exception as exc:  # closing must not mask the caller's error
-            log.debug("closing the S3 client failed: %s", type(exc).__name__)
+        await self._lazy.close()
