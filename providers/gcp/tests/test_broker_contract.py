@@ -1,4 +1,9 @@
-"""The shared broker contract on gcppubsub:// against the Pub/Sub emulator."""
+"""The shared broker contract on gcppubsub:// against the Pub/Sub emulator.
+
+The async broker (``iris_cloud_gcp.aio.AsyncPubSubBroker``, on the generated
+async clients) runs the same tests through a blocking facade
+(:mod:`iris_cloud.testing.blocking`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from iris_cloud.ports import MessageBroker
 from iris_cloud.testing import BrokerContract
+from iris_cloud.testing.blocking import BlockingBrokerEnv, LoopThread
 from iris_cloud_gcp.testing import GcpServers, PubSubBrokerEnv
 
 
@@ -37,3 +43,15 @@ class TestPubSubBrokerContract(BrokerContract):
             "no per-batch byte limit in the port: the Pub/Sub client library splits "
             "publish requests at 10 MB itself (batch settings max_bytes)"
         )
+
+
+class TestAsyncPubSubBrokerContract(TestPubSubBrokerContract):
+    """The same contract (and the same emulator limits) on ``AsyncPubSubBroker``."""
+
+    @pytest.fixture
+    def broker_env(  # type: ignore[override]
+        self, servers: GcpServers, loop_thread: LoopThread
+    ) -> Iterator[BlockingBrokerEnv]:
+        env = PubSubBrokerEnv(servers, loop=loop_thread)
+        yield BlockingBrokerEnv(env, loop_thread)
+        env.close()

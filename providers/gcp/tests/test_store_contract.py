@@ -1,4 +1,9 @@
-"""The shared store contract on gs:// against gcp-storage-emulator."""
+"""The shared store contract on gs:// against gcp-storage-emulator.
+
+The async store (``iris_cloud_gcp.aio.AsyncGcsStore``, the sync one in worker
+threads) runs the same tests through a blocking facade
+(:mod:`iris_cloud.testing.blocking`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from typing import ClassVar
 import pytest
 from iris_cloud.ports import ObjectStore
 from iris_cloud.testing import StoreContract
+from iris_cloud.testing.blocking import BlockingStoreEnv, LoopThread, ThreadedStoreEnv
+from iris_cloud_gcp.aio import AsyncGcsStore
 from iris_cloud_gcp.store import GcsStore
 from iris_cloud_gcp.testing import GcsEmulator, GcsStoreEnv
 
@@ -19,8 +26,7 @@ class TestGcsStoreContract(StoreContract):
         return GcsStoreEnv(gcs)
 
     def test_conditional_create(self, store: ObjectStore) -> None:
-        assert isinstance(store, GcsStore)
-        if store.emulator:
+        if _gcs(store).emulator:
             assert not store.capabilities.conditional_create
             pytest.skip(
                 "gcp-storage-emulator ignores ifGenerationMatch=0 (capabilities."
@@ -43,8 +49,7 @@ class TestGcsStoreContract(StoreContract):
         assert [dict(o.metadata) for o in store.list("wide")] == [wide]
 
     def test_non_latin1_metadata_download(self, store: ObjectStore) -> None:
-        assert isinstance(store, GcsStore)
-        if not store.emulator:
+        if not _gcs(store).emulator:
             store.put("wide.jpg", b"jpeg", metadata={"note": "— ✓ 山田"})
             assert store.get("wide.jpg") == b"jpeg"
             return
@@ -70,3 +75,18 @@ class TestGcsStoreContract(StoreContract):
             "the emulator's anonymous credentials cannot sign; V4 signing with a service "
             "account key is tested in test_store.py::test_v4_signed_urls_with_service_account_key"
         )
+
+
+def _gcs(store: ObjectStore) -> GcsStore:
+    """The GcsStore behind ``store``: itself, or the one an async facade runs in threads."""
+    inner = getattr(getattr(store, "port", None), "sync", store)
+    assert isinstance(inner, GcsStore)
+    return inner
+
+
+class TestAsyncGcsStoreContract(TestGcsStoreContract):
+    """The same contract (and the same emulator limits) on ``AsyncGcsStore``."""
+
+    @pytest.fixture
+    def store_env(self, gcs: GcsEmulator, loop_thread: LoopThread) -> BlockingStoreEnv:  # type: ignore[override]
+        return BlockingStoreEnv(ThreadedStoreEnv(GcsStoreEnv(gcs), AsyncGcsStore), loop_thread)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import click
 
 __all__ = [
+    "iris_cloud_async_broker_schemes",
+    "iris_cloud_async_store_schemes",
     "iris_cloud_broker_schemes",
     "iris_cloud_public_options",
     "iris_cloud_register_provisioners",
@@ -43,6 +45,18 @@ def iris_cloud_broker_schemes() -> dict[str, str]:
 def iris_cloud_store_schemes() -> dict[str, str]:
     """``gs://BUCKET/PREFIX``."""
     return {"gs": "iris_cloud_gcp.store:GcsStore"}
+
+
+@hookimpl
+def iris_cloud_async_broker_schemes() -> dict[str, str]:
+    """``gcppubsub`` for asyncio, on the generated async Pub/Sub clients."""
+    return {"gcppubsub": "iris_cloud_gcp.aio.broker:AsyncPubSubBroker"}
+
+
+@hookimpl
+def iris_cloud_async_store_schemes() -> dict[str, str]:
+    """``gs`` for asyncio: the sync store in worker threads (no async GCS client)."""
+    return {"gs": "iris_cloud_gcp.aio.store:AsyncGcsStore"}
 
 
 @hookimpl

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from google.cloud import pubsub_v1, storage
     from iris_cloud.ports import ObjectStore
 
-    from iris_cloud_gcp.broker import PubSubBroker
     from iris_cloud_gcp.store import GcsStore
 
 __all__ = [
@@ -355,10 +354,14 @@ class PubSubBrokerEnv:
     Each queue is a topic with a subscription carrying a dead-letter policy,
     opened as ``gcppubsub://projects/P/subscriptions/S?topic=T``. The emulator
     has no IAM, so send-only / receive-only credentials cannot be expressed.
+    Given ``loop`` (an :class:`iris_cloud.testing.blocking.LoopThread`) it
+    opens :class:`~iris_cloud_gcp.aio.AsyncPubSubBroker` brokers, connected on
+    that loop, and async claim-check stores, for the blocking facades.
     """
 
-    def __init__(self, servers: GcpServers) -> None:
+    def __init__(self, servers: GcpServers, *, loop: Any = None) -> None:
         self.servers = servers
+        self.loop = loop
         self.admin = PubSubAdmin(servers.pubsub_host, servers.project)
         self._claim_bucket: str | None = None
 
@@ -373,13 +376,21 @@ class PubSubBrokerEnv:
         )
         return f"gcppubsub://{sub}?topic={topic.rsplit('/', 1)[1]}"
 
-    def open(self, url: str, *, claim_check: ObjectStore | None = None) -> PubSubBroker:
+    def open(self, url: str, *, claim_check: Any = None) -> Any:
         """Open ``url`` on the emulator."""
-        from iris_cloud_gcp.broker import PubSubBroker
+        if self.loop is None:
+            from iris_cloud_gcp.broker import PubSubBroker
 
-        return PubSubBroker.from_url(
+            return PubSubBroker.from_url(
+                url, emulator_host=self.servers.pubsub_host, claim_check=claim_check
+            )
+        from iris_cloud_gcp.aio.broker import AsyncPubSubBroker
+
+        broker = AsyncPubSubBroker.from_url(
             url, emulator_host=self.servers.pubsub_host, claim_check=claim_check
         )
+        self.loop.run(broker.connect())
+        return broker
 
     def send_undecodable(self, url: str) -> list[str]:
         """Publish, with google-cloud-pubsub, messages whose ``iris-types`` is not a mapping."""
@@ -392,21 +403,26 @@ class PubSubBrokerEnv:
             self.admin.publisher.publish(topic, b"x", **attributes).result(timeout=30)
         return list(cases)
 
-    def claim_check_store(self) -> GcsStore:
+    def claim_check_store(self) -> Any:
         """A bucket on the storage emulator."""
         from iris_cloud_gcp.store import GcsStore
 
         if self._claim_bucket is None:
             self._claim_bucket = self.servers.gcs.create_bucket()
-        return GcsStore.from_url(
+        store = GcsStore.from_url(
             f"gs://{self._claim_bucket}/claim-check", endpoint=self.servers.gcs.endpoint
         )
+        if self.loop is None:
+            return store
+        from iris_cloud_gcp.aio.store import AsyncGcsStore
 
-    def open_send_only(self, url: str) -> PubSubBroker | None:
+        return AsyncGcsStore(store)
+
+    def open_send_only(self, url: str) -> None:
         """``None``: the emulator does not check IAM permissions."""
         return None
 
-    def open_receive_only(self, url: str) -> PubSubBroker | None:
+    def open_receive_only(self, url: str) -> None:
         """``None``: the emulator does not check IAM permissions."""
         return None
 
