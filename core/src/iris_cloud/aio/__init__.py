@@ -20,6 +20,7 @@ awaited.
 
 from __future__ import annotations
 
+from iris_cloud.aio.blocks import BlockReader
 from iris_cloud.aio.client import AsyncIrisClient
 from iris_cloud.aio.opening import open_broker, open_store
 from iris_cloud.aio.ports import (
@@ -29,6 +30,7 @@ from iris_cloud.aio.ports import (
     AsyncReadable,
     AsyncReader,
 )
+from iris_cloud.aio.stepped import AsyncSteppedBroker
 from iris_cloud.aio.threaded import ThreadedBroker, ThreadedReader, ThreadedStore
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "AsyncObjectStore",
     "AsyncReadable",
     "AsyncReader",
+    "AsyncSteppedBroker",
+    "BlockReader",
     "ThreadedBroker",
     "ThreadedReader",
     "ThreadedStore",

@@ -608,6 +608,9 @@ class SqsCommon:
         """Wait ``seconds`` between retries (``time.sleep`` or ``asyncio.sleep``)."""
         raise NotImplementedError
 
+    def _receive_steps(self, max_messages: int, wait: float) -> Steps[list[Message]]:
+        return (yield from self._receive_from_steps(self.queue_url, max_messages, wait))
+
     def _receive_from_steps(
         self, queue_url: str, max_messages: int, wait: float
     ) -> Steps[list[Message]]:

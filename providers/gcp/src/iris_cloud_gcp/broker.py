@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from iris_cloud.errors import IrisCloudError
-from iris_cloud.ports import Message, MessageBroker, ObjectStore
+from iris_cloud.ports import Message, ObjectStore
+from iris_cloud.stepped import SteppedBroker
 from iris_cloud.steps import drive
 
 from iris_cloud_gcp._clients import publisher_client, subscriber_client
@@ -66,7 +66,7 @@ from iris_cloud_gcp.errors import map_error
 __all__ = ["MAX_MESSAGE_BYTES", "PubSubBroker", "decode_message", "encode_attributes"]
 
 
-class PubSubBroker(PubSubCommon, MessageBroker):
+class PubSubBroker(PubSubCommon, SteppedBroker):
     """A Pub/Sub topic (send) and/or subscription (receive) endpoint.
 
     One PublisherClient and one SubscriberClient per broker, created when
@@ -106,16 +106,7 @@ class PubSubBroker(PubSubCommon, MessageBroker):
                 )
             return self._subscriber  # type: ignore[no-any-return]
 
-    # -- rights -----------------------------------------------------------------
-    def verify(self, right: str) -> bool:
-        """Ask Pub/Sub's TestIamPermissions which permission the credentials hold
-        (see :meth:`PubSubCommon._verify_steps`)."""
-        return drive(self._verify_steps(right))
-
     # -- sending ----------------------------------------------------------------
-    def _send_batch(self, batch: list[Message]) -> None:
-        drive(self._send_batch_steps(batch))
-
     def _publish(
         self,
         topic: str,
@@ -161,31 +152,6 @@ class PubSubBroker(PubSubCommon, MessageBroker):
                     # The client pauses an ordering key after a failure.
                     publisher.resume_publish(topic, key)
         raise_publish_failures(failures, len(items), topic)
-
-    # -- receiving --------------------------------------------------------------
-    def _receive(self, max_messages: int, wait: float) -> list[Message]:
-        return drive(self._receive_steps(max_messages, wait))
-
-    def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
-        # The dead-letter subscription: the option, or ``<subscription>-dlq``.
-        return drive(self._dead_letters_steps(max_messages, wait))
-
-    # -- settling ---------------------------------------------------------------
-    def complete(self, message: Message) -> None:
-        """Acknowledge ``message``: Pub/Sub will not deliver it again on this subscription."""
-        drive(self._complete_steps(message))
-
-    def abandon(self, message: Message, delay: float | None = None) -> None:
-        """Let ``message`` be redelivered now, or after ``delay`` seconds (at most 600)."""
-        drive(self._abandon_steps(message, delay))
-
-    def renew_lock(self, message: Message) -> datetime:
-        """Extend the ack deadline of ``message`` by ``lock_seconds`` from now."""
-        return drive(self._renew_steps(message))
-
-    def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
-        """Publish ``message`` as received to the dead-letter topic with the reason, then ack it."""
-        drive(self._dead_letter_steps(message, reason, description))
 
     def close(self) -> None:
         """Flush pending publishes and close both clients."""

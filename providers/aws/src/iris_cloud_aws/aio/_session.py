@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiobotocore.session import AioSession
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.logs import get_logger
-from iris_cloud.steps import Steps, adrive
 
 from iris_cloud_aws._session import AwsSession
 from iris_cloud_aws.errors import aws_errors
 
-__all__ = ["AioAwsSession", "LazyClient", "run_connected"]
+__all__ = ["AioAwsSession", "LazyClient"]
 
 log = get_logger("iris_cloud_aws")
 
@@ -98,13 +97,3 @@ class LazyClient:
             await context.__aexit__(None, None, None)
         except Exception as exc:  # closing must not mask the caller's own error
             log.debug("closing the %s client failed: %s", self._service, type(exc).__name__)
-
-
-async def run_connected(connect: Callable[[], Awaitable[None]], steps: Steps[Any]) -> Any:
-    """Await ``connect()``, then run ``steps``; if connecting fails they are closed unrun."""
-    try:
-        await connect()
-    except BaseException:
-        steps.close()
-        raise
-    return await adrive(steps)

@@ -17,12 +17,13 @@ from typing import Any
 
 from iris_cloud.aio import AsyncObjectStore, AsyncReader
 from iris_cloud.aio.blocks import BlockReader
+from iris_cloud.aio.stepped import run_connected
 from iris_cloud.parts import AsyncPartPool
 from iris_cloud.ports import ObjectInfo
 from iris_cloud.steps import Steps, adrive
 
 from iris_cloud_aws._s3 import S3Common
-from iris_cloud_aws.aio._session import AioAwsSession, LazyClient, run_connected
+from iris_cloud_aws.aio._session import AioAwsSession, LazyClient
 from iris_cloud_aws.errors import aws_errors
 
 __all__ = ["AsyncS3Store"]

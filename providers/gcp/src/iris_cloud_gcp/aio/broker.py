@@ -13,14 +13,13 @@ a subscription's settings are read, on the first call (or
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 from google.pubsub_v1 import PublisherAsyncClient, PubsubMessage, SubscriberAsyncClient
-from iris_cloud.aio import AsyncMessageBroker
+from iris_cloud.aio.stepped import AsyncSteppedBroker
 from iris_cloud.errors import IrisCloudError
 from iris_cloud.ports import Message
-from iris_cloud.steps import Steps, adrive
+from iris_cloud.steps import adrive
 
 from iris_cloud_gcp._pubsub import SERVER_REQUEST_LIMIT, PubSubCommon, raise_publish_failures
 from iris_cloud_gcp.aio._clients import async_publisher_client, async_subscriber_client
@@ -34,7 +33,7 @@ MAX_REQUEST_MESSAGES = 1000
 Item = tuple[bytes, dict[str, str], Message]
 
 
-class AsyncPubSubBroker(PubSubCommon, AsyncMessageBroker):
+class AsyncPubSubBroker(PubSubCommon, AsyncSteppedBroker):
     """A Pub/Sub topic (send) and/or subscription (receive) endpoint, awaited.
 
     See :class:`~iris_cloud_gcp.broker.PubSubBroker`; ``claim_check`` is an
@@ -55,14 +54,6 @@ class AsyncPubSubBroker(PubSubCommon, AsyncMessageBroker):
             await adrive(self._setup_steps())
             self._connected = True
 
-    async def _run(self, steps: Steps[Any]) -> Any:
-        try:
-            await self.connect()
-        except BaseException:
-            steps.close()
-            raise
-        return await adrive(steps)
-
     async def _get_publisher(self) -> PublisherAsyncClient:
         async with self._clients:
             self._check_open()
@@ -81,18 +72,7 @@ class AsyncPubSubBroker(PubSubCommon, AsyncMessageBroker):
                 )
             return self._subscriber  # type: ignore[no-any-return]
 
-    # -- rights -----------------------------------------------------------------
-    async def verify(self, right: str) -> bool:
-        """Ask Pub/Sub's TestIamPermissions which permission the credentials hold."""
-        return bool(await self._run(self._verify_steps(right)))
-
     # -- sending ----------------------------------------------------------------
-    async def _may_send(self) -> None:
-        await self.connect()
-
-    async def _send_batch(self, batch: list[Message]) -> None:
-        await self._run(self._send_batch_steps(batch))
-
     async def _publish(self, topic: str, items: list[Item], right: str) -> None:
         """Publish every item in requests Pub/Sub takes; raise once for all failures."""
         publisher = await self._get_publisher()
@@ -113,30 +93,6 @@ class AsyncPubSubBroker(PubSubCommon, AsyncMessageBroker):
                 mapped.__cause__ = exc
                 failures.extend((m.message_id, mapped) for _, _, m in request)
         raise_publish_failures(failures, len(items), topic)
-
-    # -- receiving --------------------------------------------------------------
-    async def _receive(self, max_messages: int, wait: float) -> list[Message]:
-        return await self._run(self._receive_steps(max_messages, wait))  # type: ignore[no-any-return]
-
-    async def _receive_dead_letters(self, max_messages: int, wait: float) -> list[Message]:
-        return await self._run(self._dead_letters_steps(max_messages, wait))  # type: ignore[no-any-return]
-
-    # -- settling ---------------------------------------------------------------
-    async def complete(self, message: Message) -> None:
-        """Acknowledge ``message``: Pub/Sub will not deliver it again on this subscription."""
-        await self._run(self._complete_steps(message))
-
-    async def abandon(self, message: Message, delay: float | None = None) -> None:
-        """Let ``message`` be redelivered now, or after ``delay`` seconds (at most 600)."""
-        await self._run(self._abandon_steps(message, delay))
-
-    async def renew_lock(self, message: Message) -> datetime:
-        """Extend the ack deadline of ``message`` by ``lock_seconds`` from now."""
-        return await self._run(self._renew_steps(message))  # type: ignore[no-any-return]
-
-    async def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
-        """Publish ``message`` as received to the dead-letter topic with the reason, then ack it."""
-        await self._run(self._dead_letter_steps(message, reason, description))
 
     async def close(self) -> None:
         """Close both clients' channels."""
