@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 from iris_cloud.aio.ports import AsyncMessageBroker
