@@ -2,9 +2,11 @@
 
 :class:`S3Common` holds the options, metadata encoding, the choice of one
 ``PutObject`` or a multipart upload, the parts (read, numbered, sent at most
-``max_concurrency`` at a time), ``If-None-Match: *`` for ``overwrite=False``,
-the abort of a failed upload, listing pages, deletes and signing, and the
-parsing of S3 event notifications. Each call to S3 is a step
+``max_concurrency`` at a time, default 10, each with its ``checksum_algorithm``
+checksum declared on the upload so that completion combines them; a regular
+file's parts read from the file as they are sent), ``If-None-Match: *`` for
+``overwrite=False``, the abort of a failed upload, listing pages, deletes and
+signing, and the parsing of S3 event notifications. Each call to S3 is a step
 (:mod:`iris_cloud.steps`) on ``self._s3``: a boto3 client driven by
 :class:`~iris_cloud_aws.store.S3Store`, an aiobotocore client awaited by
 :class:`~iris_cloud_aws.aio.store.AsyncS3Store`.
@@ -14,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
+import io
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -42,6 +47,47 @@ MIB = 1024 * 1024
 MIN_PART = 5 * MIB
 """S3's smallest part (all but the last)."""
 MAX_PARTS = 10_000
+DEFAULT_CONCURRENCY = 10
+"""Parts in flight: as ``boto3.upload_file`` (s3transfer) sends them."""
+CHECKSUM_ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+"""What ``checksum_algorithm`` may name (``CRC32C`` and ``CRC64NVME`` need awscrt)."""
+
+FileRegion = tuple[int, int, int]
+"""``(fd, start, length)`` of a regular file that parts are sent from."""
+
+
+class FilePart:
+    """Bytes ``start`` .. ``start + length`` of an open file, read where they lie.
+
+    A part of an upload from a file is sent (and checksummed, and re-sent on a
+    retry) from the file itself: nothing of it is held in memory. ``pread``
+    keeps parts sent side by side from sharing a file position. botocore
+    needs no more of a body than ``read``, ``seek``, ``tell`` and ``len``.
+    """
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        self._fd, self._start, self._length, self._pos = fd, start, length, 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = min(max(0, base + offset), self._length)
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._length - self._pos
+        n = left if size is None or size < 0 else min(size, left)
+        data = os.pread(self._fd, n, self._start + self._pos) if n > 0 else b""
+        if len(data) < n:
+            # Cut short since the upload measured it: the part would never be whole.
+            raise OSError(errno.EIO, "the file became shorter during the upload")
+        self._pos += len(data)
+        return data
 
 
 def _encode_metadata(metadata: dict[str, str]) -> dict[str, str]:
@@ -78,7 +124,9 @@ class S3Common:
     ``endpoint_url``, ``aws_access_key_id``, ``aws_secret_access_key``,
     ``aws_session_token``, ``profile_name``, ``session``,
     ``multipart_threshold`` and ``multipart_chunksize`` (bytes, default 8 MiB),
-    ``max_concurrency`` (parts in flight, default 4), ``addressing_style``
+    ``max_concurrency`` (parts in flight, default 10), ``checksum_algorithm``
+    (declared on multipart uploads, each part carrying its own; default
+    ``CRC32``), ``addressing_style``
     (``auto`` / ``path`` / ``virtual``), ``signed_urls`` (default true when the
     session has credentials), ``notification_queue`` (SQS queue URL or name
     receiving this bucket's ``s3:ObjectCreated:*`` events: ``watch`` then
@@ -106,7 +154,8 @@ class S3Common:
         *,
         multipart_threshold: int = 8 * MIB,
         multipart_chunksize: int = 8 * MIB,
-        max_concurrency: int = 4,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        checksum_algorithm: str = "CRC32",
         addressing_style: str = "auto",
         signed_urls: bool | None = None,
         notification_queue: str | None = None,
@@ -118,6 +167,10 @@ class S3Common:
             raise ConfigurationError(f"multipart_chunksize must be at least {MIN_PART} (5 MiB)")
         if max_concurrency < 1:
             raise ConfigurationError("max_concurrency must be at least 1")
+        if checksum_algorithm.upper() not in CHECKSUM_ALGORITHMS:
+            raise ConfigurationError(
+                f"checksum_algorithm must be one of {', '.join(CHECKSUM_ALGORITHMS)}"
+            )
         if addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError("addressing_style must be auto, path or virtual")
         self._aws = session
@@ -126,6 +179,7 @@ class S3Common:
         self._threshold = max(1, multipart_threshold)
         self._chunk = multipart_chunksize
         self._concurrency = max_concurrency
+        self._checksum = checksum_algorithm.upper()
         # SigV4 for presigned URLs too: regions opened since 2014 accept nothing else.
         self._client_config = {
             "s3": {"addressing_style": addressing_style},
@@ -152,7 +206,9 @@ class S3Common:
             parts.path,
             multipart_threshold=as_int(opts, "multipart_threshold", 8 * MIB) or 8 * MIB,
             multipart_chunksize=as_int(opts, "multipart_chunksize", 8 * MIB) or 8 * MIB,
-            max_concurrency=as_int(opts, "max_concurrency", 4) or 4,
+            max_concurrency=as_int(opts, "max_concurrency", DEFAULT_CONCURRENCY)
+            or DEFAULT_CONCURRENCY,
+            checksum_algorithm=str(opts.get("checksum_algorithm") or "CRC32"),
             addressing_style=str(opts.get("addressing_style") or "auto"),
             signed_urls=None if signed is None else as_bool(opts, "signed_urls", True),
             notification_queue=opts.get("notification_queue") or None,
@@ -185,16 +241,26 @@ class S3Common:
         metadata: dict[str, str],
         overwrite: bool,
         parts: Any,
+        region: FileRegion | None = None,
     ) -> Steps[ObjectInfo]:
         """Upload what ``read(n)`` gives: one ``PutObject``, or multipart through ``parts``.
 
         ``parts`` is ``(pool, run)``: a :class:`~iris_cloud.parts.PartPool` and
-        :func:`~iris_cloud.steps.drive`, or their async twins.
+        :func:`~iris_cloud.steps.drive`, or their async twins. Given the
+        ``region`` of a regular file larger than ``multipart_threshold``, its
+        parts are sent from the file itself (flat memory).
         """
         extra: dict[str, Any] = {"Metadata": _encode_metadata(metadata)}
         if content_type:
             extra["ContentType"] = content_type
         key = self._key(name)
+        if region is not None and region[2] > self._threshold:
+            etag, total = yield from self._multipart_steps(
+                name, read, region, region[2], extra, overwrite, parts
+            )
+            return ObjectInfo(
+                name=name, size=total, content_type=content_type, metadata=dict(metadata), etag=etag
+            )
         first = yield Call(read, (self._threshold if size is None else min(size, self._threshold),))
         if len(first) < self._threshold or (size is not None and size <= self._threshold):
             # Small object: one request; S3 refuses it atomically if the key exists.
@@ -226,12 +292,14 @@ class S3Common:
         self,
         name: str,
         read: Callable[[int], Any],
-        first: list[bytes],
+        first: list[bytes] | FileRegion,
         size: int | None,
         extra: dict[str, Any],
         overwrite: bool,
         parts: Any,
     ) -> Steps[tuple[str | None, int]]:
+        """A multipart upload from the bytes boxed in ``first`` and the rest of ``read``, or
+        from a file region ``(fd, start, length)``; aborted on any failure."""
         where = self._where(name)
         if not overwrite:
             yield from self._refuse_existing_steps(name)
@@ -241,8 +309,13 @@ class S3Common:
             chunk = math.ceil(size / MAX_PARTS)
         key = self._key(name)
         with aws_errors("CreateMultipartUpload", where):
+            # A declared algorithm: every part carries its checksum, which S3
+            # checks on arrival, and completion combines them instead of
+            # reading the whole object again.
             created = yield Call(
-                self._s3.create_multipart_upload, (), {"Bucket": self.bucket, "Key": key, **extra}
+                self._s3.create_multipart_upload,
+                (),
+                {"Bucket": self.bucket, "Key": key, "ChecksumAlgorithm": self._checksum, **extra},
             )
             upload_id = created["UploadId"]
         try:
@@ -285,16 +358,26 @@ class S3Common:
         key: str,
         upload_id: str,
         read: Callable[[int], Any],
-        first: list[bytes],
+        first: list[bytes] | FileRegion,
         chunk: int,
         parts: Any,
     ) -> Steps[tuple[list[dict[str, Any]], int]]:
         """The bytes in ``first`` then the rest of ``read`` in parts of ``chunk`` bytes (the
         last shorter), at most ``max_concurrency`` held: the pool has room before the next
-        is read."""
+        is read. A file region's parts are read from the file as they are sent."""
         pool, run = parts
         total = 0
         number = 0
+        if isinstance(first, tuple):
+            fd, start, length = first
+            for offset in range(0, length, chunk):
+                body = FilePart(fd, start + offset, min(chunk, length - offset))
+                number += 1
+                total += len(body)
+                part = self._part_steps(name, key, upload_id, number, body)
+                yield Call(pool.submit, (run, part))
+            done_parts: list[dict[str, Any]] = yield Call(pool.results)
+            return done_parts, total
         buffer = first.pop()
         while True:
             if len(buffer) < chunk:
@@ -314,7 +397,7 @@ class S3Common:
         return done, total
 
     def _part_steps(
-        self, name: str, key: str, upload_id: str, number: int, data: bytes
+        self, name: str, key: str, upload_id: str, number: int, data: bytes | FilePart
     ) -> Steps[dict[str, Any]]:
         with aws_errors("UploadPart", self._where(name)):
             resp = yield Call(
@@ -326,9 +409,15 @@ class S3Common:
                     "UploadId": upload_id,
                     "PartNumber": number,
                     "Body": data,
+                    "ChecksumAlgorithm": self._checksum,
                 },
             )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
+        # Completion names each part's checksum, as S3 requires once declared.
+        part = {"PartNumber": number, "ETag": resp["ETag"]}
+        checksum = f"Checksum{self._checksum}"
+        if checksum in resp:
+            part[checksum] = resp[checksum]
+        return part
 
     def _abort_steps(self, name: str, key: str, upload_id: str) -> Steps[None]:
         try:

@@ -2,8 +2,11 @@
 
 Uploads stream: objects up to ``multipart_threshold`` go in one
 ``PutObject``; larger ones (or streams of unknown size that turn out larger)
-as a multipart upload whose parts are read and sent at most
-``max_concurrency`` at a time, so memory stays at about
+as a multipart upload whose parts are sent at most ``max_concurrency``
+(default 10) at a time, each with its ``checksum_algorithm`` checksum
+(declared on the upload, so completion combines the parts' checksums). A
+part of a regular file is read from the file while it is sent, so memory
+stays flat; from any other stream it stays at about
 ``(max_concurrency + 1) * multipart_chunksize`` whatever the object's size.
 ``overwrite=False`` is enforced by S3 itself (``If-None-Match: *`` on
 ``PutObject`` and on ``CompleteMultipartUpload``); a failed multipart upload
@@ -12,6 +15,8 @@ is aborted, leaving no object and no stored parts.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
@@ -23,13 +28,26 @@ from iris_cloud.parts import PartPool
 from iris_cloud.ports import ObjectInfo, ObjectStore, check_object_name, read_full
 from iris_cloud.steps import drive
 
-from iris_cloud_aws._s3 import S3Common
+from iris_cloud_aws._s3 import FileRegion, S3Common
 from iris_cloud_aws._session import AwsSession
 from iris_cloud_aws.errors import aws_errors
 
 __all__ = ["S3Store"]
 
 log = get_logger(__name__)
+
+
+def _file_region(stream: IO[bytes]) -> FileRegion | None:
+    """``(fd, position, bytes left)`` when ``stream`` is a regular file, else ``None``."""
+    try:
+        fd = stream.fileno()
+        st = os.fstat(fd)
+        position = stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return fd, position, max(0, st.st_size - position)
 
 
 class S3Store(S3Common, ObjectStore):
@@ -56,6 +74,7 @@ class S3Store(S3Common, ObjectStore):
         metadata: dict[str, str],
         overwrite: bool,
     ) -> ObjectInfo:
+        region = _file_region(stream)
         pool = PartPool(self._concurrency, "s3-part")
         try:
             steps = self._put_steps(
@@ -66,10 +85,14 @@ class S3Store(S3Common, ObjectStore):
                 metadata,
                 overwrite,
                 (pool, drive),
+                region,
             )
-            return drive(steps)
+            info = drive(steps)
         finally:
             pool.close()
+        if region is not None and region[2] > self._threshold:
+            stream.seek(region[1] + info.size)  # sent from the file: where a read would stop
+        return info
 
     # -- reading -----------------------------------------------------------------------
     def _open_read(self, name: str) -> IO[bytes]:
