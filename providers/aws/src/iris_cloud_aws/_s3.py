@@ -256,7 +256,7 @@ class S3Common:
         key = self._key(name)
         if region is not None and region[2] > self._threshold:
             etag, total = yield from self._multipart_steps(
-                name, read, region, region[2], extra, overwrite, parts
+                name, read, [region], region[2], extra, overwrite, parts
             )
             return ObjectInfo(
                 name=name, size=total, content_type=content_type, metadata=dict(metadata), etag=etag
@@ -292,14 +292,14 @@ class S3Common:
         self,
         name: str,
         read: Callable[[int], Any],
-        first: list[bytes] | FileRegion,
+        first: list[Any],
         size: int | None,
         extra: dict[str, Any],
         overwrite: bool,
         parts: Any,
     ) -> Steps[tuple[str | None, int]]:
-        """A multipart upload from the bytes boxed in ``first`` and the rest of ``read``, or
-        from a file region ``(fd, start, length)``; aborted on any failure."""
+        """A multipart upload from what ``first`` boxes (bytes read, then the rest of
+        ``read``; or a file region ``(fd, start, length)``); aborted on any failure."""
         where = self._where(name)
         if not overwrite:
             yield from self._refuse_existing_steps(name)
@@ -358,43 +358,52 @@ class S3Common:
         key: str,
         upload_id: str,
         read: Callable[[int], Any],
-        first: list[bytes] | FileRegion,
+        first: list[Any],
         chunk: int,
         parts: Any,
     ) -> Steps[tuple[list[dict[str, Any]], int]]:
-        """The bytes in ``first`` then the rest of ``read`` in parts of ``chunk`` bytes (the
-        last shorter), at most ``max_concurrency`` held: the pool has room before the next
-        is read. A file region's parts are read from the file as they are sent."""
+        """What ``first`` boxes in parts of ``chunk`` bytes (the last shorter, see
+        :meth:`_next_part_steps`), at most ``max_concurrency`` held: the pool has room
+        before the next is read."""
         pool, run = parts
         total = 0
         number = 0
-        if isinstance(first, tuple):
-            fd, start, length = first
-            for offset in range(0, length, chunk):
-                body = FilePart(fd, start + offset, min(chunk, length - offset))
-                number += 1
-                total += len(body)
-                part = self._part_steps(name, key, upload_id, number, body)
-                yield Call(pool.submit, (run, part))
-            done_parts: list[dict[str, Any]] = yield Call(pool.results)
-            return done_parts, total
-        buffer = first.pop()
-        while True:
-            if len(buffer) < chunk:
-                buffer += yield Call(read, (chunk - len(buffer),))
-            if not buffer:
-                break
-            # A whole buffer is the part itself: slicing would copy it.
-            if len(buffer) <= chunk:
-                data, buffer = buffer, b""
-            else:
-                data, buffer = buffer[:chunk], buffer[chunk:]
+        while (body := (yield from self._next_part_steps(first, read, chunk))) is not None:
             number += 1
-            total += len(data)
-            part = self._part_steps(name, key, upload_id, number, data)
+            total += len(body)
+            part = self._part_steps(name, key, upload_id, number, body)
             yield Call(pool.submit, (run, part))
         done: list[dict[str, Any]] = yield Call(pool.results)
         return done, total
+
+    @staticmethod
+    def _next_part_steps(
+        source: list[Any], read: Callable[[int], Any], chunk: int
+    ) -> Steps[bytes | FilePart | None]:
+        """The next part of at most ``chunk`` bytes, or ``None`` at the end.
+
+        ``source`` is a box holding the bytes read but not sent yet, or a file
+        region ``(fd, start, length)``: a :class:`FilePart` of it is read as it
+        is sent, and the region moves on.
+        """
+        current = source[0] if source else b""
+        if isinstance(current, tuple):
+            fd, start, length = current
+            if length <= 0:
+                return None
+            size = min(chunk, length)
+            source[0] = (fd, start + size, length - size)
+            return FilePart(fd, start, size)
+        buffer = source.pop() if source else b""
+        if len(buffer) < chunk:
+            buffer += yield Call(read, (chunk - len(buffer),))
+        if not buffer:
+            return None
+        # A whole buffer is the part itself: slicing would copy it.
+        if len(buffer) <= chunk:
+            return buffer
+        source.append(buffer[chunk:])
+        return buffer[:chunk]
 
     def _part_steps(
         self, name: str, key: str, upload_id: str, number: int, data: bytes | FilePart
