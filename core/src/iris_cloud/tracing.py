@@ -22,7 +22,9 @@ and the OpenTelemetry propagators log what they cannot parse.
 
 Span attributes carry ids, kinds, counts and exception class names, never a
 body, a property value other than an id, an object name or an exception's
-text (they may hold patient data).
+text (they may hold patient data). A message id is the sender's text too (any
+length, any characters on ``mem://`` / ``local://`` and Service Bus): it is
+escaped and capped by :func:`~iris_cloud.untrusted.clean` as on a log line.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from iris_cloud.messages import Message, PropertyValue
 from iris_cloud.observers import ConsumerObserver, Delivery, ObservedConsumer, Outcome
+from iris_cloud.untrusted import clean
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -263,7 +266,7 @@ class SendSpans:
         if _trace is None:
             return message
         parent = trace_context(message)
-        attributes = {**self._attributes, "messaging.message.id": message.message_id}
+        attributes = {**self._attributes, "messaging.message.id": clean(message.message_id)}
         kind = message_kind(message)
         if kind is not None:
             attributes["iris.message.kind"] = kind
@@ -313,7 +316,7 @@ class ReceiveSpan:
             "messaging.batch.message_count": len(messages),
         }
         if len(messages) == 1:
-            attributes["messaging.message.id"] = messages[0].message_id
+            attributes["messaging.message.id"] = clean(messages[0].message_id)
         span = _tracer().start_span(
             "receive",
             kind=_trace.SpanKind.CLIENT,
@@ -386,7 +389,7 @@ def handle_span(
     attributes: dict[str, Any] = {
         **endpoint_attributes(broker, "handle"),
         "messaging.operation.type": "process",
-        "messaging.message.id": message.message_id,
+        "messaging.message.id": clean(message.message_id),
         "iris.delivery_count": attempt,
     }
     known = span_kind(kind)
