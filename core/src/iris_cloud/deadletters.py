@@ -20,13 +20,13 @@ loss.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from iris_cloud.errors import IrisCloudError, LockLost
+from iris_cloud.logs import get_logger
 from iris_cloud.messages import Message
 from iris_cloud.ports import MessageBroker
 
@@ -43,7 +43,7 @@ __all__ = [
     "select",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_WAIT = 1.0
 """Seconds each receive waits before the queue counts as drained. A long poll

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import threading
 import time
 import uuid
@@ -38,11 +37,12 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from iris_cloud.errors import AlreadyExists, ConfigurationError, IrisCloudError, NotFound
+from iris_cloud.logs import get_logger
 from iris_cloud.ports import ObjectStore
 
 __all__ = ["StoreDedupe"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _SEQUENCE_DIGITS = 12
 _CLAIM_ATTEMPTS = 5
