@@ -349,3 +349,13 @@ def test_without_an_sdk_a_received_context_is_passed_on(mem_broker: MessageBroke
     with Consumer(app, {"events": mem_broker}, wait=0.1) as consumer:
         consumer.run_until(lambda s: s.completed >= 1, timeout=10)
     assert receive_one(out).properties["traceparent"] == TRACEPARENT
+
+
+def test_continuing_a_stored_context() -> None:
+    with tracing.continuing({"traceparent": TRACEPARENT}):
+        current = trace.get_current_span().get_span_context()
+        assert (current.trace_id, current.span_id) == (TRACE_ID, SPAN_ID)
+        assert tracing.trace_properties()["traceparent"] == TRACEPARENT
+    assert not trace.get_current_span().get_span_context().is_valid
+    with tracing.continuing({"traceparent": PATIENT}):
+        assert not trace.get_current_span().get_span_context().is_valid

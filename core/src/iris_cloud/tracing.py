@@ -45,11 +45,13 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
 try:
+    from opentelemetry import context as _context
     from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _trace
 except ImportError:  # the extra is not installed: every call below is a no-op
     _trace = None  # type: ignore[assignment]
     _propagate = None  # type: ignore[assignment]
+    _context = None  # type: ignore[assignment]
 
 __all__ = [
     "TRACEPARENT",
@@ -57,6 +59,7 @@ __all__ = [
     "TRACESTATE",
     "TRACE_PROPERTIES",
     "TracingObserver",
+    "continuing",
     "enabled",
     "message_kind",
     "span_kind",
@@ -142,13 +145,36 @@ _GETTER = _Getter()
 
 def trace_context(message: Message) -> OtelContext | None:
     """The OpenTelemetry context ``message`` carries, or ``None`` (none, malformed, no OTel)."""
-    if _trace is None or valid_traceparent(message.properties.get(TRACEPARENT)) is None:
+    return _extract(message.properties)
+
+
+def _extract(properties: Mapping[str, PropertyValue]) -> OtelContext | None:
+    if _trace is None or valid_traceparent(properties.get(TRACEPARENT)) is None:
         return None
     # Duck-typed: subclassing textmap.Getter would import OpenTelemetry here.
-    context = _propagate.extract(message.properties, getter=cast(Any, _GETTER))
+    context = _propagate.extract(properties, getter=cast(Any, _GETTER))
     if not _trace.get_current_span(context).get_span_context().is_valid:
         return None
     return context
+
+
+@contextlib.contextmanager
+def continuing(properties: Mapping[str, PropertyValue]) -> Iterator[None]:
+    """Make the trace ``properties`` carry (:func:`trace_properties`'s) current for the block.
+
+    For work that belongs to a trace but runs outside it, later or in another
+    thread: what the block sends or stamps continues that trace. Nothing
+    changes when ``properties`` carry no valid context.
+    """
+    context = _extract(properties)
+    if context is None:
+        yield
+        return
+    token = _context.attach(context)
+    try:
+        yield
+    finally:
+        _context.detach(token)
 
 
 def with_trace_context(message: Message, context: OtelContext | None = None) -> Message:
