@@ -9,11 +9,11 @@ from typing import Any
 from iris_cloud.client import IrisClient
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp
-from iris_cloud.model import IrisModel, OrderResult
+from iris_cloud.model import IrisModel, OrderRequest, OrderResult
 from iris_cloud.testing.spans import SpanRecorder
 from iris_cloud.workflows.results import save_result
 from iris_cloud_simulator import AutoGrader, Simulator
-from iris_cloud_simulator.samples import jpeg_image, new_local_id, sample_order
+from iris_cloud_simulator.samples import dicom_image, jpeg_image, new_local_id, sample_order
 
 
 def test_trace_runs_from_submit_order_to_the_saved_pdf(
@@ -82,3 +82,34 @@ def test_trace_runs_from_submit_order_to_the_saved_pdf(
     [save_span] = spans.named("save")
     assert save_span.context.trace_id == trace_id
     assert parent(save_span) is result_handle
+
+
+def test_order_first_images_continue_the_orders_trace(
+    make_simulator: Callable[..., Simulator],
+    iris: IrisClient,
+    integrator: Profile,
+    spans: SpanRecorder,
+) -> None:
+    sim = make_simulator()
+    request = sample_order(new_local_id())
+    sent = iris.submit_order(request)
+    sim.step()
+    # The images come later, outside the order's handling: the watcher finds them.
+    model = OrderRequest.model_validate(request)
+    lid = model.order.local_id
+    iris.upload_exam_image(dicom_image(), order=model, laterality="OD", image_local_id=f"{lid}-OD")
+    iris.upload_exam_image(jpeg_image(3), order=model, laterality="OS", image_local_id=f"{lid}-OS")
+    sim.step()
+
+    [order_send] = spans.named("send", {"messaging.message.id": sent.message_id})
+    [sim_handle] = spans.named("handle", {"messaging.message.id": sent.message_id})
+    kinds = {
+        str((s.attributes or {}).get("iris.message.kind"))
+        for s in spans.named("send")
+        if s.context.trace_id == order_send.context.trace_id
+    }
+    assert {"event:ImageReceipt", "event:ReadyForGradingEvent", "result"} <= kinds
+    for send in spans.named("send"):
+        if send is not order_send:
+            assert send.context.trace_id == order_send.context.trace_id
+            assert send.parent is not None and send.parent.span_id == sim_handle.context.span_id

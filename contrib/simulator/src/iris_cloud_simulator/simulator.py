@@ -74,6 +74,7 @@ from iris_cloud.model import (
     OrderResult,
 )
 from iris_cloud.ports import Message, MessageBroker, ObjectStore, Sendable, check_object_name
+from iris_cloud.tracing import continuing
 from iris_cloud.workflows import ExamIdentifiers, identify_exam
 
 from iris_cloud_simulator.grading import AutoGrader, GradingMode, gradings_for
@@ -586,7 +587,9 @@ class Simulator:
             if row is None:
                 tx.add_pending(name, ids.order_local_id, asdict(ids))
                 return True
-            self._attach_tagged(tx, row, name, asdict(ids))
+            # What this image brings (receipts, the grading, the result) is the order's.
+            with continuing(tx.order_trace(row.local_id)):
+                self._attach_tagged(tx, row, name, asdict(ids))
         self._flush_soon()
         return True
 

@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS order_traces (local_id TEXT PRIMARY KEY, properties TEXT NOT NULL);
 """
 
 # IRIS ids look like the documented examples (seven digits); they only need
@@ -182,7 +183,13 @@ class Transaction:
         return OrderRow(*row) if row else None
 
     def insert_order(self, row: OrderRow) -> None:
-        """Store a new order."""
+        """Store a new order, and the current trace context (its handling's) with it."""
+        trace = trace_properties()
+        if trace:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO order_traces VALUES (?, ?)",
+                (row.local_id, json.dumps(trace)),
+            )
         self._conn.execute(
             "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -298,6 +305,14 @@ class Transaction:
         ).fetchall()
         self._conn.execute("DELETE FROM pending_images WHERE order_local_id = ?", (order_local_id,))
         return [(name, json.loads(ids)) for name, ids in rows]
+
+    def order_trace(self, local_id: str) -> dict[str, Any]:
+        """The trace context the order was created in (``{}`` if none): what the
+        simulator sends for it later, outside that handling, continues it."""
+        row = self._conn.execute(
+            "SELECT properties FROM order_traces WHERE local_id = ?", (local_id,)
+        ).fetchone()
+        return dict(json.loads(row[0])) if row else {}
 
     # -- outbox ----------------------------------------------------------------
     def enqueue(
