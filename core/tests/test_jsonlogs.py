@@ -105,3 +105,21 @@ def test_use_json_logs_keeps_other_handlers() -> None:
     finally:
         root.handlers = before
         capture.close()
+
+
+def test_use_json_logs_adds_a_handler_only_to_a_bare_root() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    capture = logging.FileHandler("/dev/null")
+    stream = io.StringIO()
+    try:
+        root.handlers = [capture]
+        use_json_logs(stream)
+        assert root.handlers == [capture]
+        root.handlers = []
+        use_json_logs(stream)
+        [added] = root.handlers
+        assert isinstance(added.formatter, JsonFormatter)
+    finally:
+        root.handlers = before
+        capture.close()

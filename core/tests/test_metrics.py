@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import urllib.request
@@ -188,3 +189,30 @@ def test_kind_labels_are_bounded() -> None:
     assert kind_label("event:OrderGradedEvent") == "event:OrderGradedEvent"
     assert kind_label("result") == "result"
     assert kind_label("event:anything a sender wrote") == "event:other"
+
+
+OPERATIONS = Path(__file__).parents[2] / "docs" / "operations.md"
+
+
+def doc_rows(first_cell: str) -> dict[str, list[str]]:
+    """Rows of docs/operations.md tables whose first cell matches, by that cell."""
+    rows = {}
+    for line in OPERATIONS.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and re.fullmatch(first_cell, cells[0].strip("`")):
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def test_every_metric_is_documented_with_its_type_and_labels() -> None:
+    rows = doc_rows(r"iris_cloud_\w+")
+    assert set(rows) == set(METRICS)
+    for name, (kind, labels, _) in METRICS.items():
+        assert rows[name][0] == kind, name
+        assert rows[name][1] == ", ".join(f"`{label}`" for label in labels), name
+
+
+def test_every_snapshot_counter_is_documented() -> None:
+    from iris_cloud.consumer import ConsumerStats
+
+    assert set(doc_rows(r"[a-z_]+")) >= set(ConsumerStats().as_dict())

@@ -110,18 +110,17 @@ class DeliveryLog(ConsumerObserver):
 
 
 def use_json_logs(stream: Any = None) -> JsonFormatter:
-    """Format the root logger's stream handlers as JSON lines (a handler to ``stream`` else).
+    """Format the root logger's stream handlers as JSON lines; returns the formatter.
 
     Handlers of other kinds (files an application set up, pytest's capture)
-    keep their formatters.
+    keep their formatters. Only when the root logger has no handler at all is
+    one added, writing to ``stream`` (default stderr).
     """
     formatter = JsonFormatter()
     root = logging.getLogger()
-    plain = [h for h in root.handlers if type(h) is logging.StreamHandler]
-    if not plain:
-        handler = logging.StreamHandler(stream or sys.stderr)
-        root.addHandler(handler)
-        plain = [handler]
-    for handler in plain:
-        handler.setFormatter(formatter)
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(stream or sys.stderr))
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setFormatter(formatter)
     return formatter
