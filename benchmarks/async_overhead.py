@@ -10,8 +10,10 @@ Service Bus emulator runs in this process and counts in it too).
 
 * Blob / S3: ``--objects`` puts of 4 KiB (create-if-absent on both sides)
   then as many gets.
-* Service Bus / SQS: ``--messages`` messages sent in batches, received and
-  completed (deleted) one by one.
+* Service Bus / SQS / Pub/Sub: ``--messages`` messages sent in batches,
+  received and completed (deleted, acknowledged) one by one. Pub/Sub runs on
+  its emulator; GCS has no async client to compare with (``AsyncGcsStore`` is
+  the sync store in threads).
 
 Part 2, concurrency: ``--concurrent`` (default 1,000) small puts at once,
 the async store with ``asyncio.gather`` against the sync store with a thread
@@ -161,22 +163,31 @@ async def servicebus_overhead(bus: Any, rounds: int, messages: int) -> list[Row]
 # -- AWS ---------------------------------------------------------------------------
 
 
-async def s3_overhead(moto: Any, rounds: int, objects: int) -> list[Row]:
+def _bare_client(moto: Any, service: str, **config: Any) -> Any:
+    """An aiobotocore client configured as the port configures its own (timeouts,
+    retries, pool, SigV4), so the comparison measures the port, not other settings."""
     from aiobotocore.session import AioSession
+    from iris_cloud_aws.aio._session import AioAwsSession
+
+    opts = moto.options()
+    settings = AioAwsSession.from_options(opts)
+    session = AioSession()
+    session.set_credentials(opts["aws_access_key_id"], opts["aws_secret_access_key"])
+    return session.create_client(
+        service,
+        region_name=opts["region"],
+        endpoint_url=opts["endpoint_url"],
+        config=settings.config(signature_version="s3v4", **config),
+    )
+
+
+async def s3_overhead(moto: Any, rounds: int, objects: int) -> list[Row]:
     from iris_cloud_aws.aio import AsyncS3Store
 
     bucket = moto.create_bucket(f"bench-{uuid.uuid4().hex[:8]}")
     store = AsyncS3Store.from_url(moto.store_url(bucket), **moto.options())
-    opts = moto.options()
-    session = AioSession()
-    session.set_credentials(opts["aws_access_key_id"], opts["aws_secret_access_key"])
     rows: list[Row] = []
-    async with (
-        store,
-        session.create_client(
-            "s3", region_name=opts.get("region"), endpoint_url=opts["endpoint_url"]
-        ) as s3,
-    ):
+    async with store, _bare_client(moto, "s3", s3={"addressing_style": "auto"}) as s3:
 
         async def put_ours(r: int) -> None:
             for i in range(objects):
@@ -209,23 +220,14 @@ async def s3_overhead(moto: Any, rounds: int, objects: int) -> list[Row]:
 
 
 async def sqs_overhead(moto: Any, rounds: int, messages: int) -> list[Row]:
-    from aiobotocore.session import AioSession
     from iris_cloud_aws.aio import AsyncSqsBroker
 
     ours_q, bare_q = f"ours-{uuid.uuid4().hex[:6]}", f"bare-{uuid.uuid4().hex[:6]}"
     moto.create_queue(ours_q)
     bare_url = moto.create_queue(bare_q)
     broker = AsyncSqsBroker.from_url(moto.queue_url_form(ours_q), **moto.options())
-    opts = moto.options()
-    session = AioSession()
-    session.set_credentials(opts["aws_access_key_id"], opts["aws_secret_access_key"])
     body = '{"EventType": "OrderReceived", "padding": "' + "p" * 900 + '"}'
-    async with (
-        broker,
-        session.create_client(
-            "sqs", region_name=opts.get("region"), endpoint_url=opts["endpoint_url"]
-        ) as sqs,
-    ):
+    async with broker, _bare_client(moto, "sqs") as sqs:
 
         async def cycle_ours(r: int) -> None:
             await broker.send([Message(body=body.encode()) for _ in range(messages)])
@@ -266,6 +268,57 @@ async def sqs_overhead(moto: Any, rounds: int, messages: int) -> list[Row]:
 
         timing = await compare(rounds, cycle_ours, cycle_bare)
     return [(f"SQS: send+receive+complete {messages}", *timing)]
+
+
+# -- GCP ---------------------------------------------------------------------------
+
+
+async def pubsub_overhead(host: str, rounds: int, messages: int) -> list[Row]:
+    from google.pubsub_v1 import PubsubMessage
+    from iris_cloud_gcp._clients import GoogleAuth
+    from iris_cloud_gcp.aio import AsyncPubSubBroker
+    from iris_cloud_gcp.aio._clients import async_publisher_client, async_subscriber_client
+    from iris_cloud_gcp.testing import PubSubAdmin
+
+    admin = PubSubAdmin(host)
+    ours_topic, ours_sub = admin.queue(f"ours-{uuid.uuid4().hex[:6]}")
+    bare_topic, bare_sub = admin.queue(f"bare-{uuid.uuid4().hex[:6]}")
+    admin.close()
+    broker = AsyncPubSubBroker.from_url(
+        f"gcppubsub://{ours_sub}?topic={ours_topic.rsplit('/', 1)[1]}", emulator_host=host
+    )
+    # The bare side on the same kind of channel the port opens to the emulator.
+    anonymous = GoogleAuth(credentials=None, project=None, source="anonymous")
+    publisher = async_publisher_client(anonymous, host, 30.0)
+    subscriber = async_subscriber_client(anonymous, host, 30.0)
+    body = b'{"EventType": "OrderReceived", "padding": "' + b"p" * 900 + b'"}'
+    async with broker:
+
+        async def cycle_ours(r: int) -> None:
+            await broker.send([Message(body=body) for _ in range(messages)])
+            done = 0
+            while done < messages:
+                for m in await broker.receive(max_messages=50, wait=2):
+                    await broker.complete(m)
+                    done += 1
+
+        async def cycle_bare(r: int) -> None:
+            batch = [
+                PubsubMessage(data=body, attributes={"iris-message-id": uuid.uuid4().hex})
+                for _ in range(messages)
+            ]
+            await publisher.publish(topic=bare_topic, messages=batch)
+            done = 0
+            while done < messages:
+                resp = await subscriber.pull(subscription=bare_sub, max_messages=50, timeout=5)
+                for received in resp.received_messages:
+                    await subscriber.acknowledge(subscription=bare_sub, ack_ids=[received.ack_id])
+                    done += 1
+
+        timing = await compare(rounds, cycle_ours, cycle_bare)
+    await publisher.transport.close()
+    await subscriber.transport.close()
+    return [(f"Pub/Sub: send+receive+complete {messages}", *timing)]
 
 
 # -- many concurrent small puts ---------------------------------------------------------
@@ -336,6 +389,15 @@ async def aws_part(
     return rows, [many]
 
 
+async def gcp_part(
+    args: argparse.Namespace, stack: ExitStack
+) -> tuple[list[Row], list[tuple[str, float, float]]]:
+    from iris_cloud_gcp.testing import pubsub_emulator_process
+
+    host = stack.enter_context(pubsub_emulator_process())
+    return await pubsub_overhead(host, args.rounds, args.messages), []
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -343,10 +405,10 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--concurrent", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=32)
-    parser.add_argument("--only", choices=["azure", "aws"], help="one provider's servers")
+    parser.add_argument("--only", choices=["azure", "aws", "gcp"], help="one provider's servers")
     args = parser.parse_args()
 
-    parts = {"azure": azure_part, "aws": aws_part}
+    parts = {"azure": azure_part, "aws": aws_part, "gcp": gcp_part}
     overhead: list[Row] = []
     many: list[tuple[str, float, float]] = []
     with ExitStack() as stack:
@@ -356,7 +418,7 @@ def main() -> int:
             try:
                 rows, puts = asyncio.run(part(args, stack))
             except Exception as exc:  # a server that does not start: say so, go on
-                if type(exc).__name__ != "ServerUnavailable":
+                if type(exc).__name__ not in ("ServerUnavailable", "EmulatorUnavailable"):
                     raise
                 print(f"{name}: cannot start the test servers: {exc}", file=sys.stderr)
                 continue
