@@ -68,6 +68,16 @@ async def compare(
     return med(wall["ours"]), med(wall["bare"]), med(cpu["ours"]), med(cpu["bare"])
 
 
+async def port_cycle(broker: Any, messages: list[Message], per_receive: int) -> None:
+    """The port's side of a broker cycle: send ``messages``, receive and complete them all."""
+    await broker.send(messages)
+    done = 0
+    while done < len(messages):
+        for m in await broker.receive(max_messages=per_receive, wait=2):
+            await broker.complete(m)
+            done += 1
+
+
 # -- Azure -------------------------------------------------------------------------
 
 
@@ -134,12 +144,8 @@ async def servicebus_overhead(bus: Any, rounds: int, messages: int) -> list[Row]
     ):
 
         async def cycle_ours(r: int) -> None:
-            await broker.send([Message(body=body, properties=props) for _ in range(messages)])
-            done = 0
-            while done < messages:
-                for m in await broker.receive(max_messages=50, wait=2):
-                    await broker.complete(m)
-                    done += 1
+            batch = [Message(body=body, properties=props) for _ in range(messages)]
+            await port_cycle(broker, batch, 50)
 
         async def cycle_bare(r: int) -> None:
             batch = await sender.create_message_batch()
@@ -230,12 +236,7 @@ async def sqs_overhead(moto: Any, rounds: int, messages: int) -> list[Row]:
     async with broker, _bare_client(moto, "sqs") as sqs:
 
         async def cycle_ours(r: int) -> None:
-            await broker.send([Message(body=body.encode()) for _ in range(messages)])
-            done = 0
-            while done < messages:
-                for m in await broker.receive(max_messages=10, wait=2):
-                    await broker.complete(m)
-                    done += 1
+            await port_cycle(broker, [Message(body=body.encode()) for _ in range(messages)], 10)
 
         async def cycle_bare(r: int) -> None:
             for start in range(0, messages, 10):
@@ -295,12 +296,7 @@ async def pubsub_overhead(host: str, rounds: int, messages: int) -> list[Row]:
     async with broker:
 
         async def cycle_ours(r: int) -> None:
-            await broker.send([Message(body=body) for _ in range(messages)])
-            done = 0
-            while done < messages:
-                for m in await broker.receive(max_messages=50, wait=2):
-                    await broker.complete(m)
-                    done += 1
+            await port_cycle(broker, [Message(body=body) for _ in range(messages)], 50)
 
         async def cycle_bare(r: int) -> None:
             batch = [
