@@ -73,3 +73,44 @@ def test_async_part_pool_bounds_and_raises_the_first_failure() -> None:
 
     asyncio.run(main())
     assert most <= 2
+
+
+def test_drain_waits_for_the_parts_in_flight_whatever_their_outcome() -> None:
+    finished: list[int] = []
+
+    def part(n: int) -> None:
+        time.sleep(0.05)
+        finished.append(n)
+        if n == 0:
+            raise ValueError("part 0")
+
+    pool = PartPool(3, "test")
+    try:
+        for n in range(3):
+            pool.submit(part, n)
+        pool.drain()
+        assert sorted(finished) == [0, 1, 2]
+    finally:
+        pool.close()
+
+
+def test_async_drain_waits_rather_than_cancels() -> None:
+    finished: list[int] = []
+
+    async def part(n: int) -> None:
+        await asyncio.sleep(0.05)
+        finished.append(n)
+        if n == 0:
+            raise ValueError("part 0")
+
+    async def main() -> None:
+        pool = AsyncPartPool(3)
+        try:
+            for n in range(3):
+                await pool.submit(part, n)
+            await pool.drain()
+            assert sorted(finished) == [0, 1, 2]
+        finally:
+            await pool.close()
+
+    asyncio.run(main())

@@ -7,7 +7,9 @@ The decision of what to read and send is a step function
 (:mod:`iris_cloud.steps`) that yields ``Call(pool.submit, ...)`` and
 ``Call(pool.results)``: :class:`PartPool` runs the parts in worker threads
 for a sync port, :class:`AsyncPartPool` as tasks for an async one. The first
-failure of a part is raised by the next ``submit`` or by ``results``.
+failure of a part is raised by the next ``submit`` or by ``results``;
+``drain`` waits for the parts still in flight, so that an upload is aborted
+only once none of its parts can land after the abort.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class PartPool:
         """Every part's result, in the order submitted, once all are done."""
         return [future.result() for future in self._futures]
 
+    def drain(self) -> None:
+        """Wait until no part is in flight, whatever each one's outcome (before an abort)."""
+        wait(self._pending)
+
     def close(self) -> None:
         """Drop what has not started and wait for what runs."""
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -71,6 +77,13 @@ class AsyncPartPool:
     async def results(self) -> list[Any]:
         """Every part's result, in the order submitted, once all are done."""
         return [await task for task in self._tasks]
+
+    async def drain(self) -> None:
+        """Wait until no part is in flight, whatever each one's outcome (before an abort).
+
+        Waited for, not cancelled: a cancelled request may still land on the server.
+        """
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel what still runs and wait until it has stopped."""
