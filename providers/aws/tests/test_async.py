@@ -6,7 +6,9 @@ Their contract suite is in ``test_contract.py``, beside the sync classes'.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from iris_cloud import aio
 from iris_cloud_aws.aio import AsyncS3Store, AsyncSqsBroker
 from iris_cloud_aws.testing import MotoServer
@@ -32,3 +34,34 @@ def test_open_broker_and_store_resolve_the_async_classes(moto: MotoServer) -> No
             assert [i.name async for i in store.list()] == ["a.bin"]
 
     asyncio.run(main())
+
+
+def test_a_failed_async_multipart_upload_is_aborted_after_its_parts_in_flight(
+    moto: MotoServer,
+) -> None:
+    # As the sync store's test_store: the parts already sent are waited for
+    # (not cancelled: a cancelled request may still land) before the abort.
+    bucket = moto.create_bucket("aio-abort")
+    options = moto.options(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20)
+    calls: list[str] = []
+
+    async def failing() -> Any:
+        yield b"x" * (12 * 2**20)
+        raise OSError("source failed")
+
+    async def main() -> None:
+        async with aio.open_store(moto.store_url(bucket), **options) as store:
+            assert isinstance(store, AsyncS3Store)
+            await store.connect()
+            events = store._s3.meta.events
+            events.register("after-call.s3.UploadPart", lambda **kw: calls.append("part"))
+            events.register(
+                "before-call.s3.AbortMultipartUpload", lambda **kw: calls.append("abort")
+            )
+            with pytest.raises(OSError, match="source failed"):
+                await store.put("broken.bin", failing())
+            assert not await store.exists("broken.bin")
+
+    asyncio.run(main())
+    assert calls == ["part", "part", "abort"]
+    assert moto.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

@@ -112,6 +112,23 @@ def test_checksum_algorithm_is_an_option(moto: MotoServer, bucket: str, tmp_path
         S3Store.from_url(moto.store_url(bucket), **moto.options(), checksum_algorithm="md5")
 
 
+def test_a_failed_multipart_upload_is_aborted_after_its_parts_in_flight(
+    moto: MotoServer, store: S3Store, bucket: str
+) -> None:
+    # S3 may keep a part that finishes after AbortMultipartUpload (AWS: abort
+    # again to free it), which a lifecycle rule then has to find: the abort must
+    # wait for the parts already sent. The source fails while two are in flight.
+    calls: list[str] = []
+    events = store._s3.meta.events
+    events.register("after-call.s3.UploadPart", lambda **kw: calls.append("part"))
+    events.register("before-call.s3.AbortMultipartUpload", lambda **kw: calls.append("abort"))
+    with pytest.raises(OSError, match="source failed"):
+        store.put("broken.bin", io.BufferedReader(_FailingStream(12 * MIB)))
+    assert calls == ["part", "part", "abort"]
+    assert not store.exists("broken.bin")
+    assert _uploads(moto, bucket) == []
+
+
 def test_a_file_cut_short_during_a_multipart_upload_leaves_no_object(
     moto: MotoServer, store: S3Store, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -338,6 +338,10 @@ class S3Common:
                     },
                 )
         except Exception:
+            # Parts still in flight first: one that lands after the abort may be
+            # kept by S3 (the upload must then be aborted again), holding a
+            # piece of a patient's image outside any object.
+            yield Call(parts[0].drain)
             yield from self._abort_steps(name, key, upload_id)
             raise
         return resp.get("ETag"), total
