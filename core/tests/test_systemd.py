@@ -106,7 +106,13 @@ def test_no_watchdog_ping_once_a_receive_loop_died(
         consumer.start()
         listener.wait_for("WATCHDOG=1", count=2)
         broker.die = True
-        time.sleep(0.5)  # the loop has died; a ping already on its way may still land
+        # Waited for, not slept on: on a loaded machine the loop may take long to die.
+        until(lambda: bool(consumer.dead_threads()))
+        # A ping decided before the death may still be sent: give the notifier an
+        # iteration, then read up to a marker of ours (a socket keeps datagrams in order).
+        time.sleep(0.5)
+        notify("MARK", os.environ["NOTIFY_SOCKET"])
+        listener.wait_for("MARK")
         before = listener.seen().count("WATCHDOG=1")
         time.sleep(0.5)  # ten ping intervals
         assert listener.seen().count("WATCHDOG=1") == before
