@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -11,10 +12,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from consumers import ENGINES, open_consumer
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp, poison_reason
 from iris_cloud.dedupe import Dedupe
@@ -32,6 +35,16 @@ from iris_cloud.providers.memory import MemoryBroker
 from wfhelpers import PROVIDERS, make_profile, new_order, profile_dict, sample
 
 pytestmark = pytest.mark.timeout(60)
+
+
+Consume = Callable[..., Any]
+"""``consume(app, profile, roles=..., **settings)``: a consumer of the test's engine."""
+
+
+@pytest.fixture(params=ENGINES)
+def consume(request: pytest.FixtureRequest) -> Consume:
+    """The sync Consumer, then the AsyncConsumer: the same behaviours on each."""
+    return functools.partial(open_consumer, request.param)
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -67,7 +80,7 @@ def dead_letters(profile: Profile, role: str) -> list[Message]:
         return got
 
 
-def test_typed_dispatch_and_complete_after_handler(profile: Profile) -> None:
+def test_typed_dispatch_and_complete_after_handler(consume: Consume, profile: Profile) -> None:
     app = IrisApp()
     seen: list[tuple[str, Any, int, str]] = []
 
@@ -81,7 +94,7 @@ def test_typed_dispatch_and_complete_after_handler(profile: Profile) -> None:
 
     send(profile, "events", event())
     send(profile, "results", json.dumps(sample("result-final.json")).encode())
-    with Consumer.from_profile(app, profile, roles=("events", "results")) as consumer:
+    with consume(app, profile, roles=("events", "results")) as consumer:
         stats = consumer.run_until(lambda s: s.handled >= 2, timeout=10)
     assert stats.handled == 2 and stats.completed == 2
     assert ("graded", "ORD1234", 1, "events") in seen
@@ -89,7 +102,9 @@ def test_typed_dispatch_and_complete_after_handler(profile: Profile) -> None:
     assert remaining(profile, "events") == 0 and remaining(profile, "results") == 0
 
 
-def test_message_is_not_completed_before_the_handler_returns(profile: Profile) -> None:
+def test_message_is_not_completed_before_the_handler_returns(
+    consume: Consume, profile: Profile
+) -> None:
     app = IrisApp()
     in_handler = threading.Event()
     release = threading.Event()
@@ -100,7 +115,7 @@ def test_message_is_not_completed_before_the_handler_returns(profile: Profile) -
         release.wait(5)
 
     send(profile, "events", event())
-    consumer = Consumer.from_profile(app, profile, roles=("events",))
+    consumer = consume(app, profile, roles=("events",))
     runner = threading.Thread(
         target=consumer.run_until, kwargs={"predicate": lambda s: s.handled >= 1, "timeout": 10}
     )
@@ -114,7 +129,7 @@ def test_message_is_not_completed_before_the_handler_returns(profile: Profile) -
     assert consumer.snapshot().completed == 1
 
 
-def test_retry_with_exponential_backoff_then_success(profile: Profile) -> None:
+def test_retry_with_exponential_backoff_then_success(consume: Consume, profile: Profile) -> None:
     app = IrisApp()
     times: list[float] = []
 
@@ -126,7 +141,7 @@ def test_retry_with_exponential_backoff_then_success(profile: Profile) -> None:
             raise RuntimeError("transient")
 
     send(profile, "events", event())
-    with Consumer.from_profile(
+    with consume(
         app, profile, roles=("events",), backoff_initial=0.3, backoff_max=5, max_attempts=5
     ) as consumer:
         stats = consumer.run_until(lambda s: s.handled >= 1, timeout=15)
@@ -136,7 +151,9 @@ def test_retry_with_exponential_backoff_then_success(profile: Profile) -> None:
     assert gaps[0] >= 0.28 and gaps[1] >= 0.58, gaps
 
 
-def test_dead_letter_after_max_attempts_with_the_exception_as_reason(profile: Profile) -> None:
+def test_dead_letter_after_max_attempts_with_the_exception_as_reason(
+    consume: Consume, profile: Profile
+) -> None:
     app = IrisApp()
     calls = []
 
@@ -146,7 +163,7 @@ def test_dead_letter_after_max_attempts_with_the_exception_as_reason(profile: Pr
         raise KeyError("no such order in our EHR")
 
     send(profile, "events", event())
-    with Consumer.from_profile(app, profile, roles=("events",), max_attempts=3) as consumer:
+    with consume(app, profile, roles=("events",), max_attempts=3) as consumer:
         stats = consumer.run_until(lambda s: s.dead_lettered >= 1, timeout=15)
     assert calls == [1, 2, 3]
     assert stats.retried == 2 and stats.dead_lettered == 1 and stats.poison == 0
@@ -174,14 +191,14 @@ def test_dead_letter_after_max_attempts_with_the_exception_as_reason(profile: Pr
     ],
 )
 def test_poison_is_dead_lettered_at_once_with_field_paths(
-    profile: Profile, body: bytes, reason: str
+    consume: Consume, profile: Profile, body: bytes, reason: str
 ) -> None:
     app = IrisApp()
     called = []
     app.on(Event, OrderRequest)(lambda m, ctx: called.append(m))
     app.fallback(lambda m, ctx: called.append(m))
     send(profile, "events", body)
-    with Consumer.from_profile(app, profile, roles=("events",), max_attempts=5) as consumer:
+    with consume(app, profile, roles=("events",), max_attempts=5) as consumer:
         stats = consumer.run_until(lambda s: s.poison >= 1, timeout=10)
     assert called == [] and stats.retried == 0
     [dead] = dead_letters(profile, "events")
@@ -197,7 +214,7 @@ def test_poison_reason_lists_every_path() -> None:
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
-def test_lock_is_renewed_for_a_slow_handler(kind: str, tmp_path: Path) -> None:
+def test_lock_is_renewed_for_a_slow_handler(consume: Consume, kind: str, tmp_path: Path) -> None:
     data = profile_dict(kind, tmp_path)
     data["events"]["lock_seconds"] = 1.0
     profile = Profile.from_dict(data)
@@ -210,13 +227,13 @@ def test_lock_is_renewed_for_a_slow_handler(kind: str, tmp_path: Path) -> None:
         time.sleep(2.2)
 
     send(profile, "events", event())
-    with Consumer.from_profile(app, profile, roles=("events",), concurrency=2) as consumer:
+    with consume(app, profile, roles=("events",), concurrency=2) as consumer:
         stats = consumer.run_until(lambda s: s.handled >= 1, timeout=15)
     assert len(calls) == 1, "the message was redelivered while its handler ran"
     assert stats.lock_renewals >= 3 and stats.lock_lost == 0 and stats.completed == 1
 
 
-def test_unhandled_fallback_and_unknown_event_types(profile: Profile) -> None:
+def test_unhandled_fallback_and_unknown_event_types(consume: Consume, profile: Profile) -> None:
     app = IrisApp()
     got: list[tuple[str, str]] = []
     app.on("BrandNewEvent")(lambda e, ctx: got.append(("by-name", type(e).__name__)))
@@ -230,7 +247,7 @@ def test_unhandled_fallback_and_unknown_event_types(profile: Profile) -> None:
         event(ResultObjectType="AnotherNewEvent"),
         event("event-ready-for-grading.json"),
     )
-    with Consumer.from_profile(app, profile, roles=("events",)) as consumer:
+    with consume(app, profile, roles=("events",)) as consumer:
         stats = consumer.run_until(lambda s: s.completed >= 4, timeout=10)
     assert sorted(got) == [("by-name", "GenericEvent"), ("image", "ImageReceipt")]
     assert stats.unhandled == 2 and stats.handled == 2
@@ -239,13 +256,13 @@ def test_unhandled_fallback_and_unknown_event_types(profile: Profile) -> None:
     fell: list[str] = []
     fallback_app.fallback(lambda e, ctx: fell.append(ctx.kind))
     send(profile, "events", event(ResultObjectType="AnotherNewEvent"))
-    with Consumer.from_profile(fallback_app, profile, roles=("events",)) as consumer:
+    with consume(fallback_app, profile, roles=("events",)) as consumer:
         consumer.run_until(lambda s: s.handled >= 1, timeout=10)
     assert fell == ["event:AnotherNewEvent"]
     assert isinstance(GenericEvent.from_json(event(ResultObjectType="X")), GenericEvent)
 
 
-def test_concurrency_limit(profile: Profile) -> None:
+def test_concurrency_limit(consume: Consume, profile: Profile) -> None:
     app = IrisApp()
     lock = threading.Lock()
     running = [0]
@@ -261,14 +278,14 @@ def test_concurrency_limit(profile: Profile) -> None:
             running[0] -= 1
 
     send(profile, "events", *[event() for _ in range(6)])
-    with Consumer.from_profile(
-        app, profile, roles=("events",), concurrency=2, batch_size=10
-    ) as consumer:
+    with consume(app, profile, roles=("events",), concurrency=2, batch_size=10) as consumer:
         stats = consumer.run_until(lambda s: s.handled >= 6, timeout=15)
     assert stats.handled == 6 and peak[0] == 2
 
 
-def test_dedupe_by_message_id_and_transaction_id(profile: Profile, tmp_path: Path) -> None:
+def test_dedupe_by_message_id_and_transaction_id(
+    consume: Consume, profile: Profile, tmp_path: Path
+) -> None:
     app = IrisApp()
     handled: list[str] = []
     app.on(Event)(lambda e, ctx: handled.append(ctx.message.message_id))
@@ -282,13 +299,13 @@ def test_dedupe_by_message_id_and_transaction_id(profile: Profile, tmp_path: Pat
         Message(body=json.dumps(same_tx).encode(), message_id="m-2"),  # same TransactionId
     )
     db = tmp_path / "dedupe.sqlite3"
-    with Consumer.from_profile(app, profile, roles=("events",), dedupe=str(db)) as consumer:
+    with consume(app, profile, roles=("events",), dedupe=str(db)) as consumer:
         stats = consumer.run_until(lambda s: s.completed >= 3, timeout=10)
     # Handled once, by whichever copy the concurrent handlers claimed first.
     assert len(handled) == 1 and handled[0] in ("m-1", "m-2") and stats.duplicates == 2
     # Remembered across restarts.
     send(profile, "events", Message(body=body, message_id="m-1"))
-    with Consumer.from_profile(app, profile, roles=("events",), dedupe=str(db)) as consumer:
+    with consume(app, profile, roles=("events",), dedupe=str(db)) as consumer:
         stats = consumer.run_until(lambda s: s.completed >= 1, timeout=10)
     assert len(handled) == 1 and stats.duplicates == 1
 
@@ -305,7 +322,9 @@ def test_failed_handler_is_not_marked_as_handled(tmp_path: Path) -> None:
     old.close()
 
 
-def test_no_patient_data_in_logs(profile: Profile, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_patient_data_in_logs(
+    consume: Consume, profile: Profile, caplog: pytest.LogCaptureFixture
+) -> None:
     app = IrisApp()
 
     @app.on(OrderRequest)
@@ -318,7 +337,7 @@ def test_no_patient_data_in_logs(profile: Profile, caplog: pytest.LogCaptureFixt
     send(profile, "orders", json.dumps(order).encode(), b"garbage Zebediah")
     with (
         caplog.at_level(logging.DEBUG, "iris_cloud"),
-        Consumer.from_profile(app, profile, roles=("orders",), max_attempts=2) as consumer,
+        consume(app, profile, roles=("orders",), max_attempts=2) as consumer,
     ):
         consumer.run_until(lambda s: s.dead_lettered >= 2, timeout=15)
     assert "Zebediah" not in caplog.text and "Quixotic" not in caplog.text
@@ -335,11 +354,13 @@ def test_run_returns_zero_after_stop(profile: Profile) -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_stop_before_the_run_is_honoured_and_it_can_run_again(profile: Profile) -> None:
+def test_stop_before_the_run_is_honoured_and_it_can_run_again(
+    consume: Consume, profile: Profile
+) -> None:
     app = IrisApp()
     app.on(Event)(lambda e, ctx: None)
     send(profile, "events", event())
-    with Consumer.from_profile(app, profile, roles=("events",)) as consumer:
+    with consume(app, profile, roles=("events",)) as consumer:
         consumer.stop()
         started = time.monotonic()
         first = consumer.run_until(timeout=10)
@@ -350,7 +371,7 @@ def test_stop_before_the_run_is_honoured_and_it_can_run_again(profile: Profile) 
     assert second.completed == 1
 
 
-def test_fatal_receive_error_is_raised(tmp_path: Path) -> None:
+def test_fatal_receive_error_is_raised(consume: Consume, tmp_path: Path) -> None:
     data = make_profile("mem", tmp_path).events
     assert data is not None
     profile = Profile.from_dict({"events": {"url": data.url, "access": "w"}})
@@ -359,7 +380,7 @@ def test_fatal_receive_error_is_raised(tmp_path: Path) -> None:
     from iris_cloud.errors import PermissionDenied
 
     with (
-        Consumer.from_profile(app, profile, roles=("events",)) as consumer,
+        consume(app, profile, roles=("events",)) as consumer,
         pytest.raises(PermissionDenied),
     ):
         consumer.run_until(timeout=5)
@@ -379,6 +400,7 @@ def test_consumer_needs_brokers_and_valid_settings() -> None:
 
 SIGTERM_SCRIPT = r"""
 import sys, time, json
+from collections.abc import Callable
 from pathlib import Path
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, IrisApp
@@ -435,7 +457,9 @@ def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
-def test_claim_checked_result_reaches_the_handler_whole(kind: str, tmp_path: Path) -> None:
+def test_claim_checked_result_reaches_the_handler_whole(
+    consume: Consume, kind: str, tmp_path: Path
+) -> None:
     import base64
 
     data = profile_dict(kind, tmp_path)
@@ -455,7 +479,7 @@ def test_claim_checked_result_reaches_the_handler_whole(kind: str, tmp_path: Pat
         assert res.results_document is not None
         got.append(res.results_document.decode())
 
-    with Consumer.from_profile(app, profile, roles=("results",)) as consumer:
+    with consume(app, profile, roles=("results",)) as consumer:
         consumer.run_until(lambda s: s.handled >= 1, timeout=10)
     assert got == [pdf]
 

@@ -1,8 +1,9 @@
-"""Handler registration: an async handler or a second handler for a type is refused.
+"""Handler registration: an async handler the sync consumer cannot await, a second handler.
 
 An ``async def`` handler used to be called, never awaited, and its message
-completed: the work silently never happened. A second ``@app.on(T)`` silently
-replaced the first.
+completed: the work silently never happened. Now the AsyncConsumer awaits it
+and the sync Consumer refuses an app that has one. A second ``@app.on(T)``
+silently replaced the first.
 """
 
 from __future__ import annotations
@@ -37,15 +38,31 @@ async def async_gen_handler(event: Any) -> Any:
     yield event
 
 
-@pytest.mark.parametrize("handler", [async_handler, AsyncCallable(), async_gen_handler])
-def test_async_handler_is_refused_by_on_and_fallback(handler: Any) -> None:
+def test_an_async_generator_is_refused_by_on_and_fallback() -> None:
     app = IrisApp()
-    with pytest.raises(ConfigurationError, match="is async"):
-        app.on(OrderGradedEvent)(handler)
-    with pytest.raises(ConfigurationError, match="is async"):
-        app.fallback(handler)
-    # Nothing was registered: the message would be "unhandled", not lost in a coroutine.
+    with pytest.raises(ConfigurationError, match="is async but an async generator"):
+        app.on(OrderGradedEvent)(async_gen_handler)
+    with pytest.raises(ConfigurationError, match="is async but an async generator"):
+        app.fallback(async_gen_handler)
+    # Nothing was registered: the message would be "unhandled", not lost in a generator.
     assert app.handler_for(OrderGradedEvent.model_validate_json(graded_body()), "event:x") is None
+
+
+@pytest.mark.parametrize("handler", [async_handler, AsyncCallable()])
+@pytest.mark.parametrize("register", ["on", "fallback"])
+def test_the_sync_consumer_refuses_an_app_with_an_async_handler(
+    handler: Any, register: str
+) -> None:
+    # The AsyncConsumer awaits it; the sync one would complete the message
+    # without awaiting, so it refuses the app when it is made.
+    app = IrisApp()
+    if register == "on":
+        app.on(OrderGradedEvent)(handler)
+    else:
+        app.fallback(handler)
+    assert app.async_handlers() != []
+    with pytest.raises(ConfigurationError, match="is async.*AsyncConsumer"):
+        Consumer(app, MemoryBroker(f"hostile-{uuid.uuid4().hex}"))
 
 
 def test_a_handler_returning_a_coroutine_does_not_complete_its_message() -> None:

@@ -17,39 +17,49 @@ kinds only: nothing of a body, never an exception's message.
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from iris_cloud.config import ConsumerSettings
 from iris_cloud.decoding import failure_text
+from iris_cloud.dedupe import Dedupe, DedupeBackend, open_dedupe
 from iris_cloud.errors import (
     ConfigurationError,
     IrisCloudError,
     LockLost,
+    PermissionDenied,
     ValidationError,
     is_transient,
 )
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel, kind_of, parse_message
-from iris_cloud.observers import Delivery, Observers, Outcome
+from iris_cloud.observers import ConsumerObserver, Delivery, Observers, Outcome
+from iris_cloud.operations import service_observers
 from iris_cloud.steps import Call, Steps
+from iris_cloud.tracing import default_observers
 
 if TYPE_CHECKING:
     from iris_cloud.capabilities import Capabilities
-    from iris_cloud.dedupe import DedupeBackend
+    from iris_cloud.health import HealthServer
     from iris_cloud.messages import Message
+    from iris_cloud.metrics import MetricsObserver
 
 __all__ = [
+    "FATAL_RECEIVE",
     "MAX_REASON",
+    "ConsumerBase",
     "ConsumerLike",
     "ConsumerStats",
     "ContextBase",
     "HandlerTable",
     "Ledger",
+    "ReceiveHealth",
     "check_handler",
     "dedupe_keys",
     "field_errors",
@@ -58,7 +68,10 @@ __all__ = [
     "handler_name",
     "is_async_handler",
     "lock_was_lost",
+    "log_stopped",
     "poison_reason",
+    "process_steps",
+    "receive_backoff",
     "refuse_awaitable",
     "renew_steps",
     "renewal_interval",
@@ -135,8 +148,8 @@ def check_handler(fn: Callable[..., object]) -> None:
     call = getattr(fn, "__call__", None)  # noqa: B004
     if any(inspect.isasyncgenfunction(f) for f in (fn, call)):
         raise ConfigurationError(
-            f"handler {handler_name(fn)} is an async generator; a handler is a function "
-            "or an async def function that returns when the work is done"
+            f"handler {handler_name(fn)} is async but an async generator: a handler is a "
+            "function, or an async def function that returns once the work is done"
         )
 
 
@@ -306,6 +319,202 @@ class Ledger:
             self._deliveries.pop(id(msg), None)
 
 
+# -- what both consumers are made of ---------------------------------------------
+
+
+class ConsumerBase:
+    """What :class:`~iris_cloud.consumer.Consumer` and :class:`~iris_cloud.aio.AsyncConsumer`
+    take and keep alike: brokers by name, settings, dedupe, observers, counters."""
+
+    _running = False
+    _context_class: type[ContextBase]
+
+    def __init__(
+        self,
+        app: Any,
+        brokers: Any,
+        *,
+        settings: ConsumerSettings | None,
+        dedupe: DedupeBackend | str | os.PathLike[str] | bool | None,
+        close_brokers: bool,
+        observers: Sequence[ConsumerObserver],
+        overrides: Mapping[str, Any],
+    ) -> None:
+        self.app = app
+        Observers(observers)  # refuses a non-observer before the health port is bound
+        if isinstance(brokers, Mapping):
+            named: dict[str, Any] = dict(brokers)
+        elif isinstance(brokers, Sequence):
+            named = {f"broker{i}": b for i, b in enumerate(brokers)}
+        else:
+            named = {"broker": brokers}
+        if not named:
+            raise ConfigurationError(f"a {type(self).__name__} needs at least one broker")
+        self.brokers = named
+        base = settings or ConsumerSettings()
+        if overrides:
+            base = ConsumerSettings.model_validate(base.model_copy(update=overrides).model_dump())
+        self.settings = base
+        self._owns_dedupe = not isinstance(dedupe, DedupeBackend)
+        retention = base.dedupe_retention_days
+        self.dedupe: DedupeBackend | None
+        if isinstance(dedupe, DedupeBackend):
+            self.dedupe = dedupe
+        elif dedupe is True:
+            self.dedupe = Dedupe(None, retention_days=retention)
+        elif dedupe is None or dedupe is False:
+            spec = base.dedupe if dedupe is None else None
+            self.dedupe = open_dedupe(spec, retention_days=retention) if spec else None
+        else:
+            self.dedupe = open_dedupe(dedupe, retention_days=retention)
+        self.close_brokers = close_brokers
+        for name, broker in named.items():
+            limit = broker.capabilities.max_delivery_count
+            if limit is not None and limit < base.max_attempts:
+                # The service dead-letters first, with its own reason, not the exception.
+                log.warning(
+                    "%s dead-letters after %d deliveries, before max_attempts=%d",
+                    name,
+                    limit,
+                    base.max_attempts,
+                )
+        self._service = service_observers(base)
+        self._observers = Observers(
+            [*default_observers(observers), *self._service.observers, *observers]
+        )
+        self._ledger = Ledger()
+        self.stats = self._ledger.stats
+        # Sources whose receiving is paused, with the handlers waiting out a
+        # failure of the consumer's own side there.
+        self._paused: dict[str, int] = {}
+
+    @property
+    def health(self) -> HealthServer | None:
+        """The health endpoint (``health_port`` set), e.g. ``consumer.health.port``."""
+        return self._service.server
+
+    @property
+    def metrics(self) -> MetricsObserver | None:
+        """The Prometheus metrics (``metrics`` set): ``consumer.metrics.registry``."""
+        return self._service.metrics
+
+    @property
+    def observers(self) -> tuple[ConsumerObserver, ...]:
+        """The observers, in the order they are called."""
+        return self._observers.observers
+
+    def add_observer(self, observer: ConsumerObserver) -> None:
+        """Call ``observer`` too from the next run on (after those given so far)."""
+        if self._running:
+            raise ConfigurationError("add observers before the consumer runs")
+        self._observers = Observers([*self._observers.observers, observer])
+
+    def snapshot(self) -> ConsumerStats:
+        """A copy of the counters."""
+        return self._ledger.snapshot()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self._ledger.count(name, n)
+
+    def _context(self, delivery: Delivery, broker: Any, claim: str | None) -> ContextBase:
+        return self._context_class(
+            message=delivery.message,
+            broker=broker,
+            source=delivery.source,
+            kind=delivery.kind,
+            attempt=delivery.attempt,
+            consumer=self,
+            claim=claim,
+        )
+
+    def _count_pause(self, source: str, on: bool) -> None:
+        """One more (``on``) or one fewer handler of ``source`` waiting out its own side."""
+        if on:
+            self._paused[source] = self._paused.get(source, 0) + 1
+            if self._paused[source] == 1:
+                log.warning("receiving from %s paused: its handlers' own side is failing", source)
+            return
+        self._paused[source] -= 1
+        if not self._paused[source]:
+            del self._paused[source]
+            log.info("receiving from %s resumed", source)
+
+
+FATAL_RECEIVE = (PermissionDenied, ConfigurationError)
+"""Receive errors that stop the consumer: retrying cannot make them work."""
+
+
+class ReceiveHealth:
+    """One receive loop's run of failures: observers, counters, backoff and log lines."""
+
+    def __init__(self, c: ConsumerBase, source: str) -> None:
+        self.c = c
+        self.source = source
+        self.failures = 0
+        self.failing_since = 0.0
+        c._observers.endpoint_opened(source)
+
+    def fatal(self, exc: Exception) -> None:
+        """A receive failed for good (:data:`FATAL_RECEIVE`)."""
+        self.c._observers.receive_error(self.source, type(exc).__name__)
+        log.error("receiving from %s failed for good: %s", self.source, type(exc).__name__)
+
+    def failed(self, exc: Exception) -> float:
+        """A receive failed; the seconds to wait before the next."""
+        self.failures += 1
+        self.c._count("receive_errors")
+        self.c._observers.receive_error(self.source, type(exc).__name__)
+        if self.failures == 1:
+            self.failing_since = time.monotonic()
+        return receive_backoff(self.source, exc, self.failures)
+
+    def ok(self, count: int) -> None:
+        """A receive returned ``count`` messages."""
+        self.c._observers.receive_ok(self.source, count)
+        if self.failures:
+            log.warning(
+                "receiving from %s works again after %d failure(s) in %.1fs",
+                self.source,
+                self.failures,
+                time.monotonic() - self.failing_since,
+            )
+            self.failures = 0
+
+
+def log_stopped(took: float, left: int, budget: float, polling: int, *, again: bool) -> None:
+    """The line that ends a run: how long the stop took, what it left (``again``: a second stop)."""
+    if left:
+        why = "the consumer was stopped again" if again else f"stop_timeout={budget:.1f}s"
+        log.warning(
+            "stopped in %.2fs: %d handler(s) still running after %s were left unsettled; "
+            "their messages come back after their lock",
+            took,
+            left,
+            why,
+        )
+    else:
+        log.info(
+            "stopped in %.2fs (%d receive call(s) in progress give back what they bring)",
+            took,
+            polling,
+        )
+
+
+def receive_backoff(source: str, exc: Exception, failures: int) -> float:
+    """Seconds to wait after the ``failures``-th receive failure in a row (logged)."""
+    delay = min(0.5 * 2 ** (failures - 1), 30.0)
+    # Once per outage at WARNING: a dead connection is one event, not a line
+    # every few seconds for as long as it lasts.
+    log.log(
+        logging.WARNING if failures == 1 else logging.DEBUG,
+        "receiving from %s failed (%s); retrying with backoff, now in %.1fs",
+        source,
+        type(exc).__name__,
+        delay,
+    )
+    return float(delay)
+
+
 # -- steps -------------------------------------------------------------------------
 
 
@@ -446,6 +655,23 @@ def _ended(
     if outcome != "deferred":
         ledger.forget(msg)
     c._observers.message_finished(delivery, ledger.outcome(msg, settled, outcome))
+
+
+def process_steps(
+    c: ConsumerLike, source: str, broker: Any, msg: Message, live: bool
+) -> Steps[None]:
+    """A received message: handled while the run is ``live``, else given back; never raises."""
+    try:
+        if live:
+            yield from handle_steps(c, source, broker, msg)
+        else:
+            # Received but not started when the stop came: not worth a
+            # handler run the stop would have to wait for.
+            yield from settle_steps(c, broker, msg, "abandon")
+    except Exception:
+        log.exception("unexpected error processing message_id=%s", msg.message_id)
+    finally:
+        c._ledger.done(msg)
 
 
 def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None]:

@@ -70,34 +70,34 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
 from iris_cloud.consumelogic import (
+    FATAL_RECEIVE,
+    ConsumerBase,
     ConsumerStats,
     ContextBase,
-    Ledger,
+    ReceiveHealth,
     check_handler,
-    handle_steps,
     handler_arity,
     handler_name,
     is_async_handler,
-    lock_was_lost,
+    log_stopped,
     poison_reason,
+    process_steps,
     refuse_awaitable,
     renew_steps,
     renewal_interval,
     settle_steps,
 )
-from iris_cloud.dedupe import Dedupe, DedupeBackend, open_dedupe
-from iris_cloud.errors import ConfigurationError, LockLost, PermissionDenied
+from iris_cloud.dedupe import DedupeBackend
+from iris_cloud.errors import ConfigurationError, LockLost
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel
-from iris_cloud.observers import ConsumerObserver, Delivery, Observers
-from iris_cloud.operations import service_observers
+from iris_cloud.observers import ConsumerObserver
 from iris_cloud.steps import drive
-from iris_cloud.tracing import default_observers
 
 if TYPE_CHECKING:
+    from iris_cloud.aio.consumer import AsyncConsumer
+    from iris_cloud.aio.ports import AsyncMessageBroker
     from iris_cloud.config import Profile
-    from iris_cloud.health import HealthServer
-    from iris_cloud.metrics import MetricsObserver
     from iris_cloud.ports import Message, MessageBroker, ObjectStore
 
 __all__ = ["Consumer", "ConsumerStats", "Context", "Handler", "IrisApp", "poison_reason"]
@@ -130,17 +130,6 @@ def _target_name(target: type | str) -> str:
     return target.__name__ if isinstance(target, type) else repr(target)
 
 
-def _check_sync(fn: H) -> H:
-    """``fn`` if it is a plain callable; :class:`ConfigurationError` for coroutine functions."""
-    if is_async_handler(fn):
-        raise ConfigurationError(
-            f"handler {handler_name(fn)} is async; handlers run in threads and must be "
-            "plain functions (wrap it: def handler(m, ctx): asyncio.run(coro(m, ctx)))"
-        )
-    check_handler(fn)
-    return fn
-
-
 class IrisApp:
     """Handlers by message type, as ``@app.on(OrderGradedEvent)``.
 
@@ -161,8 +150,9 @@ class IrisApp:
 
         One handler per target: registering a second one for the same class or
         kind raises :class:`ConfigurationError` (call both from one function to
-        chain them). ``async def`` handlers are refused too: the consumer runs
-        handlers in threads and would complete the message without awaiting.
+        chain them). An ``async def`` handler is awaited by the
+        :class:`~iris_cloud.aio.AsyncConsumer` (:meth:`async_consumer`); the
+        sync :class:`Consumer` refuses an app that has one, when it is made.
         """
         if not targets:
             raise ConfigurationError("app.on() needs at least one message type")
@@ -171,7 +161,8 @@ class IrisApp:
                 raise ConfigurationError("app.on() takes message classes or kind strings")
 
         def register(fn: H) -> H:
-            entry = (fn, handler_arity(_check_sync(fn)))
+            check_handler(fn)
+            entry = (fn, handler_arity(fn))
             # Every target is checked before any is registered, so a refused
             # decorator leaves the app as it was.
             for target in targets:
@@ -195,7 +186,8 @@ class IrisApp:
 
     def fallback(self, fn: H) -> H:
         """Register the handler for messages no other handler matches (only one)."""
-        entry = (fn, handler_arity(_check_sync(fn)))
+        check_handler(fn)
+        entry = (fn, handler_arity(fn))
         if self._fallback is not None and self._fallback[0] != fn:
             raise ConfigurationError(
                 f"a fallback handler is already registered ({handler_name(self._fallback[0])})"
@@ -214,6 +206,14 @@ class IrisApp:
                 return self._by_type[cls]
         return self._fallback
 
+    def async_handlers(self) -> list[str]:
+        """The names of the ``async def`` handlers (those only an async consumer runs)."""
+        entries = [*self._by_type.values(), *self._by_kind.values()]
+        if self._fallback is not None:
+            entries.append(self._fallback)
+        names = {handler_name(fn) for fn, _ in entries if is_async_handler(fn)}
+        return sorted(names)
+
     def consumer(
         self,
         brokers: MessageBroker | Sequence[MessageBroker] | Mapping[str, MessageBroker],
@@ -221,6 +221,16 @@ class IrisApp:
     ) -> Consumer:
         """A :class:`Consumer` running this app on ``brokers``."""
         return Consumer(self, brokers, **kwargs)
+
+    def async_consumer(
+        self,
+        brokers: AsyncMessageBroker | Sequence[AsyncMessageBroker] | Mapping[str, Any],
+        **kwargs: Any,
+    ) -> AsyncConsumer:
+        """An :class:`~iris_cloud.aio.AsyncConsumer` running this app on async ``brokers``."""
+        from iris_cloud.aio.consumer import AsyncConsumer
+
+        return AsyncConsumer(self, brokers, **kwargs)
 
 
 class _Renewer:
@@ -289,7 +299,7 @@ class _Renewer:
             return id(ctx) in self._due
 
 
-class Consumer:
+class Consumer(ConsumerBase):
     """Runs an :class:`IrisApp` on one or more brokers.
 
     Args:
@@ -313,6 +323,8 @@ class Consumer:
             around the others, unless one is given.
     """
 
+    _context_class = Context
+
     def __init__(
         self,
         app: IrisApp,
@@ -324,55 +336,25 @@ class Consumer:
         observers: Sequence[ConsumerObserver] = (),
         **overrides: Any,
     ) -> None:
-        self.app = app
-        if isinstance(brokers, Mapping):
-            self.brokers: dict[str, MessageBroker] = dict(brokers)
-        elif isinstance(brokers, Sequence):
-            self.brokers = {f"broker{i}": b for i, b in enumerate(brokers)}
-        else:
-            self.brokers = {"broker": brokers}
-        if not self.brokers:
-            raise ConfigurationError("a Consumer needs at least one broker")
-        base = settings or ConsumerSettings()
-        self.settings = base.model_copy(update=overrides) if overrides else base
-        if overrides:
-            self.settings = ConsumerSettings.model_validate(self.settings.model_dump())
-        self._owns_dedupe = not isinstance(dedupe, DedupeBackend)
-        retention = self.settings.dedupe_retention_days
-        self.dedupe: DedupeBackend | None
-        if isinstance(dedupe, DedupeBackend):
-            self.dedupe = dedupe
-        elif dedupe is True:
-            self.dedupe = Dedupe(None, retention_days=retention)
-        elif dedupe is None or dedupe is False:
-            spec = self.settings.dedupe if dedupe is None else None
-            self.dedupe = open_dedupe(spec, retention_days=retention) if spec else None
-        else:
-            self.dedupe = open_dedupe(dedupe, retention_days=retention)
-        self.close_brokers = close_brokers
-        for broker_name, broker in self.brokers.items():
-            limit = broker.capabilities.max_delivery_count
-            if limit is not None and limit < self.settings.max_attempts:
-                # The service dead-letters first, with its own reason, not the exception.
-                log.warning(
-                    "%s dead-letters after %d deliveries, before max_attempts=%d",
-                    broker_name,
-                    limit,
-                    self.settings.max_attempts,
-                )
-        Observers(observers)  # refuses a non-observer before the health port is bound
-        self._service = service_observers(self.settings)
-        self._observers = Observers(
-            [*default_observers(observers), *self._service.observers, *observers]
+        refused = app.async_handlers()
+        if refused:
+            raise ConfigurationError(
+                f"handler {refused[0]} is async; this Consumer runs handlers in threads: "
+                "run the app on an AsyncConsumer (app.async_consumer(...), iris_cloud.aio)"
+            )
+        super().__init__(
+            app,
+            brokers,
+            settings=settings,
+            dedupe=dedupe,
+            close_brokers=close_brokers,
+            observers=observers,
+            overrides=overrides,
         )
-        self._ledger = Ledger()
-        self.stats = self._ledger.stats
+        self.brokers: dict[str, MessageBroker]
         self._stop = threading.Event()
         self._slots = threading.Condition()
         self._inflight = 0
-        # Sources whose receiving is paused, with the handlers waiting out a
-        # failure of the consumer's own side there.
-        self._paused: dict[str, int] = {}
         # Each run has its own number: threads of an earlier run left in a
         # call on a dead connection see that their run is over.
         self._generation = 0
@@ -417,27 +399,6 @@ class Consumer:
     _claim_store: ObjectStore | None = None
 
     # -- control -------------------------------------------------------------
-    @property
-    def health(self) -> HealthServer | None:
-        """The health endpoint (``health_port`` set), e.g. ``consumer.health.port``."""
-        return self._service.server
-
-    @property
-    def metrics(self) -> MetricsObserver | None:
-        """The Prometheus metrics (``metrics`` set): ``consumer.metrics.registry``."""
-        return self._service.metrics
-
-    @property
-    def observers(self) -> tuple[ConsumerObserver, ...]:
-        """The observers, in the order they are called."""
-        return self._observers.observers
-
-    def add_observer(self, observer: ConsumerObserver) -> None:
-        """Call ``observer`` too from the next run on (after those given so far)."""
-        if self._running:
-            raise ConfigurationError("add observers before the consumer runs")
-        self._observers = Observers([*self._observers.observers, observer])
-
     @property
     def stopping(self) -> bool:
         """Whether :meth:`stop` was called (or a signal arrived)."""
@@ -550,21 +511,7 @@ class Consumer:
         left = pool.shutdown(budget)
         self._renewer.stop(max(0.0, budget - (time.monotonic() - began)))
         polling = sum(t.is_alive() for t in receivers)
-        took = time.monotonic() - began
-        if left:
-            log.warning(
-                "stopped in %.2fs: %d handler(s) still running after stop_timeout=%.1fs were "
-                "left unsettled; their messages come back after their lock",
-                took,
-                left,
-                budget,
-            )
-        else:
-            log.info(
-                "stopped in %.2fs (%d receive call(s) in progress give back what they bring)",
-                took,
-                polling,
-            )
+        log_stopped(time.monotonic() - began, left, budget, polling, again=False)
 
     def start(self) -> threading.Thread:
         """Run in a background thread (the demo, embedding); :meth:`stop` then :meth:`join`."""
@@ -610,23 +557,11 @@ class Consumer:
     _thread: threading.Thread | None = None
     _background_error: BaseException | None = None
 
-    def snapshot(self) -> ConsumerStats:
-        """A copy of the counters."""
-        return self._ledger.snapshot()
-
-    def _count(self, name: str, n: int = 1) -> None:
-        self._ledger.count(name, n)
-
-    def _lost_lock(self, msg: Message) -> None:
-        lock_was_lost(self, msg)
-
     # -- receiving -----------------------------------------------------------
     def _receive_loop(
         self, name: str, broker: MessageBroker, pool: DaemonPool, generation: int
     ) -> None:
-        failures = 0
-        failing_since = 0.0
-        self._observers.endpoint_opened(name)
+        health = ReceiveHealth(self, name)
         while self._live(generation):
             with self._slots:
                 while (
@@ -640,43 +575,19 @@ class Consumer:
                 messages = broker.receive(
                     max_messages=min(self.settings.batch_size, free), wait=self.settings.wait
                 )
-            except (PermissionDenied, ConfigurationError) as exc:
+            except FATAL_RECEIVE as exc:
                 if not self._live(generation):
                     return
-                self._observers.receive_error(name, type(exc).__name__)
-                log.error("receiving from %s failed for good: %s", name, type(exc).__name__)
+                health.fatal(exc)
                 self._fatal = exc
                 self.stop()
                 return
             except Exception as exc:
                 if not self._live(generation):
                     return
-                failures += 1
-                self._count("receive_errors")
-                self._observers.receive_error(name, type(exc).__name__)
-                delay = min(0.5 * 2 ** (failures - 1), 30.0)
-                if failures == 1:
-                    failing_since = time.monotonic()
-                # Once per outage at WARNING: a dead connection is one event,
-                # not a line every few seconds for as long as it lasts.
-                log.log(
-                    logging.WARNING if failures == 1 else logging.DEBUG,
-                    "receiving from %s failed (%s); retrying with backoff, now in %.1fs",
-                    name,
-                    type(exc).__name__,
-                    delay,
-                )
-                self._stop.wait(delay)
+                self._stop.wait(health.failed(exc))
                 continue
-            self._observers.receive_ok(name, len(messages))
-            if failures:
-                log.warning(
-                    "receiving from %s works again after %d failure(s) in %.1fs",
-                    name,
-                    failures,
-                    time.monotonic() - failing_since,
-                )
-                failures = 0
+            health.ok(len(messages))
             if not messages:
                 continue
             if not self._live(generation):
@@ -699,32 +610,13 @@ class Consumer:
 
     def _process(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
         try:
-            if self._live(generation):
-                drive(handle_steps(self, name, broker, msg))
-            else:
-                # Received but not started when the stop came: not worth a
-                # handler run the stop would have to wait for.
-                self._give_back(broker, [msg])
-        except Exception:
-            log.exception("unexpected error processing message_id=%s", msg.message_id)
+            drive(process_steps(self, name, broker, msg, self._live(generation)))
         finally:
-            self._ledger.done(msg)
             with self._slots:
                 self._inflight -= 1
                 self._slots.notify_all()
 
     # -- what the steps call (consumelogic.ConsumerLike) ------------------------
-    def _context(self, delivery: Delivery, broker: MessageBroker, claim: str | None) -> Context:
-        return Context(
-            message=delivery.message,
-            broker=broker,
-            source=delivery.source,
-            kind=delivery.kind,
-            attempt=delivery.attempt,
-            consumer=self,
-            claim=claim,
-        )
-
     def _renewing(self, ctx: Context, on: bool) -> None:
         if on:
             self._renewer.add(ctx)
@@ -734,17 +626,7 @@ class Consumer:
     def _pausing(self, source: str, on: bool) -> None:
         """Receiving from ``source`` pauses while a handler waits out a consumer-side failure."""
         with self._slots:
-            if on:
-                self._paused[source] = self._paused.get(source, 0) + 1
-                if self._paused[source] == 1:
-                    log.warning(
-                        "receiving from %s paused: its handlers' own side is failing", source
-                    )
-                return
-            self._paused[source] -= 1
-            if not self._paused[source]:
-                del self._paused[source]
-                log.info("receiving from %s resumed", source)
+            self._count_pause(source, on)
             self._slots.notify_all()
 
     @staticmethod

@@ -16,12 +16,16 @@ sync twin in worker threads (:mod:`iris_cloud.aio.builtin`).
 
 :class:`AsyncIrisClient` is :class:`iris_cloud.client.IrisClient` on these ports,
 awaited.
+
+:class:`AsyncConsumer` runs an :class:`~iris_cloud.consumer.IrisApp` on async
+brokers: ``async def`` handlers awaited, plain ones in worker threads.
 """
 
 from __future__ import annotations
 
 from iris_cloud.aio.blocks import BlockReader
 from iris_cloud.aio.client import AsyncIrisClient
+from iris_cloud.aio.consumer import AsyncConsumer, AsyncContext
 from iris_cloud.aio.opening import open_broker, open_store
 from iris_cloud.aio.ports import (
     AsyncBinarySource,
@@ -35,6 +39,8 @@ from iris_cloud.aio.threaded import ThreadedBroker, ThreadedReader, ThreadedStor
 
 __all__ = [
     "AsyncBinarySource",
+    "AsyncConsumer",
+    "AsyncContext",
     "AsyncIrisClient",
     "AsyncMessageBroker",
     "AsyncObjectStore",
