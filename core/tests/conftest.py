@@ -9,6 +9,7 @@ depend on which provider packages this environment has.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterator
 from typing import Any, Self
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pluggy
 import pytest
+from consumers import ENGINES, Consume, open_consumer
 from iris_cloud import hookimpl, hookspecs, plugins
 from iris_cloud.ports import MessageBroker, ObjectStore
 from iris_cloud.providers.memory import MemoryBroker, MemoryStore
@@ -80,3 +82,9 @@ def builtin_plugins_only(monkeypatch: pytest.MonkeyPatch) -> pluggy.PluginManage
         pm.register(importlib.import_module(module), name=name)
     monkeypatch.setattr(plugins, "_pm", pm)
     return pm
+
+
+@pytest.fixture(params=ENGINES)
+def consume(request: pytest.FixtureRequest) -> Consume:
+    """The sync Consumer, then the AsyncConsumer: the same behaviours on each."""
+    return functools.partial(open_consumer, request.param)

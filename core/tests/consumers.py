@@ -21,6 +21,10 @@ from iris_cloud.testing.blocking import LoopThread, shared_loop
 
 ENGINES = ("sync", "async")
 
+Consume = Callable[..., Any]
+"""``consume(app, profile, roles=..., **settings)``: a consumer of the test's engine
+(the ``consume`` fixture of conftest.py)."""
+
 
 def async_brokers(
     profile: Profile, roles: Iterable[str]

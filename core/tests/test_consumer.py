@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -12,12 +11,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from consumers import ENGINES, open_consumer
+from consumers import Consume
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp, poison_reason
 from iris_cloud.dedupe import Dedupe
@@ -35,16 +33,6 @@ from iris_cloud.providers.memory import MemoryBroker
 from wfhelpers import PROVIDERS, make_profile, new_order, profile_dict, sample
 
 pytestmark = pytest.mark.timeout(60)
-
-
-Consume = Callable[..., Any]
-"""``consume(app, profile, roles=..., **settings)``: a consumer of the test's engine."""
-
-
-@pytest.fixture(params=ENGINES)
-def consume(request: pytest.FixtureRequest) -> Consume:
-    """The sync Consumer, then the AsyncConsumer: the same behaviours on each."""
-    return functools.partial(open_consumer, request.param)
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -400,7 +388,6 @@ def test_consumer_needs_brokers_and_valid_settings() -> None:
 
 SIGTERM_SCRIPT = r"""
 import sys, time, json
-from collections.abc import Callable
 from pathlib import Path
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, IrisApp

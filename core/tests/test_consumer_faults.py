@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from consumers import Consume
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.dedupe import Dedupe
@@ -181,12 +182,12 @@ def test_a_sink_outage_loses_nothing_to_the_dead_letter_queue(
     assert dead_letters(profile) == []
 
 
-def test_max_transient_attempts_is_a_separate_budget(profile: Profile) -> None:
+def test_max_transient_attempts_is_a_separate_budget(consume: Consume, profile: Profile) -> None:
     send(profile, event())
     sink = Sink(OSError(errno.EIO, "Input/output error"))
     app = IrisApp()
     app.on(Event)(lambda evt, ctx: sink.save(ctx.message.message_id))
-    with Consumer.from_profile(
+    with consume(
         app, profile, roles=("events",), max_attempts=1, max_transient_attempts=4, **FAST
     ) as consumer:
         stats = consumer.run_until(lambda s: s.dead_lettered >= 1, timeout=15)
@@ -196,13 +197,15 @@ def test_max_transient_attempts_is_a_separate_budget(profile: Profile) -> None:
     assert dead.dead_letter_description == "the consumer's own side failed 4 times (max 4)"
 
 
-def test_a_stop_during_an_outage_gives_the_message_back_uncounted(profile: Profile) -> None:
+def test_a_stop_during_an_outage_gives_the_message_back_uncounted(
+    consume: Consume, profile: Profile
+) -> None:
     send(profile, event())
     sink = Sink(OSError(errno.EROFS, "Read-only file system"))
     app = IrisApp()
     app.on(Event)(lambda evt, ctx: sink.save(ctx.message.message_id))
     settings = {**FAST, "transient_backoff_max": 30.0, "backoff_initial": 30.0}
-    with Consumer.from_profile(app, profile, roles=("events",), max_attempts=1, **settings) as c:
+    with consume(app, profile, roles=("events",), max_attempts=1, **settings) as c:
         began = time.monotonic()
         stats = c.run_until(lambda s: sink.failures >= 1, timeout=10)
         took = time.monotonic() - began
@@ -210,12 +213,12 @@ def test_a_stop_during_an_outage_gives_the_message_back_uncounted(profile: Profi
     assert took < 5 and stats.dead_lettered == 0
     assert waiting(profile) == 1
     sink.repair()
-    with Consumer.from_profile(app, profile, roles=("events",), max_attempts=1, **FAST) as c:
+    with consume(app, profile, roles=("events",), max_attempts=1, **FAST) as c:
         stats = c.run_until(lambda s: s.completed >= 1, timeout=10)
     assert sink.saved and stats.dead_lettered == 0
 
 
-def test_the_message_own_failure_still_dead_letters(profile: Profile) -> None:
+def test_the_message_own_failure_still_dead_letters(consume: Consume, profile: Profile) -> None:
     send(profile, event())
     app = IrisApp()
 
@@ -223,7 +226,7 @@ def test_the_message_own_failure_still_dead_letters(profile: Profile) -> None:
     def fails(evt: Event, ctx: Context) -> None:
         raise ValueError("the document is wrong")
 
-    with Consumer.from_profile(app, profile, roles=("events",), max_attempts=2, **FAST) as c:
+    with consume(app, profile, roles=("events",), max_attempts=2, **FAST) as c:
         stats = c.run_until(lambda s: s.dead_lettered >= 1, timeout=15)
     assert stats.transient_retries == 0 and stats.retried == 1
 
@@ -271,7 +274,7 @@ def test_an_idle_consumer_stops_within_a_second_despite_a_long_poll(profile: Pro
 
 
 def test_a_handler_that_cannot_finish_is_left_after_stop_timeout(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    consume: Consume, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     profile = make_profile("local", tmp_path)
     assert profile.events is not None
@@ -288,7 +291,7 @@ def test_a_handler_that_cannot_finish_is_left_after_stop_timeout(
         release.wait(30)
 
     caplog.set_level("INFO", logger="iris_cloud.consumer")
-    consumer = Consumer.from_profile(app, profile, roles=("events",), stop_timeout=0.5, wait=0.1)
+    consumer = consume(app, profile, roles=("events",), stop_timeout=0.5, wait=0.1)
     try:
         began = time.monotonic()
         stats = consumer.run_until(lambda s: stuck.is_set(), timeout=10)

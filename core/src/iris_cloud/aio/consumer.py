@@ -54,6 +54,7 @@ from iris_cloud.consumelogic import (
     ConsumerBase,
     ConsumerStats,
     ContextBase,
+    HandlerTable,
     ReceiveHealth,
     is_async_handler,
     log_stopped,
@@ -70,7 +71,6 @@ from iris_cloud.steps import adrive
 if TYPE_CHECKING:
     from iris_cloud.aio.ports import AsyncMessageBroker
     from iris_cloud.config import ConsumerSettings
-    from iris_cloud.consumer import Handler, IrisApp
     from iris_cloud.dedupe import DedupeBackend
     from iris_cloud.messages import Message
     from iris_cloud.model import IrisModel
@@ -141,7 +141,7 @@ class AsyncConsumer(ConsumerBase, _Closing):
 
     def __init__(
         self,
-        app: IrisApp,
+        app: HandlerTable,
         brokers: AsyncMessageBroker | Sequence[AsyncMessageBroker] | Mapping[str, Any],
         *,
         settings: ConsumerSettings | None = None,
@@ -438,7 +438,7 @@ class AsyncConsumer(ConsumerBase, _Closing):
         self._state().changed.set()
 
     async def _run_handler(
-        self, handler: Handler, arity: int, model: IrisModel, ctx: AsyncContext
+        self, handler: Callable[..., object], arity: int, model: IrisModel, ctx: AsyncContext
     ) -> None:
         args = (model,) if arity == 1 else (model, ctx)
         if is_async_handler(handler):
