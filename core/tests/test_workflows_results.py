@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from iris_cloud import aio
+from iris_cloud.aio.builtin import AsyncMemoryStore
 from iris_cloud.errors import AlreadyExists, ConfigurationError, ValidationError
 from iris_cloud.model import OrderResult
 from iris_cloud.providers.memory import MemoryStore
@@ -17,6 +21,23 @@ from wfhelpers import sample
 
 PDF = b"%PDF-1.4 test document\n%%EOF\n"
 WHEN = datetime(2024, 9, 1, 14, 5, 9)
+
+
+Save = Callable[..., str | None]
+
+
+@pytest.fixture(params=["sync", "async"])
+def save(request: pytest.FixtureRequest) -> Save:
+    """save_result, or aio.save_result awaited (a mem:// store as an async store)."""
+    if request.param == "sync":
+        return save_result
+
+    def save_async(r: OrderResult, target: Any, *args: Any, **kwargs: Any) -> str | None:
+        if isinstance(target, MemoryStore):
+            target = AsyncMemoryStore(target)
+        return asyncio.run(aio.save_result(r, target, *args, **kwargs))
+
+    return save_async
 
 
 def result(**changes: Any) -> OrderResult:
@@ -173,26 +194,26 @@ def test_no_document_and_bad_content(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_html_document_and_ext_token(tmp_path: Path) -> None:
+def test_html_document_and_ext_token(save: Save, tmp_path: Path) -> None:
     r = result(ResultsDocument={"Type": "HTML", "Encoding": "ASCII", "Content": "<p>ok</p>"})
-    path = save_result(r, tmp_path, "{orderLocalId}.{ext}")
+    path = save(r, tmp_path, "{orderLocalId}.{ext}")
     assert path is not None and path.endswith("P0112X00123.html")
     assert Path(path).read_text() == "<p>ok</p>"
 
 
-def test_save_to_a_store(tmp_path: Path) -> None:
+def test_save_to_a_store(save: Save, tmp_path: Path) -> None:
     store = MemoryStore.from_url(f"mem://results-{tmp_path.name}")
-    name = save_result(result(), store, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN)
+    name = save(result(), store, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN)
     assert name == "2024/P0112X00123.pdf"
     assert store.get(name) == PDF
     assert store.info(name).content_type == "application/pdf"
-    assert save_result(result(), store, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN) == name
+    assert save(result(), store, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN) == name
     other = result(**{"ResultsDocument.Content": base64.b64encode(b"%PDF other").decode()})
     assert (
-        save_result(other, store, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN)
+        save(other, store, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN)
         == "2024/P0112X00123-2.pdf"
     )
     # A write-only results store cannot compare contents: it keeps both.
     write_only = MemoryStore.from_url(f"mem://results-{tmp_path.name}", access="w")
-    again = save_result(result(), write_only, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN)
+    again = save(result(), write_only, "{yyyy}/{orderLocalId}.pdf", delivered_at=WHEN)
     assert again == "2024/P0112X00123-3.pdf"

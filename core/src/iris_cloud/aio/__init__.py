@@ -18,7 +18,8 @@ sync twin in worker threads (:mod:`iris_cloud.aio.builtin`).
 awaited.
 
 :class:`AsyncConsumer` runs an :class:`~iris_cloud.consumer.IrisApp` on async
-brokers: ``async def`` handlers awaited, plain ones in worker threads.
+brokers: ``async def`` handlers awaited, plain ones in worker threads;
+:func:`save_result` saves a result document to a directory or an async store.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from iris_cloud.aio.ports import (
     AsyncReadable,
     AsyncReader,
 )
+from iris_cloud.aio.results import save_result
 from iris_cloud.aio.stepped import AsyncSteppedBroker
 from iris_cloud.aio.threaded import ThreadedBroker, ThreadedReader, ThreadedStore
 
@@ -53,4 +55,5 @@ __all__ = [
     "ThreadedStore",
     "open_broker",
     "open_store",
+    "save_result",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import os
 import re
 import secrets
@@ -35,13 +36,14 @@ import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from iris_cloud import tracing
 from iris_cloud._nofollow import open_below
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
 from iris_cloud.model import OrderResult
 from iris_cloud.private import private_dir
+from iris_cloud.steps import Call, Steps, drive
 
 if TYPE_CHECKING:
     from iris_cloud.ports import ObjectStore
@@ -57,6 +59,7 @@ __all__ = [
     "render_name",
     "safe_segment",
     "save_result",
+    "save_steps",
 ]
 
 DEFAULT_TEMPLATE = "{orderLocalId}.pdf"
@@ -237,6 +240,40 @@ def save_result(
     :class:`~iris_cloud.errors.ValidationError` when the content does not
     decode and :class:`ConfigurationError` for a bad template.
     """
+    return drive(
+        save_steps(
+            result,
+            target,
+            template,
+            delivered_at=delivered_at,
+            on_conflict=on_conflict,
+            unset=unset,
+            in_thread=_call,
+        )
+    )
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def save_steps(
+    result: OrderResult,
+    target: Any,
+    template: str = DEFAULT_TEMPLATE,
+    *,
+    delivered_at: datetime | None = None,
+    on_conflict: str = "number",
+    unset: str = UNSET,
+    in_thread: Callable[..., Any],
+) -> Steps[str | None]:
+    """:func:`save_result` as steps (:mod:`iris_cloud.steps`), for a sync or an async target.
+
+    :func:`save_result` drives it with blocking calls, :func:`iris_cloud.aio.save_result`
+    awaits them: the same names, versions and span. A store's calls are the
+    store's own (awaited when it is async); a directory is written by
+    ``in_thread(write, *args)`` (a plain call, or :func:`asyncio.to_thread`).
+    """
     to_dir = isinstance(target, str | os.PathLike)
     # The name is left out of the span: a template may put patient data in it.
     with tracing.span("save", {"iris.save.target": "directory" if to_dir else "store"}) as span:
@@ -245,10 +282,14 @@ def save_result(
             saved = None
         else:
             name = render_name(result, template, delivered_at=delivered_at, unset=unset)
-            if isinstance(target, str | os.PathLike):
-                saved = str(_save_to_dir(data, Path(target), name, on_conflict))
+            if to_dir:
+                written = yield Call(
+                    in_thread, (_save_to_dir, data, Path(target), name, on_conflict)
+                )
+                saved = str(written)
             else:
-                saved = _save_to_store(data, target, name, on_conflict)
+                versions = _StoreVersions(target, name, data)
+                saved = _numbered(name, (yield from _place_steps(versions, on_conflict)))
         if span is not None:
             span.set_attribute("iris.save.document", saved is not None)
         return saved
@@ -266,22 +307,33 @@ RECENT_VERSIONS = 16
 
 
 class _Versions(Protocol):
-    """The numbered versions of one name (1 is the name itself) in one target."""
+    """The numbered versions of one name (1 is the name itself) in one target.
 
-    def create(self, n: int) -> bool:
+    Each method answers at once (a directory) or returns the steps that find
+    the answer (a store, sync or async): :func:`_ask` takes either.
+    """
+
+    def create(self, n: int) -> bool | Steps[bool]:
         """Write version ``n`` unless it exists; whether it was written."""
 
-    def same(self, n: int) -> bool:
+    def same(self, n: int) -> bool | Steps[bool]:
         """Whether version ``n`` is ours and holds exactly the document."""
 
-    def exists(self, n: int) -> bool | None:
+    def exists(self, n: int) -> bool | Steps[bool | None] | None:
         """Whether version ``n`` exists; ``None`` when the target cannot tell."""
 
-    def replace(self) -> None:
+    def replace(self) -> Steps[None] | None:
         """Write the name itself, over whatever is there."""
 
 
-def _place(versions: _Versions, on_conflict: str) -> int:
+def _ask(answer: Any) -> Steps[Any]:
+    """A :class:`_Versions` answer: the value itself, or what its steps return."""
+    if inspect.isgenerator(answer):
+        return (yield from answer)
+    return answer
+
+
+def _place_steps(versions: _Versions, on_conflict: str) -> Steps[int]:
     """Write the document as a new version, or find it already saved; its number.
 
     Per save this costs O(log n) existence checks and at most
@@ -289,28 +341,28 @@ def _place(versions: _Versions, on_conflict: str) -> int:
     not one read per earlier version: a sender who sends many results for
     one order cannot make every later save slower.
     """
-    if versions.create(1) or versions.same(1):
+    if (yield from _ask(versions.create(1))) or (yield from _ask(versions.same(1))):
         return 1
     if on_conflict == "error":
         raise AlreadyExists("a result file of that name exists with different content")
     if on_conflict == "replace":
-        versions.replace()
+        yield from _ask(versions.replace())
         return 1
-    top = _last_version(versions)
+    top = yield from _last_version_steps(versions)
     # A redelivery is compared with the newest versions only (the older ones
     # would make each save read every version before it).
     for n in range(top, max(1, top - RECENT_VERSIONS), -1):
-        if versions.same(n):
+        if (yield from _ask(versions.same(n))):
             return n
     n = top + 1
-    while not versions.create(n):
-        if versions.same(n):  # written meanwhile by a concurrent redelivery
+    while not (yield from _ask(versions.create(n))):
+        if (yield from _ask(versions.same(n))):  # written meanwhile by a concurrent redelivery
             return n
         n += 1
     return n
 
 
-def _last_version(versions: _Versions) -> int:
+def _last_version_steps(versions: _Versions) -> Steps[int]:
     """The highest ``n`` with versions 2..n present (1 when there is no ``-2``).
 
     Versions are written in order, so their presence is monotone: a
@@ -318,14 +370,14 @@ def _last_version(versions: _Versions) -> int:
     (a deleted version) only ends the search early; ``create`` never
     overwrites, so a wrong guess costs a retry, never a file.
     """
-    if not versions.exists(2):  # absent, or the target cannot tell
+    if not (yield from _ask(versions.exists(2))):  # absent, or the target cannot tell
         return 1
     low, high = 2, 4
-    while versions.exists(high):
+    while (yield from _ask(versions.exists(high))):
         low, high = high, high * 2
     while high - low > 1:
         mid = (low + high) // 2
-        if versions.exists(mid):
+        if (yield from _ask(versions.exists(mid))):
             low = mid
         else:
             high = mid
@@ -341,7 +393,7 @@ def _save_to_dir(data: bytes, root: Path, name: str, on_conflict: str) -> Path:
     try:
         versions = _DirVersions(fd, filename, data)
         try:
-            n = _place(versions, on_conflict)
+            n = drive(_place_steps(versions, on_conflict))
         finally:
             versions.discard()
     finally:
@@ -441,44 +493,48 @@ _NO_HARD_LINKS = frozenset(
 )
 
 
-def _save_to_store(data: bytes, store: ObjectStore, name: str, on_conflict: str) -> str:
-    return _numbered(name, _place(_StoreVersions(store, name, data), on_conflict))
-
-
 class _StoreVersions:
-    """Versions of ``name`` in an object store, created by conditional puts."""
+    """Versions of ``name`` in an object store, created by conditional puts.
 
-    def __init__(self, store: ObjectStore, name: str, data: bytes) -> None:
+    The store is sync or async: each answer is steps whose calls the driver
+    makes (or awaits).
+    """
+
+    def __init__(self, store: Any, name: str, data: bytes) -> None:
         self.store = store
         self.name = name
         self.data = data
         self.content_type = _content_type(name)
 
-    def create(self, n: int) -> bool:
+    def _put(self, name: str, **options: Any) -> Call:
+        options["content_type"] = self.content_type
+        return Call(self.store.put, (name, self.data), options)
+
+    def create(self, n: int) -> Steps[bool]:
         try:
-            self.store.put(_numbered(self.name, n), self.data, content_type=self.content_type)
+            yield self._put(_numbered(self.name, n))
         except AlreadyExists:
             return False
         return True
 
-    def same(self, n: int) -> bool:
+    def same(self, n: int) -> Steps[bool]:
         try:
-            info = self.store.info(_numbered(self.name, n))
+            info = yield Call(self.store.info, (_numbered(self.name, n),))
             if info.size != len(self.data):
                 return False
-            return self.store.get(_numbered(self.name, n)) == self.data
+            return bool((yield Call(self.store.get, (_numbered(self.name, n),))) == self.data)
         except (PermissionDenied, NotFound):
             # A write-only results store cannot compare: keep both.
             return False
 
-    def exists(self, n: int) -> bool | None:
+    def exists(self, n: int) -> Steps[bool | None]:
         try:
-            return self.store.exists(_numbered(self.name, n))
+            return bool((yield Call(self.store.exists, (_numbered(self.name, n),))))
         except PermissionDenied:
             return None  # write-only: numbers are found by trying puts in turn
 
-    def replace(self) -> None:
-        self.store.put(self.name, self.data, content_type=self.content_type, overwrite=True)
+    def replace(self) -> Steps[None]:
+        yield self._put(self.name, overwrite=True)
 
 
 def _content_type(name: str) -> str:
