@@ -1,10 +1,10 @@
 """Both consumers behind the sync consumer's interface, so one test runs on each.
 
 ``open_consumer("sync", ...)`` is :meth:`Consumer.from_profile`;
-``open_consumer("async", ...)`` is an :class:`~iris_cloud.aio.AsyncConsumer` on
-the profile's async brokers, its coroutines run on a loop in a thread
-(:class:`BlockingAsyncConsumer`): the test's handlers are plain functions,
-which the async consumer runs in its worker threads.
+``open_consumer("async", ...)`` is :meth:`AsyncConsumer.from_profile`, its
+coroutines run on a loop in a thread (:class:`BlockingAsyncConsumer`): the
+test's handlers are plain functions, which the async consumer runs in its
+worker threads.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
-from iris_cloud import aio
-from iris_cloud.aio import AsyncConsumer, AsyncMessageBroker, AsyncObjectStore
+from iris_cloud.aio import AsyncConsumer
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, ConsumerStats, IrisApp
 from iris_cloud.testing.blocking import LoopThread, shared_loop
@@ -26,32 +25,11 @@ Consume = Callable[..., Any]
 (the ``consume`` fixture of conftest.py)."""
 
 
-def async_brokers(
-    profile: Profile, roles: Iterable[str]
-) -> tuple[dict[str, AsyncMessageBroker], AsyncObjectStore | None]:
-    """The profile's ``roles`` as async brokers sharing one async claim-check store."""
-    claim = None
-    if profile.claim_check is not None:
-        claim = aio.open_store(
-            profile.claim_check.url, **profile.claim_check.resolved_options("claim_check")
-        )
-    brokers: dict[str, AsyncMessageBroker] = {}
-    for role in roles:
-        endpoint = profile.endpoint(role)
-        broker = aio.open_broker(endpoint.url, claim_check=claim, **endpoint.resolved_options(role))
-        broker.claim_check_max_bytes = profile.claim_check_max_bytes
-        brokers[role] = broker
-    return brokers, claim
-
-
 class BlockingAsyncConsumer:
     """An :class:`AsyncConsumer` driven from sync test code on a :class:`LoopThread`."""
 
-    def __init__(
-        self, consumer: AsyncConsumer, claim: AsyncObjectStore | None, loop: LoopThread
-    ) -> None:
+    def __init__(self, consumer: AsyncConsumer, loop: LoopThread) -> None:
         self.consumer = consumer
-        self.claim = claim
         self.loop = loop
 
     def run_until(
@@ -73,8 +51,6 @@ class BlockingAsyncConsumer:
 
     def close(self) -> None:
         self.loop.run(self.consumer.close())
-        if self.claim is not None:
-            self.loop.run(self.claim.close())
 
     def __enter__(self) -> Self:
         return self
@@ -94,7 +70,6 @@ def open_consumer(
     """A consumer of ``engine`` (``sync`` / ``async``) on the profile's ``roles``."""
     if engine == "sync":
         return Consumer.from_profile(app, profile, roles=tuple(roles), **kwargs)
-    brokers, claim = async_brokers(profile, roles)
-    kwargs.setdefault("settings", profile.consumer)
-    consumer = AsyncConsumer(app, brokers, close_brokers=True, **kwargs)
-    return BlockingAsyncConsumer(consumer, claim, shared_loop())
+    loop = shared_loop()
+    consumer = loop.run(AsyncConsumer.from_profile(app, profile, roles, **kwargs))
+    return BlockingAsyncConsumer(consumer, loop)

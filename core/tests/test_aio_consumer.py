@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consumers import async_brokers
 from iris_cloud import aio
 from iris_cloud.aio import AsyncConsumer, AsyncContext
 from iris_cloud.config import Profile
@@ -53,13 +52,13 @@ def result() -> bytes:
 async def consumer_on(
     kind: str, tmp_path: Path, app: IrisApp, *roles: str, lock_seconds: float = 2, **settings: Any
 ) -> tuple[AsyncConsumer, dict[str, aio.AsyncMessageBroker]]:
-    """An AsyncConsumer on fresh async ``roles`` of ``kind``; it closes them."""
+    """An AsyncConsumer on fresh async ``roles`` of ``kind`` (from_profile); it closes them."""
     data = profile_dict(kind, tmp_path, claim_check=None)
     for role in roles:
         data[role]["lock_seconds"] = lock_seconds
-    brokers, _ = async_brokers(Profile.from_dict(data), roles)
-    consumer = AsyncConsumer(app, brokers, close_brokers=True, **{**FAST, **settings})
-    return consumer, brokers
+    profile = Profile.from_dict(data)
+    consumer = await AsyncConsumer.from_profile(app, profile, roles, **{**FAST, **settings})
+    return consumer, consumer.brokers
 
 
 async def waiting(broker: aio.AsyncMessageBroker) -> int:

@@ -61,7 +61,7 @@ def test_the_sync_consumer_refuses_an_app_with_an_async_handler(
     else:
         app.fallback(handler)
     assert app.async_handlers() != []
-    with pytest.raises(ConfigurationError, match="is async.*AsyncConsumer"):
+    with pytest.raises(ConfigurationError, match=r"is async.*AsyncConsumer"):
         Consumer(app, MemoryBroker(f"hostile-{uuid.uuid4().hex}"))
 
 

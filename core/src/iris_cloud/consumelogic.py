@@ -21,12 +21,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from iris_cloud.config import ConsumerSettings
+from iris_cloud.config import ConsumerSettings, Profile
 from iris_cloud.decoding import failure_text
 from iris_cloud.dedupe import Dedupe, DedupeBackend, open_dedupe
 from iris_cloud.errors import (
@@ -69,6 +69,7 @@ __all__ = [
     "is_async_handler",
     "lock_was_lost",
     "log_stopped",
+    "open_consumer_steps",
     "poison_reason",
     "process_steps",
     "receive_backoff",
@@ -328,6 +329,8 @@ class ConsumerBase:
 
     _running = False
     _context_class: type[ContextBase]
+    _claim_store: Any = None
+    """The claim-check store :meth:`from_profile` opened (closed with the consumer)."""
 
     def __init__(
         self,
@@ -438,6 +441,45 @@ class ConsumerBase:
         if not self._paused[source]:
             del self._paused[source]
             log.info("receiving from %s resumed", source)
+
+
+def open_consumer_steps(
+    cls: Any,
+    app: Any,
+    profile: Profile,
+    roles: Iterable[str],
+    kwargs: dict[str, Any],
+    *,
+    open_broker: str,
+    open_store: str,
+) -> Steps[Any]:
+    """``cls.from_profile``: the profile's ``roles`` opened by its ``open_broker`` /
+    ``open_store`` methods (sync or async), one claim-check store shared by all,
+    everything opened closed again if the consumer cannot be made."""
+    names = list(roles)
+    profile.require(*names)
+    claim = None
+    if profile.claim_check is not None:
+        claim = yield Call(getattr(profile, open_store), ("claim_check",))
+    opened: dict[str, Any] = {}
+    kwargs.setdefault("settings", profile.consumer)
+    try:
+        for role in names:
+            opened[role] = yield Call(
+                getattr(profile, open_broker), (role,), {"claim_check": claim}
+            )
+        # Built in the same try: a health port in use must not leak the brokers.
+        consumer = cls(app, opened, close_brokers=True, **kwargs)
+    except BaseException as exc:
+        if isinstance(exc, GeneratorExit):  # the run abandoned: no more steps
+            raise
+        for broker in opened.values():
+            yield Call(broker.close)
+        if claim is not None:
+            yield Call(claim.close)
+        raise
+    consumer._claim_store = claim
+    return consumer
 
 
 FATAL_RECEIVE = (PermissionDenied, ConfigurationError)

@@ -80,6 +80,7 @@ from iris_cloud.consumelogic import (
     handler_name,
     is_async_handler,
     log_stopped,
+    open_consumer_steps,
     poison_reason,
     process_steps,
     refuse_awaitable,
@@ -375,25 +376,11 @@ class Consumer(ConsumerBase):
         The profile's ``consumer`` settings apply unless ``settings=`` is given;
         one claim-check store is shared by all the brokers.
         """
-        names = list(roles)
-        profile.require(*names)
-        claim: ObjectStore | None = (
-            profile.open_store("claim_check") if profile.claim_check else None
+        consumer: Consumer = drive(
+            open_consumer_steps(
+                cls, app, profile, roles, kwargs, open_broker="open_broker", open_store="open_store"
+            )
         )
-        opened: dict[str, MessageBroker] = {}
-        kwargs.setdefault("settings", profile.consumer)
-        try:
-            for role in names:
-                opened[role] = profile.open_broker(role, claim_check=claim)
-            # Built in the same try: a health port in use must not leak the brokers.
-            consumer = cls(app, opened, close_brokers=True, **kwargs)
-        except BaseException:
-            for broker in opened.values():
-                broker.close()
-            if claim is not None:
-                claim.close()
-            raise
-        consumer._claim_store = claim
         return consumer
 
     _claim_store: ObjectStore | None = None

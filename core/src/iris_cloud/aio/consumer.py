@@ -58,6 +58,7 @@ from iris_cloud.consumelogic import (
     ReceiveHealth,
     is_async_handler,
     log_stopped,
+    open_consumer_steps,
     process_steps,
     refuse_awaitable,
     renew_steps,
@@ -70,7 +71,7 @@ from iris_cloud.steps import adrive
 
 if TYPE_CHECKING:
     from iris_cloud.aio.ports import AsyncMessageBroker
-    from iris_cloud.config import ConsumerSettings
+    from iris_cloud.config import ConsumerSettings, Profile
     from iris_cloud.dedupe import DedupeBackend
     from iris_cloud.messages import Message
     from iris_cloud.model import IrisModel
@@ -166,6 +167,34 @@ class AsyncConsumer(ConsumerBase, _Closing):
         # A stop() that comes before the run (or from a signal as it begins) is honoured.
         self._stop_requested = False
         self._fatal: BaseException | None = None
+
+    @classmethod
+    async def from_profile(
+        cls,
+        app: HandlerTable,
+        profile: Profile,
+        roles: Iterable[str] = ("events", "results"),
+        **kwargs: Any,
+    ) -> AsyncConsumer:
+        """An async consumer on the profile's ``roles`` (opened now, closed with the consumer).
+
+        :meth:`Consumer.from_profile <iris_cloud.consumer.Consumer.from_profile>` on
+        :meth:`Profile.open_async_broker <iris_cloud.config.Profile.open_async_broker>`:
+        the profile's ``consumer`` settings unless ``settings=`` is given, one async
+        claim-check store shared by the brokers.
+        """
+        consumer: AsyncConsumer = await adrive(
+            open_consumer_steps(
+                cls,
+                app,
+                profile,
+                roles,
+                kwargs,
+                open_broker="open_async_broker",
+                open_store="open_async_store",
+            )
+        )
+        return consumer
 
     # -- control -------------------------------------------------------------
     @property
@@ -491,6 +520,8 @@ class AsyncConsumer(ConsumerBase, _Closing):
                     await asyncio.wait_for(broker.close(), max(self.settings.stop_timeout, 1.0))
                 except Exception as exc:
                     log.warning("closing %s failed: %s", name, type(exc).__name__)
+            if self._claim_store is not None:
+                await self._claim_store.close()
         if self.dedupe is not None and self._owns_dedupe:
             self.dedupe.close()
         self._service.close()
