@@ -6,7 +6,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from aiobotocore.session import AioSession
+try:
+    from aiobotocore.session import AioSession
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(
+        "the async AWS classes run on aiobotocore: install 'iris-cloud-aws[async]'"
+    ) from exc
 from iris_cloud.errors import ConfigurationError
 from iris_cloud.logs import get_logger
 

@@ -13,6 +13,13 @@ from datetime import timedelta
 from typing import Any
 
 from azure.storage.blob.aio import BlobClient, ContainerClient
+
+try:
+    import aiohttp  # noqa: F401 - azure-core's async transport, imported only at the first call
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(
+        "AsyncAzureBlobStore runs on aiohttp: install 'iris-cloud-azure[async]'"
+    ) from exc
 from iris_cloud.aio import AsyncObjectStore, AsyncReader
 from iris_cloud.aio.blocks import BlockReader
 from iris_cloud.parts import AsyncPartPool
