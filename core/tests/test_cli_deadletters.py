@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner, Result
 from iris_cloud.cli import main
 from iris_cloud.config import Profile, load_profile
-from iris_cloud.deadletters import REPLAY_PROPERTY
+from iris_cloud.deadletters import REPLAY_PROPERTY, SweepReport, browse
 from iris_cloud.ports import Message
+from iris_cloud.providers.memory import MemoryBroker
 from test_cli_workflow import wide_console  # noqa: F401 - autouse: a wide console, no env
 
 pytestmark = pytest.mark.timeout(60)
@@ -210,3 +211,19 @@ def test_replay_killed_between_send_and_complete_loses_nothing(tmp_path: Path, p
     # Replayed once more: a duplicate after the kill in complete, never a loss.
     assert [m.message_id for m in source(profile)] == ["msg-7"]
     assert run("deadletters", "list", "events", "--config", str(config), "--json").stdout == "[]\n"
+
+
+def test_a_sweep_that_outlasts_the_locks_sees_each_dead_letter_once() -> None:
+    # The locks of the held dead letters run out during the sweep: their copies
+    # come back and are held again, not counted as new, and the sweep ends.
+    broker = MemoryBroker(f"dl-{uuid.uuid4().hex[:10]}", lock_seconds=0.2)
+    broker._send_batch([Message(b"x", message_id=f"m{i}") for i in range(3)])
+    for msg in broker.receive(10, wait=1.0):
+        broker.dead_letter(msg, "Poison")
+
+    def slow(report: SweepReport) -> None:
+        time.sleep(0.3)  # past every lock taken so far
+
+    report = browse(broker, wait=0.2, progress=slow)
+    assert sorted(m.message_id for m in report.messages) == ["m0", "m1", "m2"]
+    assert report.seen == 3

@@ -8,7 +8,10 @@ a *sweep* receives the dead letters under peek-lock, one batch after another,
 holds every message it took until the queue has nothing more to give, and
 gives back (abandons) what it did not settle. Holding them is what makes a
 sweep end: a message given back at once would be received again by the next
-batch. Looking therefore counts a delivery on the dead-letter queue.
+batch. Looking therefore counts a delivery on the dead-letter queue. A
+message id is the sender's and several dead letters may share one: a
+message counts as a copy of one held here only once that one's lock has run
+out, so a flood of dead letters with one id hides no other.
 
 :func:`replay` sends a copy of each selected message back to the broker's
 queue (body, ids, subject, content type and properties; not the dead-letter
@@ -24,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from iris_cloud.errors import IrisCloudError, LockLost
 from iris_cloud.logs import get_logger
@@ -182,7 +186,7 @@ def _sweep(
     progress: Progress | None,
 ) -> None:
     """``act`` on the selected, complete where it says to; give back the rest."""
-    ids: set[str] = set()
+    taken = _Taken()
     with _holding(broker) as held:
         while limit is None or report.seen < limit:
             room = broker.capabilities.max_batch if limit is None else limit - report.seen
@@ -191,13 +195,12 @@ def _sweep(
                 break
             fresh = 0
             for msg in batch:
-                if msg.message_id and msg.message_id in ids:
+                if taken.again(msg):
                     # A copy of one held here whose lock ran out: hold it too,
                     # or the next batch would bring it back again.
                     held.append(msg)
                     continue
                 fresh += 1
-                ids.add(msg.message_id)
                 report.seen += 1
                 if not which(msg):
                     held.append(msg)
@@ -211,12 +214,55 @@ def _sweep(
                 except LockLost:
                     report.left += 1
                     continue
+                taken.settled(msg)
                 report.done += 1
             if progress is not None:
                 progress(report)
             if not fresh:
                 # Nothing new: only copies of held messages whose locks ran out.
                 break
+
+
+_CLOCK_SKEW = timedelta(seconds=5)
+"""How far this host's clock may be behind the service's for a copy to be seen as one."""
+
+
+class _Taken:
+    """The messages a sweep took, by id, to tell a copy come back from another message.
+
+    A message id is the sender's: several dead letters may share one (a
+    sender reusing ids, or flooding with one on purpose). Only a message
+    whose lock has run out can come back while the sweep holds it, so a
+    message with the id of one taken here counts as its copy only when that
+    one's lock has run out; otherwise it is another message, and is swept
+    like any other. (Without the lock's end, as the port promises it, a
+    shared id is all there is to go by.) The lock's end is the service's
+    clock, so "run out" allows :data:`_CLOCK_SKEW`; a clock further off sees
+    a copy as new at most once per message (shown twice, never lost), as the
+    next copy finds the older lock long over.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, list[datetime | None]] = {}
+
+    def again(self, msg: Message) -> bool:
+        """Whether ``msg`` is a copy of one taken before; else remember it as taken."""
+        if not msg.message_id:
+            return False
+        locks = self._locks.setdefault(msg.message_id, [])
+        soon = datetime.now(UTC) + _CLOCK_SKEW
+        for i, until in enumerate(locks):
+            if until is None or until <= soon:
+                locks[i] = msg.locked_until  # the copy is held now, under its own lock
+                return True
+        locks.append(msg.locked_until)
+        return False
+
+    def settled(self, msg: Message) -> None:
+        """``msg`` was completed: it cannot come back, so nothing is its copy."""
+        locks = self._locks.get(msg.message_id)
+        if locks and msg.locked_until in locks:
+            locks.remove(msg.locked_until)
 
 
 @contextmanager
