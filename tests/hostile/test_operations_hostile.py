@@ -12,9 +12,13 @@ import json
 import logging
 import pkgutil
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from click.testing import Result
 from iris_cloud import deadletters
+from iris_cloud.config import load_profile
 from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.errors import LockLost
 from iris_cloud.logs import SafeLogger
@@ -114,3 +118,36 @@ def test_every_framework_logger_escapes_its_arguments() -> None:
             if isinstance(value, logging.Logger) and not isinstance(value, SafeLogger):
                 plain.append(f"{name}.{attr}")
     assert not plain, f"plain loggers (use iris_cloud.logs.get_logger): {plain}"
+
+
+def test_dead_letters_sharing_one_id_hide_no_other_from_the_deadletters_command(
+    local_config: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    # A sender reuses one message id for a flood of poison: each is a dead
+    # letter of its own, and the one legitimate dead letter behind them must
+    # still be listed, replayed and purged.
+    config = local_config()
+    flood = [Message(b"poison", message_id="X") for _ in range(25)]
+    with load_profile(config_file=config).open_broker("events") as broker:
+        broker._send_batch([*flood, Message(b"{}", message_id="legit-1")])
+        taken: list[Message] = []
+        while len(taken) < 26:
+            taken += broker.receive(10, wait=1.0)
+        for msg in taken:
+            broker.dead_letter(msg, "Poison")
+    where = ("--config", str(config), "--wait", "0.2")
+    listed = cli("deadletters", "list", "events", "--json", *where)
+    assert listed.exit_code == 0, listed.output
+    ids = [m["message_id"] for m in json.loads(listed.stdout)]
+    assert sorted(ids) == ["X"] * 25 + ["legit-1"]
+    replayed = cli("deadletters", "replay", "events", "--id", "legit-1", *where)
+    assert replayed.exit_code == 0, replayed.output
+    with load_profile(config_file=config).open_broker("events") as broker:
+        [back] = broker.receive(10, wait=1.0)
+        assert back.message_id == "legit-1"
+        broker.complete(back)
+    purged = cli("deadletters", "purge", "events", "--yes", *where)
+    assert purged.exit_code == 0, purged.output
+    assert "purged 25 dead letter(s)" in purged.output
+    with load_profile(config_file=config).open_broker("events") as broker:
+        assert broker.receive_dead_letters(10, wait=0.5) == []
