@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -377,6 +378,15 @@ def test_named_temp_files_where_there_are_no_unnamed_ones(tmp_path: Path) -> Non
     store.put("a/b", b"3", overwrite=True)
     assert store.get("a/b") == b"3"
     assert list((tmp_path / ".iris-cloud" / "tmp").iterdir()) == []
+
+
+def test_a_store_whose_directory_was_removed_makes_it_again(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    store.put("a", b"1")
+    shutil.rmtree(tmp_path / "s")
+    store.put("a", b"2")  # as a store opened now would: the directory is made again
+    assert store.get("a") == b"2"
+    assert list(store.list()) and not list((tmp_path / "s" / ".iris-cloud" / "tmp").iterdir())
 
 
 def test_reserved_names_rejected(tmp_path: Path) -> None:

@@ -858,11 +858,20 @@ class FileStore(ObjectStore):
             raise ConfigurationError(UNSAFE_DIRECTORY.format(base=self._real_root)) from None
 
     def _forget(self, key: str) -> None:
-        """Drop a kept descriptor whose directory was removed: the next call reopens it."""
+        """Drop a kept descriptor whose directory was removed: the next call reopens it.
+
+        If the store's directory itself was removed, it is made again (as
+        opening the store would), so that a put after it works as before.
+        """
         with self._fds_lock:
-            fd = self._fds.pop(key, None)
-        if fd is not None:
-            os.close(fd)
+            fds = [self._fds.pop(key, None)]
+            root = self._fds.get("root")
+            if root is not None and os.fstat(root).st_nlink == 0:
+                fds.append(self._fds.pop("root"))
+                private_dir(self.root)
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
 
     @staticmethod
     def _split(name: str) -> tuple[list[str], str]:
@@ -1072,10 +1081,10 @@ class FileStore(ObjectStore):
                         self._unnamed = False  # none on this filesystem: named ones from now on
                 tmp = f"{uuid.uuid4().hex}.part"
                 return os.open(tmp, _NEW_FILE, FILE_MODE, dir_fd=tmp_dir), tmp, tmp_dir
-            except FileNotFoundError:
-                if attempt:
+            except OSError:
+                if attempt or os.fstat(tmp_dir).st_nlink:
                     raise
-                self._forget("tmp")  # removed under us: made again
+                self._forget("tmp")  # removed under us (ENOENT, or EPERM for O_TMPFILE)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _publish(
