@@ -227,3 +227,22 @@ def test_a_sweep_that_outlasts_the_locks_sees_each_dead_letter_once() -> None:
     report = browse(broker, wait=0.2, progress=slow)
     assert sorted(m.message_id for m in report.messages) == ["m0", "m1", "m2"]
     assert report.seen == 3
+
+
+def test_a_long_sweep_renews_the_locks_it_holds_and_sees_every_dead_letter() -> None:
+    # Longer than the lock (2 s): without renewal the first batch would come
+    # back before the last, the sweep would end there, and list would stop at 30.
+    broker = MemoryBroker(f"dl-{uuid.uuid4().hex[:10]}", lock_seconds=2.0)
+    broker._send_batch([Message(b"x", message_id=f"m{i}") for i in range(40)])
+    taken: list[Message] = []
+    while len(taken) < 40:
+        taken += broker.receive(10, wait=1.0)
+    for msg in taken:
+        broker.dead_letter(msg, "Poison")
+
+    def slow(report: SweepReport) -> None:
+        time.sleep(0.7)
+
+    report = browse(broker, wait=0.2, progress=slow)
+    assert report.seen == 40
+    assert sorted(m.message_id for m in report.messages) == sorted(f"m{i}" for i in range(40))

@@ -187,14 +187,17 @@ def _sweep(
 ) -> None:
     """``act`` on the selected, complete where it says to; give back the rest."""
     taken = _Taken()
+    renewing = _Renewing(broker)
     with _holding(broker) as held:
         while limit is None or report.seen < limit:
+            renewing.due(held)
             room = broker.capabilities.max_batch if limit is None else limit - report.seen
             batch = broker.receive_dead_letters(max_messages=min(10, room), wait=wait)
             if not batch:
                 break
             fresh = 0
             for msg in batch:
+                renewing.taken(msg)
                 if taken.again(msg):
                     # A copy of one held here whose lock ran out: hold it too,
                     # or the next batch would bring it back again.
@@ -221,6 +224,44 @@ def _sweep(
             if not fresh:
                 # Nothing new: only copies of held messages whose locks ran out.
                 break
+
+
+class _Renewing:
+    """Renews the locks of held dead letters past half their length, where the broker can.
+
+    A sweep longer than the dead-letter queue's lock would otherwise get its
+    held messages back, as copies, before the messages it has not seen yet,
+    and end there: a ``list`` of a long queue would stop part-way.
+    """
+
+    def __init__(self, broker: MessageBroker) -> None:
+        self._broker = broker
+        self._on = broker.capabilities.lock_renewal
+        self._half: dict[int, timedelta] = {}
+
+    def taken(self, msg: Message) -> None:
+        """Note how long ``msg``'s lock is, as it arrives."""
+        if self._on and msg.locked_until is not None:
+            self._half[id(msg)] = (msg.locked_until - datetime.now(UTC)) / 2
+
+    def due(self, held: list[Message]) -> None:
+        """Renew each held lock with less than half its length left."""
+        if not self._on:
+            return
+        now = datetime.now(UTC)
+        for msg in held:
+            half = self._half.get(id(msg))
+            if half is None or msg.locked_until is None or msg.locked_until - now > half:
+                continue
+            try:
+                msg.locked_until = self._broker.renew_lock(msg)
+            except LockLost:
+                self._half.pop(id(msg), None)  # it comes back, and is held again as a copy
+            except IrisCloudError as exc:
+                # Renewing is an aid: without it the sweep is as before.
+                log.debug("renewing held dead letters failed (%s)", type(exc).__name__)
+                self._on = False
+                return
 
 
 _CLOCK_SKEW = timedelta(seconds=5)

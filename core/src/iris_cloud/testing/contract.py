@@ -518,6 +518,19 @@ class BrokerContract:
     def test_receive_dead_letters_empty(self, broker: MessageBroker) -> None:
         assert broker.receive_dead_letters(max_messages=5, wait=0.2) == []
 
+    def test_renew_lock_of_a_dead_letter(self, broker: MessageBroker) -> None:
+        # What a dead-letter sweep longer than the lock does to the letters it holds.
+        if not broker.capabilities.lock_renewal:
+            pytest.skip("provider cannot renew locks (capabilities.lock_renewal)")
+        broker.send(b"dead")
+        [msg] = _drain(broker, 1, timeout=10)
+        broker.dead_letter(msg, "Reason")
+        [dead] = _drain(broker, 1, timeout=10, dead_letters=True)
+        until = broker.renew_lock(dead)
+        assert until.tzinfo is not None
+        broker.complete(dead)
+        assert broker.receive_dead_letters(max_messages=1, wait=0.5) == []
+
     def test_dead_letter_tooling_replays_and_purges(self, broker: MessageBroker) -> None:
         # What ``iris-cloud deadletters`` runs: built on the port, so it must work here.
         from iris_cloud.deadletters import SweepReport, browse, purge, replay, select
