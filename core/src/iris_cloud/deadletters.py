@@ -254,7 +254,7 @@ class _Renewing:
             if half is None or msg.locked_until is None or msg.locked_until - now > half:
                 continue
             try:
-                msg.locked_until = self._broker.renew_lock(msg)
+                until = self._broker.renew_lock(msg)
             except LockLost:
                 self._half.pop(id(msg), None)  # it comes back, and is held again as a copy
             except IrisCloudError as exc:
@@ -262,6 +262,8 @@ class _Renewing:
                 log.debug("renewing held dead letters failed (%s)", type(exc).__name__)
                 self._on = False
                 return
+            if until is not None:
+                msg.locked_until = until
 
 
 _CLOCK_SKEW = timedelta(seconds=5)
