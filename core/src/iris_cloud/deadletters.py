@@ -257,6 +257,7 @@ class _Renewing:
                 until = self._broker.renew_lock(msg)
             except LockLost:
                 self._half.pop(id(msg), None)  # it comes back, and is held again as a copy
+                continue
             except IrisCloudError as exc:
                 # Renewing is an aid: without it the sweep is as before.
                 log.debug("renewing held dead letters failed (%s)", type(exc).__name__)
