@@ -41,6 +41,10 @@ class Capabilities:
     completes_for_all: bool = False
     """Completing a message removes it for every receiver (a queue, not one subscription
     of a topic), so nobody else needs its claim-checked payload afterwards."""
+    batch_settle: bool = False
+    """``complete_many`` / ``abandon_many`` settle several messages in one service call
+    (or one lock, one transaction) instead of one call each; where it is False they loop,
+    and the consumer settles each message as soon as it is handled."""
     # store
     conditional_create: bool = True
     """``put(overwrite=False)`` is enforced atomically by the service."""

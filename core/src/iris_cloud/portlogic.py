@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -51,15 +51,19 @@ __all__ = [
     "cannot_sign",
     "check_list_prefix",
     "check_right",
+    "completed_many_steps",
     "completed_steps",
     "dead_letters_steps",
+    "held_by",
     "peek_refused",
     "poll_watch_steps",
     "prepare_steps",
     "put_metadata",
+    "raise_outcome",
     "receive_steps",
     "send_steps",
     "sendables",
+    "settle_each_steps",
     "signed_url_args",
 ]
 
@@ -282,6 +286,72 @@ def completed_steps(broker: BrokerLike, message: Message) -> Steps[None]:
             message.message_id,
             type(exc).__name__,
         )
+
+
+def settle_each_steps(
+    settle: Callable[..., Any], messages: list[Message], *args: Any
+) -> Steps[list[IrisCloudError | None]]:
+    """``complete_many`` / ``abandon_many`` where the service has no batch: one call each.
+
+    A message's failure (:class:`~iris_cloud.errors.LockLost`, an outage) is its
+    entry of the outcomes and costs no other message; anything not from the error
+    tree is a bug and propagates.
+    """
+    outcomes: list[IrisCloudError | None] = []
+    for message in messages:
+        try:
+            yield Call(settle, (message, *args))
+        except IrisCloudError as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
+
+
+H = TypeVar("H")
+K = TypeVar("K")
+
+
+def held_by(
+    messages: list[Message], held: Callable[[Message], H], key: Callable[[H], K]
+) -> tuple[list[IrisCloudError | None], dict[K, list[tuple[int, H]]]]:
+    """What a native ``complete_many`` / ``abandon_many`` starts from.
+
+    One outcome per message (``None`` so far), and the handle ``held(message)``
+    of each, with its index, grouped by ``key(handle)`` (a queue, a
+    subscription): a message whose handle cannot be had gets its error as
+    its outcome and is left out.
+    """
+    outcomes: list[IrisCloudError | None] = [None] * len(messages)
+    groups: dict[K, list[tuple[int, H]]] = {}
+    for index, message in enumerate(messages):
+        try:
+            handle = held(message)
+        except IrisCloudError as exc:
+            outcomes[index] = exc
+            continue
+        groups.setdefault(key(handle), []).append((index, handle))
+    return outcomes, groups
+
+
+def raise_outcome(outcomes: list[IrisCloudError | None]) -> None:
+    """Raise the error of a one-message ``complete_many`` / ``abandon_many``, if any.
+
+    For providers whose single settle calls are their batch ones with one message.
+    """
+    (outcome,) = outcomes
+    if outcome is not None:
+        raise outcome
+
+
+def completed_many_steps(
+    broker: BrokerLike, messages: list[Message], outcomes: list[IrisCloudError | None]
+) -> Steps[list[IrisCloudError | None]]:
+    """After a native ``complete_many``: the claim-check cleanup of each completed message."""
+    for message, outcome in zip(messages, outcomes, strict=True):
+        if outcome is None:
+            yield from completed_steps(broker, message)
+    return outcomes
 
 
 def cannot_sign(store: object) -> ConfigurationError:

@@ -26,7 +26,7 @@ from typing import IO, Any, ClassVar, Self
 from iris_cloud import portlogic
 from iris_cloud.capabilities import Capabilities
 from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
-from iris_cloud.errors import NotFound
+from iris_cloud.errors import IrisCloudError, NotFound
 from iris_cloud.messages import Message, Sendable
 from iris_cloud.objects import NotificationParser, ObjectInfo, check_object_name
 from iris_cloud.portlogic import MAX_SIGNED_URL_EXPIRY
@@ -186,6 +186,35 @@ class MessageBroker(ABC):
     @abstractmethod
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Give ``message`` back for redelivery, after ``delay`` seconds where supported."""
+
+    def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """Complete several messages in as few service calls as the service allows.
+
+        Returns one outcome per message, in order: ``None`` where it was
+        completed, else the error :meth:`complete` would have raised for it
+        (:class:`~iris_cloud.errors.LockLost` for an expired or already
+        settled one, :class:`~iris_cloud.errors.Unavailable` for a call that
+        failed, ...). One message's failure never stops the others, and
+        nothing here raises for it. Where ``capabilities.batch_settle`` the
+        provider does it natively; otherwise this calls :meth:`complete` for
+        each. The claim-check cleanup of :meth:`complete` applies to each.
+        """
+        return drive(portlogic.settle_each_steps(self.complete, list(messages)))
+
+    def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """Give several messages back (after ``delay`` where supported); see complete_many."""
+        return drive(portlogic.settle_each_steps(self.abandon, list(messages), delay))
+
+    def _completed_many(
+        self, messages: list[Message], outcomes: list[IrisCloudError | None]
+    ) -> list[IrisCloudError | None]:
+        """After a native :meth:`complete_many`: :meth:`_completed` for each one completed.
+
+        Providers return through it; it never raises and returns ``outcomes``.
+        """
+        return drive(portlogic.completed_many_steps(self, messages, outcomes))
 
     @abstractmethod
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:

@@ -11,9 +11,11 @@ awaits them; the provider's two broker classes then hold only their clients.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar
 
+from iris_cloud.errors import IrisCloudError
 from iris_cloud.messages import Message
 from iris_cloud.ports import MessageBroker
 from iris_cloud.steps import Steps, drive
@@ -51,6 +53,16 @@ class BrokerSteps:
         """``abandon``: give ``message`` back, after ``delay`` where supported."""
 
     @abstractmethod
+    def _complete_many_steps(self, messages: list[Message]) -> Steps[list[IrisCloudError | None]]:
+        """``complete_many``: one outcome per message, the claim-check cleanup included."""
+
+    @abstractmethod
+    def _abandon_many_steps(
+        self, messages: list[Message], delay: float | None
+    ) -> Steps[list[IrisCloudError | None]]:
+        """``abandon_many``: one outcome per message."""
+
+    @abstractmethod
     def _renew_steps(self, message: Message) -> Steps[datetime]:
         """``renew_lock``: the new expiry, also set on ``message.locked_until``."""
 
@@ -85,6 +97,16 @@ class SteppedBroker(BrokerSteps, MessageBroker):
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Give ``message`` back for redelivery, after ``delay`` seconds where supported."""
         self._run(self._abandon_steps(message, delay))
+
+    def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """Complete several messages natively; one outcome each (see the port)."""
+        return self._run(self._complete_many_steps(list(messages)))
+
+    def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """Give several messages back natively; one outcome each (see the port)."""
+        return self._run(self._abandon_many_steps(list(messages), delay))
 
     def renew_lock(self, message: Message) -> datetime | None:
         """Extend the lock on ``message``; the new expiry."""

@@ -77,6 +77,17 @@ PROBES: dict[str, Callable[[dict[str, Any], Any], None]] = {
     "sqs:ChangeMessageVisibility": lambda c, r: c["sqs"].change_message_visibility(
         QueueUrl=_q(r), ReceiptHandle="x", VisibilityTimeout=1
     ),
+    "sqs:DeleteMessageBatch": lambda c, r: c["sqs"].delete_message_batch(
+        QueueUrl=_q(r),
+        Entries=[{"Id": "1", "ReceiptHandle": "x"}, {"Id": "2", "ReceiptHandle": "y"}],
+    ),
+    "sqs:ChangeMessageVisibilityBatch": lambda c, r: c["sqs"].change_message_visibility_batch(
+        QueueUrl=_q(r),
+        Entries=[
+            {"Id": "1", "ReceiptHandle": "x", "VisibilityTimeout": 1},
+            {"Id": "2", "ReceiptHandle": "y", "VisibilityTimeout": 1},
+        ],
+    ),
     "sqs:GetQueueAttributes": lambda c, r: c["sqs"].get_queue_attributes(
         QueueUrl=_q(r), AttributeNames=["All"]
     ),

@@ -36,7 +36,7 @@ from typing import IO, Any, ClassVar, Protocol, Self, cast
 
 from iris_cloud import portlogic
 from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
-from iris_cloud.errors import NotFound
+from iris_cloud.errors import IrisCloudError, NotFound
 from iris_cloud.messages import Message, Sendable
 from iris_cloud.objects import NotificationParser, ObjectInfo, check_object_name
 from iris_cloud.ports import Capabilities
@@ -212,6 +212,22 @@ class AsyncMessageBroker(_Closing, ABC):
     @abstractmethod
     async def abandon(self, message: Message, delay: float | None = None) -> None:
         """Give ``message`` back for redelivery, after ``delay`` seconds where supported."""
+
+    async def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """Complete several messages: one outcome each (see ``MessageBroker.complete_many``)."""
+        return await adrive(portlogic.settle_each_steps(self.complete, list(messages)))
+
+    async def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """Give several messages back: one outcome each (see ``MessageBroker.abandon_many``)."""
+        return await adrive(portlogic.settle_each_steps(self.abandon, list(messages), delay))
+
+    async def _completed_many(
+        self, messages: list[Message], outcomes: list[IrisCloudError | None]
+    ) -> list[IrisCloudError | None]:
+        """After a native :meth:`complete_many`: :meth:`_completed` for each one completed."""
+        return await adrive(portlogic.completed_many_steps(self, messages, outcomes))
 
     @abstractmethod
     async def dead_letter(self, message: Message, reason: str, description: str = "") -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import TypeVar
 
 from iris_cloud.aio.ports import AsyncMessageBroker
+from iris_cloud.errors import IrisCloudError
 from iris_cloud.messages import Message
 from iris_cloud.stepped import BrokerSteps
 from iris_cloud.steps import Steps, adrive
@@ -62,6 +63,16 @@ class AsyncSteppedBroker(BrokerSteps, AsyncMessageBroker):
     async def abandon(self, message: Message, delay: float | None = None) -> None:
         """Give ``message`` back for redelivery, after ``delay`` seconds where supported."""
         await self._run(self._abandon_steps(message, delay))
+
+    async def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """Complete several messages natively; one outcome each (see the port)."""
+        return await self._run(self._complete_many_steps(list(messages)))
+
+    async def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """Give several messages back natively; one outcome each (see the port)."""
+        return await self._run(self._abandon_many_steps(list(messages), delay))
 
     async def renew_lock(self, message: Message) -> datetime | None:
         """Extend the lock on ``message``; the new expiry."""

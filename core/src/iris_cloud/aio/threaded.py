@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -32,7 +32,7 @@ from iris_cloud.aio.ports import (
     AsyncObjectStore,
     AsyncReader,
 )
-from iris_cloud.errors import ConfigurationError
+from iris_cloud.errors import ConfigurationError, IrisCloudError
 from iris_cloud.messages import Message
 from iris_cloud.objects import ObjectInfo
 from iris_cloud.ports import BinarySource, MessageBroker, ObjectStore
@@ -110,6 +110,18 @@ class ThreadedBroker(AsyncMessageBroker):
     async def abandon(self, message: Message, delay: float | None = None) -> None:
         """Give ``message`` back, after ``delay`` seconds where supported."""
         await asyncio.to_thread(self.sync.abandon, message, delay)
+
+    async def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """The sync broker's ``complete_many`` in one thread hop, then the payloads' cleanup."""
+        batch = list(messages)
+        outcomes = await asyncio.to_thread(self.sync.complete_many, batch)
+        return await self._completed_many(batch, outcomes)
+
+    async def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """The sync broker's ``abandon_many`` in one thread hop."""
+        return await asyncio.to_thread(self.sync.abandon_many, list(messages), delay)
 
     async def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move ``message`` to the dead-letter queue."""

@@ -86,7 +86,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,7 @@ from iris_cloud.errors import (
 )
 from iris_cloud.hookspecs import hookimpl
 from iris_cloud.logs import get_logger
+from iris_cloud.portlogic import held_by, raise_outcome
 from iris_cloud.ports import (
     Capabilities,
     Message,
@@ -205,6 +206,25 @@ def _local_path(url: str, scheme: str) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection, explicit: bool = True) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error); autocommit if not ``explicit``."""
+    if not explicit:
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite rolls back by itself on some errors (a full disk), and
+        # a failed COMMIT leaves the transaction open: roll back only
+        # what is still open, so that the error shows, not ROLLBACK's.
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class _sqlite_errors:
     """SQLite errors as framework errors, in one place.
 
@@ -268,6 +288,7 @@ class LocalBroker(MessageBroker):
         delivery_count_exact=True,
         peek=True,
         completes_for_all=True,
+        batch_settle=True,
     )
 
     def __init__(
@@ -414,22 +435,13 @@ class LocalBroker(MessageBroker):
             )
         with self._lock, _sqlite_errors(f"send to queue {self.queue!r}", self.database):
             db = self._current()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 db.executemany(
                     "INSERT INTO messages (queue, visible_at, enqueued_at, message_id, "
                     "correlation_id, content_type, subject, properties, body) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                db.execute("COMMIT")
-            except BaseException:
-                # SQLite rolls back by itself on some errors (a full disk), and
-                # a failed COMMIT leaves the transaction open: roll back only
-                # what is still open, so that the error shows, not ROLLBACK's.
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
 
     # receiving
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
@@ -487,8 +499,7 @@ class LocalBroker(MessageBroker):
             db = self._current()
             # BEGIN IMMEDIATE takes the write lock before reading, so no other
             # process can claim the rows we select: one holder per message.
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 rows = self._select_ready(db, queue, max_messages, limit)
                 now = time.time()
                 if rows:
@@ -499,11 +510,6 @@ class LocalBroker(MessageBroker):
                         f"delivery_count = delivery_count + 1 WHERE id IN ({placeholders})",
                         (token, now + self.lock_seconds, *(r[0] for r in rows)),
                     )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         locked_until = datetime.fromtimestamp(now + self.lock_seconds, UTC)
         return decode_each(
             rows,
@@ -592,37 +598,75 @@ class LocalBroker(MessageBroker):
     # settlement
     def _settle(self, message: Message, action: str, sql: str, args: tuple[Any, ...]) -> None:
         """Run ``sql`` (ending in the lock check) for a held message, else raise LockLost."""
+        raise_outcome(self._settle_many([message], action, sql, args))
+
+    def _settle_many(
+        self, messages: list[Message], action: str, sql: str, args: tuple[Any, ...]
+    ) -> list[IrisCloudError | None]:
+        """Run ``sql`` for each held message in one transaction; one outcome each."""
+        outcomes, groups = held_by(messages, lambda m: self._settle_handle(m, action), _one)
+        held = [(index, messages[index], handle) for index, handle in groups.get(None, [])]
+        if not held:
+            return outcomes
+        try:
+            with self._lock, _sqlite_errors(action, self.database):
+                db = self._conn()
+                with _transaction(db, len(held) > 1):
+                    now = time.time()
+                    counts = [
+                        db.execute(
+                            sql + _HELD, (*args, handle.row, handle.queue, message.lock_token, now)
+                        ).rowcount
+                        for _, message, handle in held
+                    ]
+        except IrisCloudError as exc:  # nothing was settled
+            for index, _, _ in held:
+                outcomes[index] = exc
+            return outcomes
+        for (index, message, _), count in zip(held, counts, strict=True):
+            if count != 1:
+                outcomes[index] = LockLost(
+                    f"cannot {action} message {message.message_id}: its lock expired or it was "
+                    "settled; it will be (or was) delivered again"
+                )
+        return outcomes
+
+    def _settle_handle(self, message: Message, action: str) -> _Handle:
         if "receive" not in self.access.rights:
             self.access.require("receive", f"{action} messages of queue {self.queue!r}")
         handle = require_handle(message, _Handle)
         if handle.queue != self.queue and handle.queue != self.dead_letter_queue:
             raise ConfigurationError(f"message was received from another queue than {self.queue}")
-        with self._lock, _sqlite_errors(action, self.database):
-            cur = self._conn().execute(
-                sql + _HELD, (*args, handle.row, handle.queue, message.lock_token, time.time())
-            )
-        if cur.rowcount != 1:
-            raise LockLost(
-                f"cannot {action} message {message.message_id}: its lock expired or it was "
-                "settled; it will be (or was) delivered again"
-            )
+        return handle
 
     def complete(self, message: Message) -> None:
         """Delete ``message``; :class:`LockLost` if its lock is gone."""
-        self._settle(message, "complete", "DELETE FROM messages", ())
-        self._eraser.deleted()
-        self._completed(message)
+        raise_outcome(self.complete_many([message]))
 
-    def abandon(self, message: Message, delay: float | None = None) -> None:
-        """Release ``message`` for redelivery, after ``delay`` seconds if given."""
+    def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """Delete several messages in one transaction; one outcome each (see the port)."""
+        batch = list(messages)
+        outcomes = self._settle_many(batch, "complete", "DELETE FROM messages", ())
+        if any(o is None for o in outcomes):
+            self._eraser.deleted()
+        return self._completed_many(batch, outcomes)
+
+    def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """Release several messages in one transaction; one outcome each (see the port)."""
         if delay is not None and delay < 0:
             raise ConfigurationError("abandon delay must not be negative")
-        self._settle(
-            message,
+        return self._settle_many(
+            list(messages),
             "abandon",
             "UPDATE messages SET lock_token = NULL, visible_at = ?",
             (time.time() + (delay or 0.0),),
         )
+
+    def abandon(self, message: Message, delay: float | None = None) -> None:
+        """Release ``message`` for redelivery, after ``delay`` seconds if given."""
+        raise_outcome(self.abandon_many([message], delay))
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move ``message`` to ``NAME$dlq`` with ``reason`` and ``description``."""
@@ -651,6 +695,10 @@ class LocalBroker(MessageBroker):
                 self._eraser.close()
                 self._db.close()
                 self._db = None
+
+
+def _one(handle: _Handle) -> None:
+    """One group: every message of a batch settles in the one database."""
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -28,15 +28,22 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
 from iris_cloud.decoding import decode_each
-from iris_cloud.errors import AlreadyExists, ConfigurationError, LockLost, NotFound
+from iris_cloud.errors import (
+    AlreadyExists,
+    ConfigurationError,
+    IrisCloudError,
+    LockLost,
+    NotFound,
+)
 from iris_cloud.hookspecs import hookimpl
+from iris_cloud.portlogic import held_by, raise_outcome
 from iris_cloud.ports import (
     Capabilities,
     Message,
@@ -203,6 +210,7 @@ class MemoryBroker(MessageBroker):
         delivery_count_exact=True,
         peek=True,
         completes_for_all=True,
+        batch_settle=True,
     )
 
     def __init__(
@@ -419,27 +427,53 @@ class MemoryBroker(MessageBroker):
         self.access.require("receive", f"settle messages of mem://{self.name}")
         return require_handle(message, _Handle).queue
 
+    def _settle_many(
+        self, messages: list[Message], action: str, settle: Callable[[_Queue, _Entry], None]
+    ) -> list[IrisCloudError | None]:
+        """``settle`` each held message under one lock per queue; one outcome each."""
+        outcomes, by_queue = held_by(messages, self._settle_queue, id)
+        for held in by_queue.values():
+            q = held[0][1]
+            with q.cond:
+                for index, _ in held:
+                    try:
+                        _, entry = self._held(messages[index], action)
+                    except IrisCloudError as exc:
+                        outcomes[index] = exc
+                        continue
+                    settle(q, entry)
+        return outcomes
+
     def complete(self, message: Message) -> None:
         """Remove ``message`` for good; :class:`LockLost` if its lock is gone."""
-        q = self._settle_queue(message)
-        with q.cond:
-            _, entry = self._held(message, "complete")
-            del q.entries[entry.seq]
-        self._completed(message)
+        raise_outcome(self.complete_many([message]))
+
+    def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """Remove several messages under one lock; one outcome each (see the port)."""
+        batch = list(messages)
+        outcomes = self._settle_many(batch, "complete", _remove)
+        return self._completed_many(batch, outcomes)
 
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """Release ``message`` for redelivery, after ``delay`` seconds if given."""
+        raise_outcome(self.abandon_many([message], delay))
+
+    def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """Release several messages under one lock; one outcome each (see the port)."""
         if delay is not None and delay < 0:
             raise ConfigurationError("abandon delay must not be negative")
-        q = self._settle_queue(message)
-        with q.cond:
-            _, entry = self._held(message, "abandon")
+
+        def release(q: _Queue, entry: _Entry) -> None:
             entry.token = None
             if delay:
                 q.hide(entry, time.monotonic() + delay)
                 q.cond.notify_all()
             else:
                 q.release(entry)
+
+        return self._settle_many(list(messages), "abandon", release)
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move ``message`` to ``NAME$dlq`` with ``reason`` and ``description``."""
@@ -463,6 +497,10 @@ class MemoryBroker(MessageBroker):
     def close(self) -> None:
         """Detach from the queue; the queue and its messages stay for other brokers."""
         self._closed = True
+
+
+def _remove(q: _Queue, entry: _Entry) -> None:
+    del q.entries[entry.seq]
 
 
 # -- store ----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import IO, Any, Protocol, Self, TypeVar, cast
 from iris_cloud.aio.client import AsyncIrisClient
 from iris_cloud.aio.ports import AsyncMessageBroker, AsyncObjectStore, AsyncReader
 from iris_cloud.aio.threaded import ThreadedBroker, ThreadedStore
+from iris_cloud.errors import IrisCloudError
 from iris_cloud.messages import Message, Sendable
 from iris_cloud.objects import ObjectInfo
 from iris_cloud.ports import BinarySource, MessageBroker, ObjectStore
@@ -179,6 +180,16 @@ class BlockingBroker(MessageBroker):
     def abandon(self, message: Message, delay: float | None = None) -> None:
         """The async port's ``abandon``."""
         self.loop.run(self.port.abandon(message, delay))
+
+    def complete_many(self, messages: Iterable[Message]) -> list[IrisCloudError | None]:
+        """The async port's ``complete_many``."""
+        return self.loop.run(self.port.complete_many(messages))
+
+    def abandon_many(
+        self, messages: Iterable[Message], delay: float | None = None
+    ) -> list[IrisCloudError | None]:
+        """The async port's ``abandon_many``."""
+        return self.loop.run(self.port.abandon_many(messages, delay))
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """The async port's ``dead_letter``."""

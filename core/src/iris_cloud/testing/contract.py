@@ -92,6 +92,7 @@ from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
     IrisCloudError,
+    LockLost,
     MessageTooLarge,
     NotFound,
     PermissionDenied,
@@ -481,6 +482,54 @@ class BrokerContract:
         assert broker.receive(max_messages=1, wait=0) == []
         broker.complete(msg)
         assert broker.receive(max_messages=1, wait=0.5) == []
+
+    # batch settlement -----------------------------------------------------
+    def test_complete_many_completes_all(self, broker: MessageBroker) -> None:
+        # More than one SQS batch (10) and one call of any other service's.
+        bodies = sorted(f"many-{i:02}".encode() for i in range(12))
+        broker.send(bodies)
+        got = _drain(broker, len(bodies), timeout=10)
+        assert sorted(m.body for m in got) == bodies
+        assert broker.complete_many(got) == [None] * len(bodies)
+        assert broker.complete_many([]) == []
+        # Gone, not hidden: nothing comes back once the locks would have run out.
+        wait = self.lock_seconds + self.settle_margin
+        assert broker.receive(max_messages=10, wait=wait) == []
+
+    def test_abandon_many_brings_back(self, broker: MessageBroker) -> None:
+        broker.send([b"back-1", b"back-2", b"done"])
+        got = {m.body: m for m in _drain(broker, 3, timeout=10)}
+        broker.complete(got[b"done"])
+        outcomes = broker.abandon_many([got[b"done"], got[b"back-1"], got[b"back-2"]])
+        assert len(outcomes) == 3
+        # A service may accept settling a settled message silently; if it says, it is LockLost.
+        assert outcomes[0] is None or isinstance(outcomes[0], LockLost), outcomes[0]
+        assert outcomes[1:] == [None, None]
+        again = _drain(broker, 2, timeout=5 + self.settle_margin)
+        assert sorted(m.body for m in again) == [b"back-1", b"back-2"]
+        assert broker.complete_many(again) == [None, None]
+        assert broker.receive(max_messages=10, wait=0.5) == []
+
+    def test_complete_many_reports_each_without_losing_the_others(
+        self, broker: MessageBroker
+    ) -> None:
+        broker.send(b"stale")
+        stale = self._receive_one(broker)
+        wait = _until_lock_expired(stale, self.lock_seconds, self.settle_margin)
+        fresh = self._receive_one(broker, wait=wait + 5)
+        assert fresh.message_id == stale.message_id
+        broker.send([b"done", b"one", b"two"])
+        got = {m.body: m for m in _drain(broker, 3, timeout=10)}
+        broker.complete(got[b"done"])
+        batch = [stale, got[b"done"], got[b"one"], fresh, got[b"two"]]
+        outcomes = broker.complete_many(batch)
+        assert len(outcomes) == len(batch)
+        for settled_before in (outcomes[0], outcomes[1]):
+            assert settled_before is None or isinstance(settled_before, LockLost), settled_before
+        assert [outcomes[2], outcomes[3], outcomes[4]] == [None, None, None]
+        # The live ones were completed, whatever their neighbours did.
+        wait = self.lock_seconds + self.settle_margin
+        assert broker.receive(max_messages=10, wait=wait) == []
 
     # dead letters ---------------------------------------------------------
     def test_dead_letter_with_reason(self, broker: MessageBroker) -> None:

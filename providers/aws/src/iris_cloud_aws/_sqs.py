@@ -31,6 +31,7 @@ from iris_cloud.errors import (
     ConfigurationError,
     CredentialsRejected,
     FieldError,
+    IrisCloudError,
     LockLost,
     MessageTooLarge,
     PermissionDenied,
@@ -43,7 +44,7 @@ from iris_cloud.steps import Call, Steps
 from iris_cloud.tracing import TRACE_PROPERTIES
 
 from iris_cloud_aws._session import AwsSession, as_int, parse_endpoint
-from iris_cloud_aws.errors import aws_errors
+from iris_cloud_aws.errors import aws_errors, batch_entry_error
 from iris_cloud_aws.options import BROKER_OPTIONS
 
 __all__ = ["ATTRIBUTE_LIMIT", "SqsCommon", "queue_location"]
@@ -93,6 +94,14 @@ GROUP_PROPERTIES = ("OrderLocalId", "LocalId")
 DEDUP_PROPERTY = "TransactionId"
 
 # Characters an SQS body may contain; anything else goes base64-encoded.
+# The boto3 / aiobotocore method of each settlement operation.
+_SNAKE = {
+    "DeleteMessage": "delete_message",
+    "DeleteMessageBatch": "delete_message_batch",
+    "ChangeMessageVisibility": "change_message_visibility",
+    "ChangeMessageVisibilityBatch": "change_message_visibility_batch",
+}
+
 _SQS_INVALID = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _FIFO_ID_INVALID = re.compile(r"[^A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]")
 
@@ -104,6 +113,10 @@ class _Handle:
     queue_url: str
     receipt_handle: str
     message: dict[str, Any]
+
+
+def _queue_of(handle: _Handle) -> str:
+    return handle.queue_url
 
 
 def _encode_property(value: Any) -> dict[str, str]:
@@ -216,6 +229,7 @@ class SqsCommon:
         lock_renewal=True,
         delivery_count_exact=False,
         completes_for_all=True,
+        batch_settle=True,
     )
 
     def __init__(
@@ -747,40 +761,95 @@ class SqsCommon:
     # -- settlement ----------------------------------------------------------------
     def _complete_steps(self, message: Message) -> Steps[None]:
         """Delete ``message`` from its queue (DeleteMessage); LockLost once its lock ran out."""
-        handle = self._held(message, "complete")
-        with aws_errors("DeleteMessage", self._target):
-            yield Call(
-                self._sqs.delete_message,
-                (),
-                {"QueueUrl": handle.queue_url, "ReceiptHandle": handle.receipt_handle},
-            )
-        yield from portlogic.completed_steps(self, message)  # type: ignore[arg-type]
+        portlogic.raise_outcome((yield from self._complete_many_steps([message])))
+
+    def _complete_many_steps(self, messages: list[Message]) -> Steps[list[IrisCloudError | None]]:
+        """Delete several messages, 10 per DeleteMessageBatch; one outcome each (see the port)."""
+        outcomes = yield from self._settle_many_steps(messages, "complete", "DeleteMessage", {})
+        return (yield from portlogic.completed_many_steps(self, messages, outcomes))  # type: ignore[arg-type]
 
     def _abandon_steps(self, message: Message, delay: float | None) -> Steps[None]:
         """Make ``message`` visible again now, or after ``delay`` seconds (whole, <= 12 h)."""
+        portlogic.raise_outcome((yield from self._abandon_many_steps([message], delay)))
+
+    def _abandon_many_steps(
+        self, messages: list[Message], delay: float | None
+    ) -> Steps[list[IrisCloudError | None]]:
+        """Make several messages visible again, 10 per ChangeMessageVisibilityBatch call."""
         seconds = min(MAX_VISIBILITY, max(0, math.ceil(delay or 0)))
-        yield from self._change_visibility_steps(message, seconds, "abandon")
+        params = {"VisibilityTimeout": seconds}
+        return (
+            yield from self._settle_many_steps(
+                messages, "abandon", "ChangeMessageVisibility", params
+            )
+        )
 
     def _renew_steps(self, message: Message) -> Steps[datetime]:
         """Extend the visibility timeout by ``lock_seconds`` (or the queue's) from now."""
         seconds = self._lock()
-        yield from self._change_visibility_steps(message, seconds, "renew the lock of")
+        params = {"VisibilityTimeout": seconds}
+        portlogic.raise_outcome(
+            (
+                yield from self._settle_many_steps(
+                    [message], "renew the lock of", "ChangeMessageVisibility", params
+                )
+            )
+        )
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         message.locked_until = until
         return until
 
-    def _change_visibility_steps(self, message: Message, seconds: int, action: str) -> Steps[None]:
-        handle = self._held(message, action)
-        with aws_errors("ChangeMessageVisibility", self._target):
-            yield Call(
-                self._sqs.change_message_visibility,
-                (),
-                {
-                    "QueueUrl": handle.queue_url,
-                    "ReceiptHandle": handle.receipt_handle,
-                    "VisibilityTimeout": seconds,
-                },
-            )
+    def _settle_many_steps(
+        self, messages: list[Message], action: str, operation: str, params: dict[str, Any]
+    ) -> Steps[list[IrisCloudError | None]]:
+        """``operation`` on each message, batched by queue in tens; one outcome each.
+
+        A message whose lock ran out fails here without a call (see :meth:`_held`);
+        a call that fails as a whole fails its entries; the entries SQS refuses
+        fail alone, mapped as a single call's error would be.
+        """
+        outcomes, by_queue = portlogic.held_by(messages, lambda m: self._held(m, action), _queue_of)
+        for queue_url, held in by_queue.items():
+            for start in range(0, len(held), MAX_BATCH):
+                chunk = held[start : start + MAX_BATCH]
+                try:
+                    failed = yield from self._settle_chunk_steps(
+                        queue_url, chunk, operation, params
+                    )
+                except IrisCloudError as exc:
+                    for index, _ in chunk:
+                        outcomes[index] = exc
+                    continue
+                for index, error in failed.items():
+                    outcomes[index] = error
+        return outcomes
+
+    def _settle_chunk_steps(
+        self,
+        queue_url: str,
+        chunk: list[tuple[int, _Handle]],
+        operation: str,
+        params: dict[str, Any],
+    ) -> Steps[dict[int, IrisCloudError]]:
+        """One call for up to 10 held messages; the errors of the entries that failed."""
+        if len(chunk) == 1:
+            # The single call: same effect, and what an IAM policy names.
+            kwargs = {"QueueUrl": queue_url, "ReceiptHandle": chunk[0][1].receipt_handle, **params}
+            with aws_errors(operation, self._target):
+                yield Call(getattr(self._sqs, _SNAKE[operation]), (), kwargs)
+            return {}
+        batch_operation = f"{operation}Batch"
+        entries = [
+            {"Id": str(index), "ReceiptHandle": handle.receipt_handle, **params}
+            for index, handle in chunk
+        ]
+        call = getattr(self._sqs, _SNAKE[batch_operation])
+        with aws_errors(batch_operation, self._target):
+            resp = yield Call(call, (), {"QueueUrl": queue_url, "Entries": entries})
+        return {
+            int(f["Id"]): batch_entry_error(f, batch_operation, self._target)
+            for f in resp.get("Failed", [])
+        }
 
     # -- dead letters --------------------------------------------------------------
     def _dead_letter_url_steps(self) -> Steps[str]:

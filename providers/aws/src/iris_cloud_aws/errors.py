@@ -14,8 +14,9 @@ parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from botocore import exceptions as bexc
 from iris_cloud.errors import (
@@ -34,7 +35,7 @@ from iris_cloud.errors import (
     ValidationError,
 )
 
-__all__ = ["IAM_ACTIONS", "RIGHTS", "aws_errors", "map_error"]
+__all__ = ["IAM_ACTIONS", "RIGHTS", "aws_errors", "batch_entry_error", "map_error"]
 
 # The right each AWS operation exercises, in the vocabulary of PermissionDenied.
 RIGHTS: dict[str, str] = {
@@ -54,6 +55,7 @@ RIGHTS: dict[str, str] = {
     "DeleteMessage": "receive",
     "DeleteMessageBatch": "receive",
     "ChangeMessageVisibility": "receive",
+    "ChangeMessageVisibilityBatch": "receive",
     "GetQueueUrl": "read",
     "GetQueueAttributes": "read",
 }
@@ -78,6 +80,7 @@ IAM_ACTIONS: dict[str, str] = {
     "DeleteMessage": "sqs:DeleteMessage",
     "DeleteMessageBatch": "sqs:DeleteMessage",
     "ChangeMessageVisibility": "sqs:ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "GetQueueUrl": "sqs:GetQueueUrl",
     "GetQueueAttributes": "sqs:GetQueueAttributes",
 }
@@ -176,6 +179,25 @@ def _client_error(exc: bexc.ClientError, operation: str, target: str) -> IrisClo
     code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     message = str(error.get("Message", ""))
+    return _coded_error(code, status, message, operation, target)
+
+
+def batch_entry_error(failed: Mapping[str, Any], operation: str, target: str) -> IrisCloudError:
+    """The iris-cloud error for one ``Failed`` entry of an SQS batch call's answer.
+
+    An entry failed on the service's side (not ``SenderFault``) with a code we
+    do not know is :class:`Unavailable`: worth another try.
+    """
+    code = str(failed.get("Code", ""))
+    error = _coded_error(code, None, "", operation, target)
+    if not failed.get("SenderFault") and type(error) is IrisCloudError:
+        return Unavailable(f"{operation} on {target} failed on the AWS side ({code}); try again")
+    return error
+
+
+def _coded_error(
+    code: str, status: int | None, message: str, operation: str, target: str
+) -> IrisCloudError:
     what = f"{operation} on {target}"
     if code == "403" and (inner := _XML_CODE.search(message)):
         # moto answers JSON-protocol SQS calls with code "403" and the XML error

@@ -42,16 +42,25 @@ QUEUES = ("orders", "events", "results", "gradings", "image-notifications")
 """Every queue of an exchange; each has a ``-dlq`` dead-letter queue."""
 BUCKETS = ("images", "results", "claim-check")
 
-# AWS authorizes SendMessageBatch by sqs:SendMessage and ignores the batch
-# name; moto (and so our tests) checks the batch name, so the policy has both.
+# AWS authorizes the batch calls by their single-call actions (SendMessageBatch
+# by sqs:SendMessage) and ignores the batch names; moto (and so our tests)
+# checks the batch names, so the policies have both.
 _SEND = ("sqs:SendMessage", "sqs:SendMessageBatch", "sqs:GetQueueAttributes")
 _RECEIVE = (
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
+    "sqs:DeleteMessageBatch",
     "sqs:ChangeMessageVisibility",
+    "sqs:ChangeMessageVisibilityBatch",
     "sqs:GetQueueAttributes",
 )
-_DLQ = ("sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+_DLQ = (
+    "sqs:SendMessage",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:DeleteMessageBatch",
+    "sqs:GetQueueAttributes",
+)
 _QUEUE_ADMIN = ("sqs:PurgeQueue", "sqs:DeleteQueue", "sqs:SetQueueAttributes")
 
 

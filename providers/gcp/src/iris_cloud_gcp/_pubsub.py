@@ -29,7 +29,7 @@ from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from iris_cloud import portlogic
 from iris_cloud.decoding import decode_each
-from iris_cloud.errors import ConfigurationError, IrisCloudError, NotFound
+from iris_cloud.errors import ConfigurationError, IrisCloudError, LockLost, NotFound
 from iris_cloud.ports import Capabilities, Message
 from iris_cloud.steps import Call, Steps
 
@@ -78,6 +78,9 @@ A_SOURCE_SUBSCRIPTION = "CloudPubSubDeadLetterSourceSubscription"
 _PUBLISH_KWARGS = frozenset({"topic", "data", "ordering_key", "retry", "timeout"})
 _HEADERS = frozenset({A_ID, A_CORRELATION, A_SUBJECT, A_CONTENT_TYPE, A_TYPES})
 
+ACK_IDS_PER_CALL = 1000
+"""Ack ids per acknowledge / modify_ack_deadline call: what Google's own subscriber
+client sends in one request (``_ACK_IDS_BATCH_SIZE``)."""
 DEFAULT_LOCK_SECONDS = 10
 """Pub/Sub's default ack deadline, assumed when the subscription cannot be read."""
 MIN_PULL_SECONDS = 0.5
@@ -94,6 +97,10 @@ class _Receipt:
     data: bytes
     attributes: Mapping[str, str]
     pubsub_message_id: str
+
+
+def _subscription_of(receipt: _Receipt) -> str:
+    return receipt.subscription
 
 
 def _path(kind: str, value: str, project: str) -> str:
@@ -215,6 +222,7 @@ class PubSubCommon:
         delayed_retry=True,
         lock_renewal=True,
         delivery_count_exact=False,
+        batch_settle=True,
     )
 
     def __init__(
@@ -544,49 +552,80 @@ class PubSubCommon:
             )
         return message.raw
 
-    def _modify_deadline_steps(self, message: Message, seconds: int) -> Steps[None]:
-        receipt = self._receipt(message)
-        with gcp_errors("receive", receipt.subscription, lock=True):
+    def _settle_many_steps(
+        self, messages: list[Message], method: str, extra: dict[str, Any]
+    ) -> Steps[list[IrisCloudError | None]]:
+        """The subscriber's ``method`` (acknowledge, modify_ack_deadline) on many ack ids.
+
+        Up to :data:`ACK_IDS_PER_CALL` ack ids a call; one outcome per message.
+        Pub/Sub answers a request with a bad ack id by failing it whole
+        (INVALID_ARGUMENT / FAILED_PRECONDITION, :class:`LockLost`) without
+        naming the id, so such a chunk is settled again one message at a time
+        to tell which; an expired ack id of a subscription without exactly-once
+        delivery is accepted silently, as the service does.
+        """
+        outcomes, by_subscription = portlogic.held_by(messages, self._receipt, _subscription_of)
+        for subscription, held in by_subscription.items():
+            for start in range(0, len(held), ACK_IDS_PER_CALL):
+                chunk = held[start : start + ACK_IDS_PER_CALL]
+                ack_ids = [receipt.ack_id for _, receipt in chunk]
+                try:
+                    yield from self._settle_call_steps(method, subscription, ack_ids, extra)
+                except LockLost as exc:
+                    if len(chunk) == 1:
+                        outcomes[chunk[0][0]] = exc
+                        continue
+                    for index, receipt in chunk:
+                        try:
+                            one = [receipt.ack_id]
+                            yield from self._settle_call_steps(method, subscription, one, extra)
+                        except IrisCloudError as error:
+                            outcomes[index] = error
+                except IrisCloudError as exc:
+                    for index, _ in chunk:
+                        outcomes[index] = exc
+        return outcomes
+
+    def _settle_call_steps(
+        self, method: str, subscription: str, ack_ids: list[str], extra: dict[str, Any]
+    ) -> Steps[None]:
+        with gcp_errors("receive", subscription, lock=True):
             subscriber = yield Call(self._get_subscriber)
-            yield Call(
-                subscriber.modify_ack_deadline,
-                (),
-                {
-                    "subscription": receipt.subscription,
-                    "ack_ids": [receipt.ack_id],
-                    "ack_deadline_seconds": seconds,
-                    "timeout": self._timeout,
-                },
-            )
+            kwargs = {"subscription": subscription, "ack_ids": ack_ids, "timeout": self._timeout}
+            yield Call(getattr(subscriber, method), (), {**kwargs, **extra})
 
     def _complete_steps(self, message: Message) -> Steps[None]:
         """Acknowledge ``message``: Pub/Sub will not deliver it again on this subscription."""
-        receipt = self._receipt(message)
-        with gcp_errors("receive", receipt.subscription, lock=True):
-            subscriber = yield Call(self._get_subscriber)
-            yield Call(
-                subscriber.acknowledge,
-                (),
-                {
-                    "subscription": receipt.subscription,
-                    "ack_ids": [receipt.ack_id],
-                    "timeout": self._timeout,
-                },
-            )
+        portlogic.raise_outcome((yield from self._complete_many_steps([message])))
+
+    def _complete_many_steps(self, messages: list[Message]) -> Steps[list[IrisCloudError | None]]:
+        """Acknowledge several messages, up to 1,000 ack ids a call; one outcome each."""
+        outcomes = yield from self._settle_many_steps(messages, "acknowledge", {})
         with self._lock:
-            self._seen.pop(receipt.pubsub_message_id, None)
+            for message, outcome in zip(messages, outcomes, strict=True):
+                if outcome is None and isinstance(message.raw, _Receipt):
+                    self._seen.pop(message.raw.pubsub_message_id, None)
         # A no-op: a subscription cannot know whether another one still needs the payload.
-        yield from portlogic.completed_steps(self, message)  # type: ignore[arg-type]
+        return (yield from portlogic.completed_many_steps(self, messages, outcomes))  # type: ignore[arg-type]
 
     def _abandon_steps(self, message: Message, delay: float | None) -> Steps[None]:
         """Let ``message`` be redelivered now, or after ``delay`` seconds (at most 600)."""
+        portlogic.raise_outcome((yield from self._abandon_many_steps([message], delay)))
+
+    def _abandon_many_steps(
+        self, messages: list[Message], delay: float | None
+    ) -> Steps[list[IrisCloudError | None]]:
+        """Let several messages be redelivered (one modify_ack_deadline per 1,000)."""
         seconds = 0 if not delay or delay <= 0 else min(math.ceil(delay), MAX_ACK_DEADLINE)
-        yield from self._modify_deadline_steps(message, seconds)
+        extra = {"ack_deadline_seconds": seconds}
+        return (yield from self._settle_many_steps(messages, "modify_ack_deadline", extra))
 
     def _renew_steps(self, message: Message) -> Steps[datetime]:
         """Extend the ack deadline of ``message`` by ``lock_seconds`` from now."""
         seconds = self._lock_seconds or DEFAULT_LOCK_SECONDS
-        yield from self._modify_deadline_steps(message, seconds)
+        extra = {"ack_deadline_seconds": seconds}
+        outcomes = yield from self._settle_many_steps([message], "modify_ack_deadline", extra)
+        portlogic.raise_outcome(outcomes)
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         message.locked_until = until
         return until
