@@ -6,9 +6,9 @@ machine and (for SQS and S3) the same moto server, run in its own process:
 * **SQS**: 1,000 x 1 KiB messages in waves of 100: send in batches of 10,
   receive 10 at a time, settle. Floor: bare boto3 with
   ``SendMessageBatch`` / ``ReceiveMessage`` / ``DeleteMessageBatch``. Ours:
-  ``SqsBroker.send(list)``, ``receive(10)``, ``complete`` (whatever
-  settlement the port has). Peer: kombu's SQS transport (``Producer.publish``,
-  a ``Consumer`` with prefetch 10 acking each message).
+  ``SqsBroker.send(list)``, ``receive(10)``, ``complete_many`` (one
+  ``DeleteMessageBatch`` per receive). Peer: kombu's SQS transport
+  (``Producer.publish``, a ``Consumer`` with prefetch 10 acking each message).
 * **file://**: 200 x 64 KiB puts of bytes to new names. Floor: ``open(...,
   "wb").write``. Ours: ``FileStore.put`` (a conditional create, the
   default). Peer: obstore's ``LocalStore`` (``put(..., mode="create")``).
@@ -191,7 +191,6 @@ def sqs_workload(server: Any, meter: Meter, messages: int) -> Workload:
     def ours() -> Sample:
         url = server.create_queue(f"peer-ours-{uuid.uuid4().hex[:10]}")
         broker = SqsBroker.from_url(url.replace("http://", "awssqs://"), **server.options())
-        settle_many = getattr(broker, "complete_many", None)
 
         def run() -> None:
             for wave in range(0, len(bodies), WAVE):
@@ -201,11 +200,7 @@ def sqs_workload(server: Any, meter: Meter, messages: int) -> Workload:
                 received = 0
                 while received < len(chunk):
                     got = broker.receive(max_messages=BATCH, wait=1)
-                    if settle_many is not None:
-                        settle_many(got)
-                    else:
-                        for m in got:
-                            broker.complete(m)
+                    broker.complete_many(got)
                     received += len(got)
 
         try:
