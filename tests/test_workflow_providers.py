@@ -8,6 +8,10 @@ on ``mem://``, ``local://`` and, through each provider's ``testing`` module
 (its test servers and ``workflow_profiles``), on AWS (moto), Azure (Azurite +
 the Service Bus emulator; with IRIS-shaped least-privilege credentials and
 with full rights) and Google Cloud (the Cloud Storage and Pub/Sub emulators).
+Where a provider has async classes it runs again with the async API: the
+same steps through an :class:`~iris_cloud.aio.AsyncIrisClient` and an
+:class:`~iris_cloud.aio.AsyncConsumer` with ``async def`` handlers, each
+driven from this sync test on a loop in a thread.
 
 A provider whose testing module is missing or whose servers cannot start is
 skipped with the reason, or fails when ``IRIS_CLOUD_REQUIRE_EMULATORS=1``.
@@ -27,11 +31,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from iris_cloud.aio import AsyncConsumer, AsyncIrisClient
 from iris_cloud.client import IrisClient
 from iris_cloud.config import BROKER_ROLES, STORE_ROLES, Profile
 from iris_cloud.consumer import Consumer, IrisApp
 from iris_cloud.model import Event, OrderRequest, OrderResult
 from iris_cloud.testing import require_server
+from iris_cloud.testing.blocking import BlockingClient, BlockingConsumer, shared_loop
 from iris_cloud_simulator import Simulator
 from iris_cloud_simulator.samples import dicom_image, jpeg_image, new_local_id, sample_order
 
@@ -76,17 +82,40 @@ class Seen:
             return bool(self.cond.wait_for(done, timeout))
 
 
-def run_exchange(integrator: Profile, platform: Profile, state_dir: Path) -> None:
+def integrator_side(engine: str, integrator: Profile, seen: Seen) -> tuple[Any, Any]:
+    """The client and the listener of ``engine``: the sync API, or the async one driven sync."""
+    app = IrisApp()
+    roles = ("events", "results")
+    if engine == "sync":
+        app.on(Event)(seen.on_event)
+        app.on(OrderResult)(seen.on_result)
+        return IrisClient(integrator), Consumer.from_profile(app, integrator, roles=roles)
+
+    @app.on(Event)
+    async def on_event(event: Event) -> None:
+        seen.on_event(event)
+
+    @app.on(OrderResult)
+    async def on_result(result: OrderResult) -> None:
+        seen.on_result(result)
+
+    loop = shared_loop()
+    client = BlockingClient(AsyncIrisClient(integrator), loop)
+    return client, BlockingConsumer(
+        loop.run(AsyncConsumer.from_profile(app, integrator, roles)), loop
+    )
+
+
+def run_exchange(
+    integrator: Profile, platform: Profile, state_dir: Path, engine: str = "sync"
+) -> None:
     """The integrator's workflow against the simulator; asserts every event and result."""
     seen = Seen()
-    app = IrisApp()
-    app.on(Event)(seen.on_event)
-    app.on(OrderResult)(seen.on_result)
+    client, listener = integrator_side(engine, integrator, seen)
     with (
         Simulator(platform, state_dir, poll_interval=0.2) as simulator,
-        IrisClient(integrator) as iris,
+        client as iris,
     ):
-        listener = Consumer.from_profile(app, integrator, roles=("events", "results"))
         thread = threading.Thread(target=listener.run_until, daemon=True)
         simulator.start()
         thread.start()
@@ -219,9 +248,15 @@ def provider_profiles(provider: str, root: Path) -> Iterator[tuple[Profile, Prof
         raise AssertionError(f"unknown provider {provider}")
 
 
+PROVIDERS = ["mem", "local", "aws", "azure", "azure-iris-credentials", "gcp"]
+ASYNC_PROVIDERS = ["mem", "local", "azure"]
+"""Those with async classes (aio.open_broker / open_store serve their schemes)."""
+
+
 @pytest.mark.parametrize(
-    "provider", ["mem", "local", "aws", "azure", "azure-iris-credentials", "gcp"]
+    ("provider", "engine"),
+    [(p, "sync") for p in PROVIDERS] + [(p, "async") for p in ASYNC_PROVIDERS],
 )
-def test_order_workflow(provider: str, tmp_path: Path) -> None:
+def test_order_workflow(provider: str, engine: str, tmp_path: Path) -> None:
     with provider_profiles(provider, tmp_path / "exchange") as (integrator, platform):
-        run_exchange(integrator, platform, tmp_path / "simulator")
+        run_exchange(integrator, platform, tmp_path / "simulator", engine)

@@ -25,13 +25,15 @@ import asyncio
 import inspect
 import io
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import IO, Any, Protocol, Self, TypeVar, cast
 
 from iris_cloud.aio.client import AsyncIrisClient
+from iris_cloud.aio.consumer import AsyncConsumer
 from iris_cloud.aio.ports import AsyncMessageBroker, AsyncObjectStore, AsyncReader
 from iris_cloud.aio.threaded import ThreadedBroker, ThreadedStore
+from iris_cloud.consumelogic import ConsumerStats
 from iris_cloud.errors import IrisCloudError
 from iris_cloud.messages import Message, Sendable
 from iris_cloud.objects import ObjectInfo
@@ -44,6 +46,7 @@ __all__ = [
     "BlockingBroker",
     "BlockingBrokerEnv",
     "BlockingClient",
+    "BlockingConsumer",
     "BlockingStore",
     "BlockingStoreEnv",
     "LoopThread",
@@ -398,6 +401,40 @@ class BlockingClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.loop.run(self.client.close())
+
+
+class BlockingConsumer:
+    """A sync facade over an :class:`~iris_cloud.aio.AsyncConsumer`, for tests written sync.
+
+    ``run_until`` runs the consumer's own on the loop (from any thread, so a
+    test may run it in one thread and :meth:`stop` it from another); the
+    rest is the consumer's.
+    """
+
+    def __init__(self, consumer: AsyncConsumer, loop: LoopThread) -> None:
+        self.consumer = consumer
+        self.loop = loop
+
+    def run_until(
+        self,
+        predicate: Callable[[ConsumerStats], bool] | None = None,
+        timeout: float | None = None,
+    ) -> ConsumerStats:
+        """The async consumer's ``run_until``, run on the loop."""
+        return self.loop.run(self.consumer.run_until(predicate, timeout))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.consumer, name)
+
+    def close(self) -> None:
+        """The async consumer's ``close``, run on the loop."""
+        self.loop.run(self.consumer.close())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 async def _new_event() -> asyncio.Event:
