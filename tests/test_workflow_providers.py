@@ -8,7 +8,8 @@ on ``mem://``, ``local://`` and, through each provider's ``testing`` module
 (its test servers and ``workflow_profiles``), on AWS (moto), Azure (Azurite +
 the Service Bus emulator; with IRIS-shaped least-privilege credentials and
 with full rights) and Google Cloud (the Cloud Storage and Pub/Sub emulators).
-Each runs again with the async API: the same steps through an :class:`~iris_cloud.aio.AsyncIrisClient` and an
+Each runs again with the async API: the same steps through an
+:class:`~iris_cloud.aio.AsyncIrisClient` and an
 :class:`~iris_cloud.aio.AsyncConsumer` with ``async def`` handlers, each
 driven from this sync test on a loop in a thread.
 
