@@ -11,9 +11,6 @@ import asyncio
 import contextlib
 import contextvars
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -307,74 +304,6 @@ def test_observers_contexts_reach_async_and_sync_handlers() -> None:
     assert asyncio.run(main()).completed == 2
     assert seen == {"async": "span-e", "sync": "span-r"}
     assert sorted(tracing.finished) == [("e", "completed"), ("r", "completed")]
-
-
-SIGTERM_SCRIPT = r"""
-import asyncio, json, sys
-from pathlib import Path
-from iris_cloud.aio import AsyncConsumer
-from iris_cloud.config import Profile
-from iris_cloud.consumer import IrisApp
-from iris_cloud.model import Event
-
-state = Path(sys.argv[1])
-profile = Profile.from_dict(json.loads(sys.argv[2]))
-app = IrisApp()
-
-@app.on(Event)
-async def slow(evt, ctx):
-    (state / f"started-{ctx.message.message_id}").touch()
-    await asyncio.sleep(1.5)
-    (state / f"finished-{ctx.message.message_id}").touch()
-
-async def main():
-    consumer = await AsyncConsumer.from_profile(
-        app, profile, ("events",), concurrency=1, batch_size=1
-    )
-    async with consumer:
-        code = await consumer.run(signals=True)
-    (state / "stats.json").write_text(json.dumps(consumer.snapshot().as_dict()))
-    return code
-
-sys.exit(asyncio.run(main()))
-"""
-
-
-def test_run_with_signals_winds_up_on_sigterm(tmp_path: Path) -> None:
-    data = profile_dict("local", tmp_path, claim_check=None)
-    profile = Profile.from_dict(data)
-    assert profile.events is not None
-    url = profile.events.url
-    state = tmp_path / "state"
-    state.mkdir()
-
-    async def send() -> None:
-        async with aio.open_broker(url) as events:
-            await events.send([Message(body=event(), message_id=f"m{i}") for i in range(3)])
-
-    asyncio.run(send())
-    script = tmp_path / "consume.py"
-    script.write_text(SIGTERM_SCRIPT)
-    profile_json = json.dumps(
-        {"events": {"url": url, "lock_seconds": 5}, "consumer": {"wait": 0.1}}
-    )
-    proc = subprocess.Popen([sys.executable, str(script), str(state), profile_json])
-    try:
-        deadline = time.monotonic() + 30
-        while not list(state.glob("started-*")):
-            assert time.monotonic() < deadline, "the consumer never started a handler"
-            assert proc.poll() is None, "the consumer died"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    started = sorted(p.name.removeprefix("started-") for p in state.glob("started-*"))
-    finished = sorted(p.name.removeprefix("finished-") for p in state.glob("finished-*"))
-    assert started == finished == ["m0"]
-    stats = json.loads((state / "stats.json").read_text())
-    assert stats["completed"] == 1 and stats["received"] == 1
 
 
 def test_health_and_metrics_observe_the_async_consumer() -> None:

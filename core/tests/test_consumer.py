@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consumers import Consume
+from consumers import ENGINES, Consume
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp, poison_reason
 from iris_cloud.dedupe import Dedupe
@@ -411,18 +411,51 @@ sys.exit(code)
 """
 
 
-def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path: Path) -> None:
+ASYNC_SIGTERM_SCRIPT = r"""
+import asyncio, json, sys
+from pathlib import Path
+from iris_cloud.aio import AsyncConsumer
+from iris_cloud.config import Profile
+from iris_cloud.consumer import IrisApp
+from iris_cloud.model import Event
+
+state = Path(sys.argv[1])
+profile = Profile.from_dict(json.loads(sys.argv[2]))
+app = IrisApp()
+
+@app.on(Event)
+async def slow(evt, ctx):
+    (state / f"started-{ctx.message.message_id}").touch()
+    await asyncio.sleep(1.5)
+    (state / f"finished-{ctx.message.message_id}").touch()
+
+async def main():
+    consumer = await AsyncConsumer.from_profile(
+        app, profile, ("events",), concurrency=1, batch_size=1
+    )
+    async with consumer:
+        code = await consumer.run(signals=True)
+    (state / "stats.json").write_text(json.dumps(consumer.snapshot().as_dict()))
+    return code
+
+sys.exit(asyncio.run(main()))
+"""
+"""The same, on an AsyncConsumer whose run(signals=True) makes SIGTERM a stop."""
+
+
+@pytest.mark.parametrize("script", [SIGTERM_SCRIPT, ASYNC_SIGTERM_SCRIPT], ids=ENGINES)
+def test_sigterm_finishes_in_flight_and_exits_zero(tmp_path: Path, script: str) -> None:
     profile = make_profile("local", tmp_path)
     assert profile.events is not None
     send(profile, "events", *[Message(body=event(), message_id=f"m{i}") for i in range(3)])
     state = tmp_path / "state"
     state.mkdir()
-    script = tmp_path / "consume.py"
-    script.write_text(SIGTERM_SCRIPT)
+    path = tmp_path / "consume.py"
+    path.write_text(script)
     profile_json = json.dumps(
         {"events": {"url": profile.events.url, "lock_seconds": 5}, "consumer": {"wait": 0.1}}
     )
-    proc = subprocess.Popen([sys.executable, str(script), str(state), profile_json])
+    proc = subprocess.Popen([sys.executable, str(path), str(state), profile_json])
     try:
         deadline = time.monotonic() + 30
         while not list(state.glob("started-*")):
