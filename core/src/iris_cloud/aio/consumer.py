@@ -162,6 +162,8 @@ class AsyncConsumer(ConsumerBase, _Closing):
         )
         self.brokers: dict[str, AsyncMessageBroker]
         self._receivers: list[asyncio.Task[None]] = []
+        # Receives that were in progress when a run ended, giving back what they bring.
+        self._leftover: set[asyncio.Task[Any]] = set()
         self._current: _Run | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # A stop() that comes before the run (or from a signal as it begins) is honoured.
@@ -319,6 +321,7 @@ class AsyncConsumer(ConsumerBase, _Closing):
             finally:
                 self._observers.consumer_stopped(self)
                 self._current = None
+                self._leftover |= run.background
                 self._running = False
                 self._stop_requested = False
         if cancelled:
@@ -512,8 +515,18 @@ class AsyncConsumer(ConsumerBase, _Closing):
 
     # -- lifecycle -----------------------------------------------------------
     async def close(self) -> None:
-        """Stop, then close what it owns (the brokers when ``close_brokers``, its dedupe)."""
+        """Stop, then close what it owns (the brokers when ``close_brokers``, its dedupe).
+
+        A receive that was still in progress when a run ended is given up to
+        ``wait`` + 1 s to bring what it took, which is given back before the
+        brokers close (else it would come back only after its lock).
+        """
         self.stop()
+        if self._leftover:
+            # A receive still in progress may bring a message the stop just gave
+            # back: let it give that back too before its broker closes (bounded).
+            await asyncio.wait(self._leftover, timeout=self.settings.wait + 1.0)
+            self._leftover = {t for t in self._leftover if not t.done()}
         if self.close_brokers:
             for name, broker in self.brokers.items():
                 try:
