@@ -117,6 +117,15 @@ def test_mutated_samples(doc: Any) -> None:
     _check(json.dumps(doc))
 
 
+def test_an_unset_code_writes_back_as_it_reads() -> None:
+    # "" (unset) reads as None; written as null it would not read back. Found by
+    # test_mutated_samples on OrderControlCode.
+    for sample in SAMPLES:
+        for code in ("OrderControlCode", "ResultCode"):
+            if code in sample:
+                _check(json.dumps({**sample, code: ""}))
+
+
 def test_deep_nesting_is_a_validation_error() -> None:
     _check("[" * 5000 + "]" * 5000)
     _check('{"Order": ' * 3000 + "1" + "}" * 3000)

@@ -479,6 +479,10 @@ class _Tolerant:
         return result
 
 
+def _empty_for_none(value: object) -> object:
+    return "" if value is None else value
+
+
 @dataclass(frozen=True, slots=True)
 class _TolerantEnum:
     """Annotated marker: a known enum member, else the unknown code kept as ``str``.
@@ -500,6 +504,10 @@ class _TolerantEnum:
             mode="left_to_right",
             custom_error_type="enum_code",
             custom_error_message=f"Input should be a {self.enum.__name__} code (a string)",
+            # Unset ("" on the wire) is written back as "": a null would not read back.
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _empty_for_none, when_used="json"
+            ),
         )
 
     def __get_pydantic_json_schema__(
