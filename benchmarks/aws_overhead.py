@@ -9,6 +9,9 @@ each figure is the median over the rounds.
   ``send_message_batch`` with the same attributes on the wire (message id and
   content type, as a hand-written client that keeps its ids would send),
   ``receive_message(MaxNumberOfMessages=10)``, ``delete_message``.
+* SQS batched, 1,000 messages of 1 KiB, the same waves, but each received
+  batch is settled at once. Ours: ``complete_many(received)``. Bare:
+  ``delete_message_batch`` with the received batch's receipt handles.
 * S3, 100 puts + 100 gets of 64 KiB objects. Ours: ``S3Store.put(overwrite=False)``
   and ``get``. Bare: ``put_object(IfNoneMatch="*")`` and ``get_object().read()``.
 * Naive: the bare calls, but with a new boto3 session and client for every
@@ -20,11 +23,12 @@ each figure is the median over the rounds.
 Columns: median wall-clock ms per side and ours / bare, the naive side and
 naive / bare, then this process's CPU ms (the client's own work, not the
 server's) for bare and ours and their ratio. The target (issue 7) is an
-overhead <= 5% (ratio <= 1.05). On a shared machine wall-clock ratios move by
+overhead <= 5% (ratio <= 1.05); for the batched SQS workload (issue 16)
+<= 1.10 wall-clock and <= 1.5 CPU. On a shared machine wall-clock ratios move by
 a few percent between runs; the CPU ratio is the steadier measure.
 
     uv run --no-sync python benchmarks/aws_overhead.py [--rounds 5] [--messages 1000]
-        [--objects 100] [--object-kb 64] [--naive-rounds 1]
+        [--message-kb 1] [--objects 100] [--object-kb 64] [--naive-rounds 1]
 """
 
 from __future__ import annotations
@@ -79,11 +83,11 @@ class Bare:
         session = boto3.session.Session(region_name=self.server.region, **self.server.credentials)
         return session.client(service, endpoint_url=self.server.endpoint_url)
 
-    def sqs_round_trip(self, queue_url: str, bodies: list[bytes]) -> None:
+    def sqs_round_trip(self, queue_url: str, bodies: list[bytes], *, batched: bool = False) -> None:
         for wave in range(0, len(bodies), WAVE):
-            self._sqs_wave(queue_url, bodies[wave : wave + WAVE])
+            self._sqs_wave(queue_url, bodies[wave : wave + WAVE], batched)
 
-    def _sqs_wave(self, queue_url: str, bodies: list[bytes]) -> None:
+    def _sqs_wave(self, queue_url: str, bodies: list[bytes], batched: bool) -> None:
         for start in range(0, len(bodies), BATCH):
             entries = [
                 {
@@ -110,11 +114,19 @@ class Bare:
                 MessageAttributeNames=["All"],
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
-            for msg in resp.get("Messages", []):
-                self.client("sqs").delete_message(
-                    QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"]
-                )
-                received += 1
+            got = resp.get("Messages", [])
+            if batched and got:
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+                ]
+                done = self.client("sqs").delete_message_batch(QueueUrl=queue_url, Entries=entries)
+                assert not done.get("Failed"), done["Failed"]
+            elif not batched:
+                for msg in got:
+                    self.client("sqs").delete_message(
+                        QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"]
+                    )
+            received += len(got)
 
     def s3_round_trip(self, bucket: str, data: bytes, count: int) -> None:
         prefix = uuid.uuid4().hex
@@ -127,19 +139,29 @@ class Bare:
             assert len(body.read()) == len(data)
 
 
-def ours_sqs(broker: SqsBroker, bodies: list[bytes]) -> None:
+def ours_sqs(broker: SqsBroker, bodies: list[bytes], *, batched: bool = False) -> None:
     for wave in range(0, len(bodies), WAVE):
-        _ours_wave(broker, bodies[wave : wave + WAVE])
+        _ours_wave(broker, bodies[wave : wave + WAVE], batched)
 
 
-def _ours_wave(broker: SqsBroker, bodies: list[bytes]) -> None:
+def _ours_wave(broker: SqsBroker, bodies: list[bytes], batched: bool) -> None:
     for start in range(0, len(bodies), BATCH):
         broker.send([Message(body=b) for b in bodies[start : start + BATCH]])
     received = 0
     while received < len(bodies):
-        for msg in broker.receive(max_messages=BATCH, wait=1):
-            broker.complete(msg)
-            received += 1
+        got = broker.receive(max_messages=BATCH, wait=1)
+        if batched and got:
+            assert broker.complete_many(got) == [None] * len(got)
+        elif not batched:
+            for msg in got:
+                broker.complete(msg)
+        received += len(got)
+
+
+def _padded(body: bytes, size: int) -> bytes:
+    """``body`` as a JSON object padded with a filler field to ``size`` bytes."""
+    filler = max(0, size - len(body) - len(', "Filler": ""'))
+    return body[:-1] + b', "Filler": "' + b"x" * filler + b'"}'
 
 
 def ours_s3(store: S3Store, data: bytes, count: int) -> None:
@@ -165,6 +187,7 @@ def run(args: argparse.Namespace) -> None:
             ).encode()
             for i in range(args.messages)
         ]
+        kib_bodies = [_padded(b, args.message_kb * 1024) for b in bodies]
         data = os.urandom(args.object_kb * 1024)
         bucket = server.create_bucket(f"bench-{uuid.uuid4().hex[:8]}")
         bare, naive = Bare(server), Bare(server, new_client_per_call=True)
@@ -182,7 +205,7 @@ def run(args: argparse.Namespace) -> None:
         bare.s3_round_trip(bucket, data, 1)
         ours_s3(store, data, 1)
 
-        results: dict[str, dict[str, list[Timing]]] = {"sqs": {}, "s3": {}}
+        results: dict[str, dict[str, list[Timing]]] = {"sqs": {}, "sqs_batched": {}, "s3": {}}
         for r in range(args.rounds):
             order = ["bare", "ours"] if r % 2 == 0 else ["ours", "bare"]
             if r < args.naive_rounds:
@@ -196,18 +219,28 @@ def run(args: argparse.Namespace) -> None:
                     s3_t = timed(lambda: naive.s3_round_trip(bucket, data, naive_objects))
                     sqs_t = (sqs_t[0] * sqs_scale, sqs_t[1] * sqs_scale)
                     s3_t = (s3_t[0] * s3_scale, s3_t[1] * s3_scale)
+                    batched_t = None
                 elif side == "ours":
-                    sqs_url = url.replace("http://", "awssqs://")
-                    broker = SqsBroker.from_url(sqs_url, **server.options())
+                    options = server.options()
+                    broker = SqsBroker.from_url(url.replace("http://", "awssqs://"), **options)
                     sqs_t = timed(lambda b=broker: ours_sqs(b, bodies))
+                    batched = SqsBroker.from_url(queue().replace("http://", "awssqs://"), **options)
+                    batched_t = timed(lambda b=batched: ours_sqs(b, kib_bodies, batched=True))
                     s3_t = timed(lambda: ours_s3(store, data, args.objects))
                 else:
                     sqs_t = timed(lambda u=url: bare.sqs_round_trip(u, bodies))
+                    batched_url = queue()
+                    batched_t = timed(
+                        lambda u=batched_url: bare.sqs_round_trip(u, kib_bodies, batched=True)
+                    )
                     s3_t = timed(lambda: bare.s3_round_trip(bucket, data, args.objects))
                 results["sqs"].setdefault(side, []).append(sqs_t)
+                if batched_t is not None:
+                    results["sqs_batched"].setdefault(side, []).append(batched_t)
                 results["s3"].setdefault(side, []).append(s3_t)
                 print(
                     f"  round {r + 1} {side:<5} sqs {sqs_t[0] * 1000:8.0f} ms  "
+                    f"batched {(batched_t or (0.0, 0.0))[0] * 1000:8.0f} ms  "
                     f"s3 {s3_t[0] * 1000:8.0f} ms",
                     file=sys.stderr,
                     flush=True,
@@ -220,6 +253,7 @@ def run(args: argparse.Namespace) -> None:
 
     labels = {
         "sqs": f"SQS {args.messages} send/receive/delete",
+        "sqs_batched": f"SQS {args.messages} x {args.message_kb} KiB, batch delete",
         "s3": f"S3 {args.objects} put + {args.objects} get ({args.object_kb} KiB)",
     }
     print(
@@ -228,10 +262,16 @@ def run(args: argparse.Namespace) -> None:
     )
     for key, label in labels.items():
         sides = results[key]
-        bw, ow, nw = (med(sides[s], 0) for s in ("bare", "ours", "naive"))
+        bw, ow = med(sides["bare"], 0), med(sides["ours"], 0)
         bc, oc = med(sides["bare"], 1), med(sides["ours"], 1)
+        # The batched workload has no naive side: nobody batches with a client per call.
+        naive_cols = (
+            f"{med(sides['naive'], 0):>9.0f} {med(sides['naive'], 0) / bw:>6.2f}"
+            if sides.get("naive")
+            else f"{'-':>9} {'-':>6}"
+        )
         print(
-            f"{label:<36} {bw:>9.0f} {ow:>9.0f} {ow / bw:>6.3f} {nw:>9.0f} {nw / bw:>6.2f}"
+            f"{label:<36} {bw:>9.0f} {ow:>9.0f} {ow / bw:>6.3f} {naive_cols}"
             f" {bc:>9.0f} {oc:>9.0f} {oc / bc:>6.3f}"
         )
 
@@ -240,6 +280,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument(
+        "--message-kb", type=int, default=1, help="body size of the batched SQS workload"
+    )
     parser.add_argument("--objects", type=int, default=100)
     parser.add_argument("--object-kb", type=int, default=64)
     parser.add_argument(

@@ -24,6 +24,7 @@ class DaemonPool:
     """``workers`` daemon threads running submitted calls in order of submission."""
 
     def __init__(self, workers: int, name: str) -> None:
+        self.workers = workers
         self._queue: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)

@@ -406,6 +406,12 @@ class ConsumerSettings(BaseModel):
     still running then are left, and their messages come back after their lock."""
     lock_renewal_interval: float | None = Field(default=None, gt=0)
     """Seconds between lock renewals of a running handler (default: half the lock)."""
+    settle_batch: int = Field(default=10, ge=1, le=100)
+    """Most completions settled in one ``complete_many`` call, on brokers with
+    ``capabilities.batch_settle`` (1: each message at once)."""
+    settle_delay: float = Field(default=0.01, ge=0, le=1.0)
+    """Longest a handled message waits for others to be completed with it, in
+    seconds (0: at once). A crash meanwhile loses nothing: it comes back."""
     dedupe: str | Endpoint | None = None
     """Where handled message ids / TransactionIds are remembered (off when unset): a
     SQLite file path, or an object-store URL or endpoint table shared by hosts

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FATAL_RECEIVE",
     "MAX_REASON",
+    "Completion",
     "ConsumerBase",
     "ConsumerLike",
     "ConsumerStats",
@@ -61,6 +62,7 @@ __all__ = [
     "Ledger",
     "ReceiveHealth",
     "check_handler",
+    "completions_settled",
     "dedupe_keys",
     "field_errors",
     "handle_steps",
@@ -329,6 +331,11 @@ class ConsumerBase:
 
     _running = False
     _context_class: type[ContextBase]
+
+    def _queue_completion(self, broker: Any, done: Completion) -> bool:
+        """Queue ``done`` to be completed with others; here never (each completes at once)."""
+        return False
+
     _claim_store: Any = None
     """The claim-check store :meth:`from_profile` opened (closed with the consumer)."""
 
@@ -645,6 +652,10 @@ class ConsumerLike(Protocol):
     def _sleep(self, delay: float) -> object:
         """Wait ``delay`` s; true when the consumer is stopping."""
 
+    def _queue_completion(self, broker: Any, done: Completion) -> bool:
+        """Queue ``done`` to be completed with others (then :func:`completions_settled`);
+        ``False`` where the consumer completes each message at once."""
+
 
 def lock_was_lost(c: ConsumerLike, msg: Message) -> None:
     """Count the loss of ``msg``'s lock and tell the observers, once per delivery."""
@@ -674,6 +685,57 @@ def settle_steps(
     if action == "complete":
         c._ledger.count("completed")
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A delivery whose handling is over, to be completed; what to count and report then."""
+
+    delivery: Delivery
+    outcome: Outcome
+    """How it ends once completed: ``completed``, ``duplicate`` or ``unhandled``."""
+    counters: tuple[str, ...] = ()
+    """Counters of :class:`ConsumerStats` to add to besides ``completed``."""
+
+
+def completions_settled(
+    c: ConsumerLike, batch: list[Completion], outcomes: list[IrisCloudError | None]
+) -> None:
+    """After queued completions went in one ``complete_many``: count, log, tell the observers.
+
+    Their handlers may be long done with them, so a lost lock is counted here
+    rather than through the ledger's bookkeeping of deliveries in flight.
+    """
+    ledger = c._ledger
+    for done, error in zip(batch, outcomes, strict=True):
+        delivery = done.delivery
+        ended = done.outcome
+        if error is None:
+            ledger.count("completed")
+            for name in done.counters:
+                ledger.count(name)
+            if ended == "completed":
+                log.info(
+                    "handled %s message_id=%s from %s",
+                    delivery.kind,
+                    delivery.message_id,
+                    delivery.source,
+                )
+        elif isinstance(error, LockLost):
+            ledger.count("lock_lost")
+            c._observers.lock_lost(delivery)
+            log.warning(
+                "could not complete message_id=%s: lock lost, it will be redelivered",
+                delivery.message_id,
+            )
+            ended = "lock_lost"
+        else:
+            ledger.count("settle_errors")
+            log.warning(
+                "could not complete message_id=%s: %s", delivery.message_id, type(error).__name__
+            )
+            ended = "settle_failed"
+        c._observers.message_finished(delivery, ended)
 
 
 def _delivered(c: ConsumerLike, source: str, msg: Message, kind: str, attempt: int) -> Delivery:
@@ -716,6 +778,16 @@ def process_steps(
         c._ledger.done(msg)
 
 
+def _complete_steps(c: ConsumerLike, broker: Any, done: Completion) -> Steps[None]:
+    """Complete a delivery settled without a handler run, or queue it with others."""
+    msg = done.delivery.message
+    if c._queue_completion(broker, done):
+        c._ledger.forget(msg)
+        return
+    settled = yield from settle_steps(c, broker, msg, "complete")
+    _ended(c, done.delivery, settled, done.outcome, done.counters)
+
+
 def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None]:
     """One delivery, from parsing to settlement (see :mod:`iris_cloud.consumer`)."""
     attempt = c._ledger.attempt(msg, broker.capabilities)
@@ -737,8 +809,7 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
         return
     if (yield Call(c._blocking, (dedupe.seen, keys))):
         log.info("duplicate %s message_id=%s from %s: completed", kind, msg.message_id, source)
-        settled = yield from settle_steps(c, broker, msg, "complete")
-        _ended(c, delivery, settled, "duplicate", ("duplicates",))
+        yield from _complete_steps(c, broker, Completion(delivery, "duplicate", ("duplicates",)))
         return
     claim = yield Call(c._blocking, (dedupe.claim, keys, c.settings.dedupe_claim_seconds))
     if claim is None:
@@ -771,8 +842,7 @@ def _dispatch_steps(
     found = c.app.handler_for(model, kind)
     if found is None:
         log.info("no handler for %s message_id=%s: completed", kind, msg.message_id)
-        settled = yield from settle_steps(c, broker, msg, "complete")
-        _ended(c, delivery, settled, "unhandled", ("unhandled",))
+        yield from _complete_steps(c, broker, Completion(delivery, "unhandled", ("unhandled",)))
         return
     handler, arity = found
     ctx = c._context(delivery, broker, claim)
@@ -787,8 +857,10 @@ def _dispatch_steps(
             c._renewing(ctx, False)
         took = time.monotonic() - began
         ended = yield from _conclude_steps(c, ctx, outcome, keys, claim)
-        observers.handler_finished(delivery, took, ended)
-    observers.message_finished(delivery, ended)
+        # None: queued to be completed with others; message_finished comes then.
+        observers.handler_finished(delivery, took, ended or "completed")
+    if ended is not None:
+        observers.message_finished(delivery, ended)
 
 
 def _conclude_steps(
@@ -797,8 +869,8 @@ def _conclude_steps(
     outcome: Exception | _Exhausted | _Left | None,
     keys: list[str],
     claim: str | None,
-) -> Steps[Outcome]:
-    """Settle after the handler ran; how the delivery ended."""
+) -> Steps[Outcome | None]:
+    """Settle after the handler ran; how the delivery ended (``None``: not known yet)."""
     msg, broker, kind = ctx.message, ctx.broker, ctx.kind
     if isinstance(outcome, _Left):
         return "lock_lost" if ctx.lock_lost else "given_back"
@@ -817,10 +889,12 @@ def _conclude_steps(
         # comes back, and dedupe (when on) completes it as a duplicate.
         log.info("handled %s message_id=%s but not settled: lock lost", kind, msg.message_id)
         return "lock_lost"
+    c._ledger.forget(msg)
+    if c._queue_completion(broker, Completion(ctx.delivery, "completed")):
+        return None
     settled = yield from settle_steps(c, broker, msg, "complete")
     if settled:
         log.info("handled %s message_id=%s from %s", kind, msg.message_id, ctx.source)
-    c._ledger.forget(msg)
     return c._ledger.outcome(msg, settled, "completed")
 
 

@@ -57,6 +57,8 @@ the others).
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import logging
 import os
 import signal
@@ -71,11 +73,13 @@ from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
 from iris_cloud.consumelogic import (
     FATAL_RECEIVE,
+    Completion,
     ConsumerBase,
     ConsumerStats,
     ContextBase,
     ReceiveHealth,
     check_handler,
+    completions_settled,
     handler_arity,
     handler_name,
     is_async_handler,
@@ -89,7 +93,7 @@ from iris_cloud.consumelogic import (
     settle_steps,
 )
 from iris_cloud.dedupe import DedupeBackend
-from iris_cloud.errors import ConfigurationError, LockLost
+from iris_cloud.errors import ConfigurationError, IrisCloudError, LockLost
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel
 from iris_cloud.observers import ConsumerObserver
@@ -234,23 +238,36 @@ class IrisApp:
         return AsyncConsumer(self, brokers, **kwargs)
 
 
-class _Renewer:
-    """One thread renewing the locks of running handlers' messages when due."""
+class _Timer:
+    """One thread running callbacks when they fall due, from a heap of due times.
 
-    def __init__(self, consumer: Consumer) -> None:
-        self.consumer = consumer
+    It sleeps until the earliest due time (at most :data:`_IDLE` seconds) and
+    is woken only for an entry due before then: a lock renewal due in seconds
+    costs the handler that adds it no wakeup of this thread. Cancelled
+    entries are dropped when they surface, or all at once when they pile up.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
         self._lock = threading.Lock()
-        self._due: dict[int, tuple[float, float, Context]] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, Callable[[], object]] = {}
+        self._seq = itertools.count()
+        self._next_wake = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        # A new event each run: a renewer of an earlier run still inside a
+        # A new event each run: a timer of an earlier run still inside a
         # renewal on a dead connection must not come back to life.
+        with self._lock:
+            self._heap.clear()
+            self._live.clear()
+            self._next_wake = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name="iris-cloud-renewer", daemon=True
+            target=self._run, args=(self._stop,), name=self.name, daemon=True
         )
         self._thread.start()
 
@@ -264,40 +281,150 @@ class _Renewer:
             self._thread.join(timeout)
             self._thread = None
 
-    def add(self, ctx: Context) -> None:
-        if not ctx.broker.capabilities.lock_renewal:
-            return
-        every = renewal_interval(self.consumer.settings, ctx.message)
+    def add(self, due: float, callback: Callable[[], object]) -> int:
+        """Run ``callback`` in the timer thread at monotonic time ``due``; returns its key."""
         with self._lock:
-            self._due[id(ctx)] = (time.monotonic() + every, every, ctx)
-        self._wake.set()
+            key = next(self._seq)
+            self._live[key] = callback
+            heapq.heappush(self._heap, (due, key))
+            if len(self._heap) > 2 * len(self._live) + 64:
+                self._heap = [e for e in self._heap if e[1] in self._live]
+                heapq.heapify(self._heap)
+            wake = due < self._next_wake
+        if wake:
+            self._wake.set()
+        return key
 
-    def remove(self, ctx: Context) -> None:
+    def cancel(self, key: int) -> None:
         with self._lock:
-            self._due.pop(id(ctx), None)
+            self._live.pop(key, None)
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            now = time.monotonic()
             with self._lock:
-                due = [(k, e) for k, e in self._due.items() if e[0] <= now]
-                upcoming = min((e[0] for e in self._due.values()), default=now + 1.0)
-            for key, (_, every, ctx) in due:
-                self._renew(ctx)
-                with self._lock:
-                    if key in self._due and not ctx.lock_lost:
-                        self._due[key] = (time.monotonic() + every, every, ctx)
-                    else:
-                        self._due.pop(key, None)
-            self._wake.wait(max(0.01, min(upcoming - time.monotonic(), 1.0)))
-            self._wake.clear()
+                now = time.monotonic()
+                due: list[Callable[[], object]] = []
+                while self._heap and self._heap[0][0] <= now:
+                    callback = self._live.pop(heapq.heappop(self._heap)[1], None)
+                    if callback is not None:
+                        due.append(callback)
+                self._next_wake = min(self._heap[0][0] if self._heap else now + _IDLE, now + _IDLE)
+                # Cleared under the lock that add() sets it after: no wakeup is lost.
+                self._wake.clear()
+            for callback in due:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a consumer timer failed")
+            if not due:
+                self._wake.wait(max(0.0, self._next_wake - time.monotonic()))
+
+
+_IDLE = 1.0
+"""Longest the timer thread sleeps with nothing due."""
+
+
+class _Renewer:
+    """Renews the locks of running handlers' messages when due, on its own timer thread."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.timer = _Timer("iris-cloud-renewer")
+        self._lock = threading.Lock()
+        self._keys: dict[int, int] = {}
+
+    def start(self) -> None:
+        with self._lock:
+            self._keys.clear()
+        self.timer.start()
+
+    def alive(self) -> bool:
+        return self.timer.alive()
+
+    def stop(self, timeout: float) -> None:
+        self.timer.stop(timeout)
+
+    def add(self, ctx: Context) -> None:
+        if not ctx.broker.capabilities.lock_renewal:
+            return
+        self._schedule(ctx, renewal_interval(self.consumer.settings, ctx.message))
+
+    def _schedule(self, ctx: Context, every: float) -> None:
+        due = time.monotonic() + every
+        with self._lock:
+            self._keys[id(ctx)] = self.timer.add(due, functools.partial(self._due, ctx, every))
+
+    def remove(self, ctx: Context) -> None:
+        with self._lock:
+            key = self._keys.pop(id(ctx), None)
+        if key is not None:
+            self.timer.cancel(key)
+
+    def _due(self, ctx: Context, every: float) -> None:
+        if not self._running(ctx):
+            return
+        self._renew(ctx)
+        if self._running(ctx) and not ctx.lock_lost:
+            self._schedule(ctx, every)
 
     def _renew(self, ctx: Context) -> None:
         drive(renew_steps(self.consumer, ctx, functools.partial(self._running, ctx)))
 
     def _running(self, ctx: Context) -> bool:
         with self._lock:
-            return id(ctx) in self._due
+            return id(ctx) in self._keys
+
+
+class _Completions:
+    """Completions of one broker settled together by ``complete_many``.
+
+    A batch goes when it holds ``settle_batch`` messages (by the handler that
+    filled it) or ``settle_delay`` seconds after its first (by the timer), and
+    when the run winds up. Only handled messages enter it, so a crash before
+    it goes loses nothing: their locks run out and they come back.
+    """
+
+    def __init__(self, consumer: Consumer, broker: MessageBroker) -> None:
+        self.consumer = consumer
+        self.broker = broker
+        self._lock = threading.Lock()
+        self._items: list[Completion] = []
+        self._armed = False
+        self._closed = False
+
+    def add(self, done: Completion) -> bool:
+        """Queue ``done``; ``False`` once the run wound up (the caller settles it now)."""
+        settings = self.consumer.settings
+        with self._lock:
+            if self._closed:
+                return False
+            self._items.append(done)
+            full = len(self._items) >= settings.settle_batch
+            arm = not full and not self._armed
+            if arm:
+                self._armed = True
+        if full:
+            self.flush()
+        elif arm:
+            self.consumer._settle_timer.add(time.monotonic() + settings.settle_delay, self._on_time)
+        return True
+
+    def _on_time(self) -> None:
+        with self._lock:
+            self._armed = False
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        if items:
+            self.consumer._complete_batch(self.broker, items)
+
+    def close(self) -> None:
+        """Settle what is queued; later completions of this run's handlers go one by one."""
+        with self._lock:
+            self._closed = True
+        self.flush()
 
 
 class Consumer(ConsumerBase):
@@ -360,6 +487,10 @@ class Consumer(ConsumerBase):
         # call on a dead connection see that their run is over.
         self._generation = 0
         self._renewer = _Renewer(self)
+        # Its own thread: a renewal stuck on a dead connection must not hold
+        # up completions, nor a slow complete_many the renewals.
+        self._settle_timer = _Timer("iris-cloud-settler")
+        self._completions: dict[str, _Completions] = {}
         self._fatal: BaseException | None = None
         self._running = False
 
@@ -453,8 +584,20 @@ class Consumer(ConsumerBase):
         self._generation += 1
         generation = self._generation
         deadline = None if timeout is None else time.monotonic() + timeout
-        pool = DaemonPool(self.settings.concurrency, "iris-cloud-handler")
+        # One handler on one broker: the receive loop runs it itself, so a
+        # message never changes threads between its receive and its settle.
+        inline = self.settings.concurrency == 1 and len(self.brokers) == 1
+        pool = DaemonPool(0 if inline else self.settings.concurrency, "iris-cloud-handler")
         self._renewer.start()
+        self._completions = {
+            name: _Completions(self, broker)
+            for name, broker in self.brokers.items()
+            if broker.capabilities.batch_settle
+            and self.settings.settle_batch > 1
+            and self.settings.settle_delay > 0
+        }
+        if self._completions:
+            self._settle_timer.start()
         self._observers.consumer_started(self)
         receivers = [
             threading.Thread(
@@ -496,7 +639,16 @@ class Consumer(ConsumerBase):
         began = time.monotonic()
         budget = self.settings.stop_timeout
         left = pool.shutdown(budget)
-        self._renewer.stop(max(0.0, budget - (time.monotonic() - began)))
+        with self._slots:
+            # Handlers the receive loops run themselves (concurrency 1) end here.
+            while self._inflight and (remaining := began + budget - time.monotonic()) > 0:
+                self._slots.wait(remaining)
+            left = max(left, self._inflight)
+        for completions in self._completions.values():
+            completions.close()
+        left_over = max(0.0, budget - (time.monotonic() - began))
+        self._settle_timer.stop(left_over)
+        self._renewer.stop(left_over)
         polling = sum(t.is_alive() for t in receivers)
         log_stopped(time.monotonic() - began, left, budget, polling, again=False)
 
@@ -585,7 +737,10 @@ class Consumer(ConsumerBase):
             with self._slots:
                 self._inflight += len(messages)
             for msg in messages:
-                pool.submit(functools.partial(self._process, name, broker, msg, generation))
+                if pool.workers:
+                    pool.submit(functools.partial(self._process, name, broker, msg, generation))
+                else:
+                    self._process(name, broker, msg, generation)
 
     def _live(self, generation: int) -> bool:
         return not self._stop.is_set() and self._generation == generation
@@ -626,6 +781,19 @@ class Consumer(ConsumerBase):
 
     def _sleep(self, delay: float) -> bool:
         return self._stop.wait(delay)
+
+    def _queue_completion(self, broker: MessageBroker, done: Completion) -> bool:
+        completions = self._completions.get(done.delivery.source)
+        return completions is not None and completions.add(done)
+
+    def _complete_batch(self, broker: MessageBroker, batch: list[Completion]) -> None:
+        """Complete queued deliveries by one ``complete_many``."""
+        try:
+            outcomes = broker.complete_many([d.delivery.message for d in batch])
+        except Exception as exc:  # a provider's bug: the messages come back after their locks
+            log.error("completing %d messages failed: %s", len(batch), type(exc).__name__)
+            outcomes = [IrisCloudError(type(exc).__name__)] * len(batch)
+        completions_settled(self, batch, outcomes)
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
