@@ -40,6 +40,9 @@ BUILTIN_SCHEMES = {"mem", "local", "file"}
 
 # What opens without a network call or credentials, per provider: a store URL
 # (brokers look their queue up when opened).
+# The distribution each provider's [async] extra brings (GCP's async classes need none).
+ASYNC_EXTRAS = {"aws": "aiobotocore", "azure": "aiohttp"}
+
 PROVIDER_STORES = {
     "aws": ("s3://iris-dist-check/images?region=eu-central-1", {}),
     "azure": ("azblob://irisdistcheck/images", {"account_key": "a2V5"}),
@@ -262,6 +265,24 @@ def test_one_provider_extra(make_venv: Callable[[str], Venv], provider: str) -> 
     assert_ours_from_wheelhouse(taken, env.wheelhouse, {"iris-cloud", f"iris-cloud-{provider}"})
     smoke(env, provider)
     assert set(providers_listed(env)) - {"memory", "local"} == {provider}
+    if provider in ASYNC_EXTRAS:
+        # The async classes need the provider's [async] extra: without it, the
+        # error names the extra; with it, the async store opens.
+        url, options = PROVIDER_STORES[provider]
+        code = (
+            "import asyncio\n"
+            "from iris_cloud import aio\n"
+            "async def main():\n"
+            f"    async with aio.open_store({url!r}, **{options!r}) as s:\n"
+            "        print(type(s).__name__)\n"
+            "asyncio.run(main())\n"
+        )
+        failed = env.run(str(env.python), "-c", code, check=False)
+        assert failed.returncode != 0, failed.stdout
+        assert f"iris-cloud-{provider}[async]" in failed.stderr, failed.stderr[-2000:]
+        taken = env.install(f"iris-cloud-{provider}[async]")
+        assert ASYNC_EXTRAS[provider] in taken, sorted(taken)
+        assert env.python_code(code).strip().startswith("Async")
 
 
 def test_all_and_demo_and_testing(make_venv: Callable[[str], Venv]) -> None:
