@@ -254,6 +254,15 @@ def _tracer() -> Any:
     return _TRACER
 
 
+def _inert() -> bool:
+    # No SDK (the API's proxy or no-op provider): every span would be
+    # non-recording, so building attributes and links for one is pure cost.
+    # Asked per call, as an application may install its SDK at any time.
+    return _trace is None or isinstance(
+        _trace.get_tracer_provider(), (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)
+    )
+
+
 def endpoint_attributes(broker: object | None, operation: str) -> dict[str, str]:
     """``messaging.*`` attributes naming ``broker`` (its system and destination)."""
     attributes = {"messaging.operation.name": operation}
@@ -329,7 +338,7 @@ class ReceiveSpan:
 
     def received(self, messages: Sequence[Message]) -> None:
         """The call returned ``messages``."""
-        if _trace is None or not messages:
+        if not messages or _inert():
             return
         links = []
         for message in messages:
@@ -412,6 +421,12 @@ def handle_span(
     """
     if _trace is None:
         return contextlib.nullcontext()
+    context = trace_context(message)
+    if context is None and _inert():
+        # A no-op tracer's span would only repeat the current context: there
+        # is nothing to make current. (With a context, its span must still be
+        # current, so what the handler sends carries the sender's trace on.)
+        return contextlib.nullcontext()
     attributes: dict[str, Any] = {
         **endpoint_attributes(broker, "handle"),
         "messaging.operation.type": "process",
@@ -421,7 +436,7 @@ def handle_span(
     known = span_kind(kind)
     if known is not None:
         attributes["iris.message.kind"] = known
-    return span("handle", attributes, consumer=True, context=trace_context(message))
+    return span("handle", attributes, consumer=True, context=context)
 
 
 _FAILED_OUTCOMES = frozenset({"retried", "dead_lettered"})
@@ -429,7 +444,7 @@ _FAILED_OUTCOMES = frozenset({"retried", "dead_lettered"})
 
 def record_outcome(outcome: str) -> None:
     """Put the consumer's ``outcome`` on the current span (a failed handler marks it failed)."""
-    if _trace is None:
+    if _inert():
         return
     current = _trace.get_current_span()
     current.set_attribute("iris.outcome", outcome)
