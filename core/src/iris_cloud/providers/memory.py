@@ -82,6 +82,12 @@ __all__ = [
 # -- broker --------------------------------------------------------------------
 
 
+# Lock tokens only need to be unique in this process (an old delivery's token
+# must never settle the next one): a counter, not a uuid4 per delivery.
+_TOKEN_PREFIX = uuid.uuid4().hex[:16]
+_TOKENS = itertools.count(1)
+
+
 @dataclass
 class _Entry:
     seq: int
@@ -371,7 +377,7 @@ class MemoryBroker(MessageBroker):
 
     def _lock(self, q: _Queue, entry: _Entry, now: float) -> _Entry:
         entry.delivery_count += 1
-        entry.token = uuid.uuid4().hex
+        entry.token = f"{_TOKEN_PREFIX}{next(_TOKENS):016x}"
         q.hide(entry, now + self.lock_seconds)
         return entry
 
