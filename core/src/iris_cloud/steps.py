@@ -5,10 +5,11 @@ decode, give a batch back when the claim-check store refuses our
 credentials, keep a dead letter's pointer when its payload is gone, skip an
 object already seen by ``watch``) is the same whether the I/O blocks or is
 awaited. So it is written once, as a generator that yields a :class:`Call`
-for each piece of I/O and is sent its result (or thrown its exception)
-back: :func:`drive` runs it with plain calls, :func:`adrive` awaits them. A
-generator may also yield other values, the output of a streaming decision
-(``watch``): :func:`drive_stream` / :func:`adrive_stream` hand those on.
+for each piece of I/O and is sent its result (or thrown its exception,
+``CancelledError`` and ``KeyboardInterrupt`` too) back: :func:`drive` runs
+it with plain calls, :func:`adrive` awaits them. A generator may also yield
+other values, the output of a streaming decision (``watch``):
+:func:`drive_stream` / :func:`adrive_stream` hand those on.
 
 A :class:`Call` carries the bound method of whichever port runs the
 decision: the sync driver calls it, the async driver awaits what it returns
@@ -94,7 +95,7 @@ class _Run:
     def __init__(self, steps: StreamSteps[Any]) -> None:
         self.steps = steps
         self.value: Any = None
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
 
     def next(self) -> Any:
         """The next step or output value; ``_DONE`` once the decision returned."""
@@ -111,7 +112,9 @@ class _Run:
         """Make the call; its result or exception goes back to the decision."""
         try:
             self.value = step.fn(*step.args, **step.kwargs)
-        except Exception as exc:  # the decision's to handle or to let through
+        except BaseException as exc:  # the decision's to handle or to let through
+            # Also KeyboardInterrupt: raised where the call stands, as in straight-line code,
+            # so the decision's clean-up (an upload's abort) still takes its steps.
             self.error = exc
 
     async def aperform(self, step: Call) -> None:
@@ -119,7 +122,8 @@ class _Run:
         try:
             result = step.fn(*step.args, **step.kwargs)
             self.value = await result if inspect.isawaitable(result) else result
-        except Exception as exc:  # the decision's to handle or to let through
+        except BaseException as exc:  # the decision's to handle or to let through
+            # Also CancelledError: the decision's clean-up awaits its steps before it goes on.
             self.error = exc
 
 

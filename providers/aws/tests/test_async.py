@@ -65,3 +65,33 @@ def test_a_failed_async_multipart_upload_is_aborted_after_its_parts_in_flight(
     asyncio.run(main())
     assert calls == ["part", "part", "abort"]
     assert moto.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_an_async_multipart_upload_cancelled_mid_way_is_aborted(moto: MotoServer) -> None:
+    # A cancel is no Exception: the abort must still run, or the parts sent
+    # (a piece of a patient's image) stay stored outside any object.
+    bucket = moto.create_bucket("aio-cancel")
+    options = moto.options(multipart_threshold=5 * 2**20, multipart_chunksize=5 * 2**20)
+
+    async def main() -> None:
+        sent = asyncio.Event()
+
+        async def stalling() -> Any:
+            yield b"x" * (6 * 2**20)
+            await asyncio.Event().wait()  # the rest never comes
+            yield b""
+
+        async with aio.open_store(moto.store_url(bucket), **options) as store:
+            assert isinstance(store, AsyncS3Store)
+            await store.connect()
+            store._s3.meta.events.register("after-call.s3.UploadPart", lambda **kw: sent.set())
+            put = asyncio.ensure_future(store.put("cancelled.bin", stalling()))
+            await asyncio.wait_for(sent.wait(), 30)
+            assert moto.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads")
+            put.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await put
+            assert not await store.exists("cancelled.bin")
+
+    asyncio.run(main())
+    assert moto.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

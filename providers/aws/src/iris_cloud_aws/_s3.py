@@ -299,7 +299,8 @@ class S3Common:
         parts: Any,
     ) -> Steps[tuple[str | None, int]]:
         """A multipart upload from what ``first`` boxes (bytes read, then the rest of
-        ``read``; or a file region ``(fd, start, length)``); aborted on any failure."""
+        ``read``; or a file region ``(fd, start, length)``); aborted on any failure, a
+        cancel or an interrupt included."""
         where = self._where(name)
         if not overwrite:
             yield from self._refuse_existing_steps(name)
@@ -337,7 +338,8 @@ class S3Common:
                         **complete,
                     },
                 )
-        except Exception:
+        except BaseException:
+            # Also a cancel or an interrupt, which would otherwise leave the parts.
             # Parts still in flight first: one that lands after the abort may be
             # kept by S3 (the upload must then be aborted again), holding a
             # piece of a patient's image outside any object.
