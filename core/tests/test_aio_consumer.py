@@ -25,6 +25,7 @@ from iris_cloud import aio
 from iris_cloud.aio import AsyncConsumer, AsyncContext
 from iris_cloud.config import Profile
 from iris_cloud.consumer import IrisApp
+from iris_cloud.dedupe import Dedupe
 from iris_cloud.model import Event, OrderGradedEvent, OrderResult
 from iris_cloud.observers import ConsumerObserver, Delivery
 from iris_cloud.ports import Message
@@ -345,3 +346,39 @@ def test_health_and_metrics_observe_the_async_consumer() -> None:
     ready, metrics, after = asyncio.run(main())
     assert ready[0] == 200 and after[0] == 503
     assert metrics[0] == 200 and "completed" in metrics[1]
+
+
+def test_a_cancelled_handler_releases_its_claim_off_the_event_loop(
+    kind: str, tmp_path: Path
+) -> None:
+    # The claim's release may block (a SQLite file, a store): never on the loop.
+    gate = _Gate()  # never released
+    app = IrisApp()
+    app.on(Event)(gate)
+    released: list[bool] = []
+
+    class Recording(Dedupe):
+        def release(self, token: str) -> None:
+            released.append(on_loop.is_set() and threading.get_ident() == loop_thread)
+            super().release(token)
+
+    on_loop = threading.Event()
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread
+
+    async def main() -> None:
+        on_loop.set()
+        consumer, brokers = await consumer_on(
+            kind, tmp_path, app, "events", dedupe=Recording(), stop_timeout=30
+        )
+        await brokers["events"].send(event())
+        async with consumer:
+            run = asyncio.create_task(consumer.run())
+            await asyncio.wait_for(gate.started.wait(), 10)
+            run.cancel()
+            await asyncio.sleep(0.2)
+            run.cancel()  # the second cancels the handler
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(run, 5)
+
+    asyncio.run(main())
+    assert released == [False], "the claim was released on the event loop (or not at all)"

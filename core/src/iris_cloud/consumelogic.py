@@ -823,9 +823,13 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
         return
     try:
         yield from _dispatch_steps(c, delivery, broker, model, keys, claim)
-    except BaseException:
-        # Also the run being abandoned (GeneratorExit), which takes no more steps.
+    except GeneratorExit:
+        # The run abandoned takes no more steps: a plain call.
         dedupe.release(claim)
+        raise
+    except BaseException:
+        # A cancel too: a step, which the async consumer takes off its event loop.
+        yield Call(c._blocking, (dedupe.release, claim))
         raise
     yield Call(c._blocking, (dedupe.release, claim))
 
