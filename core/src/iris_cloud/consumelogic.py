@@ -623,14 +623,18 @@ class HandlerTable(Protocol):
 
     def handler_for(
         self, message: IrisModel, kind: str
-    ) -> tuple[Callable[..., object], int] | None: ...
+    ) -> tuple[Callable[..., object], int] | None:
+        """The handler (and how many arguments it takes) for a parsed message, or ``None``."""
+        ...
 
 
 class ConsumerLike(Protocol):
     """What the steps use of a consumer; the methods' results are the driver's to await."""
 
     @property
-    def app(self) -> HandlerTable: ...
+    def app(self) -> HandlerTable:
+        """The app whose handlers the consumer runs."""
+        ...
 
     settings: ConsumerSettings
     dedupe: DedupeBackend | None

@@ -28,6 +28,15 @@ Rules an observer can rely on, and must keep:
 enters it in the handler's thread around the handler run and the settlement
 that follows, so a tracing observer can make its span current for whatever
 the handler does.
+
+A handled message to be completed may be queued, to be completed with others
+in one batch call (the ``settle_batch`` / ``settle_delay`` settings): then
+:meth:`~ConsumerObserver.handler_finished` is called with ``"completed"``
+when it is queued, inside :meth:`~ConsumerObserver.handling`, and
+:meth:`~ConsumerObserver.message_finished` later, outside that delivery's
+``handling`` and possibly from another thread, with the real outcome: ``"completed"``, or
+``"lock_lost"`` / ``"settle_failed"`` when the batch call failed for it.
+``message_finished`` is the call that says how a delivery ended.
 """
 
 from __future__ import annotations
@@ -159,11 +168,21 @@ class ConsumerObserver:
 
     def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
         """The handler ran for ``duration`` seconds (transient re-runs included) and the
-        delivery was settled as ``outcome`` (inside :meth:`handling`)."""
+        delivery was settled as ``outcome`` (inside :meth:`handling`).
+
+        A completion queued for a batch is reported as ``"completed"`` when it is
+        queued, before the broker took it: :meth:`message_finished` follows with
+        the real outcome once the batch is settled.
+        """
 
     def message_finished(self, delivery: Delivery, outcome: Outcome) -> None:
         """The delivery ended as ``outcome``: called once per delivery the consumer handled,
-        with or without a handler run."""
+        with or without a handler run.
+
+        For a completion queued for a batch it comes when the batch is settled,
+        outside that delivery's :meth:`handling`, possibly from another thread, with what the
+        broker did (``"completed"``, ``"lock_lost"`` or ``"settle_failed"``).
+        """
 
     def lock_renewed(self, delivery: Delivery) -> None:
         """The lock of ``delivery`` was renewed while its handler runs."""

@@ -95,9 +95,14 @@ class BrokerLike(Protocol):
 
     def _receive_dead_letters(self, max_messages: int, wait: float) -> object: ...
 
-    def abandon(self, message: Message, delay: float | None = None) -> object: ...
+    def abandon(self, message: Message, delay: float | None = None) -> object:
+        """Give ``message`` back to be delivered again (after ``delay`` seconds if supported)."""
+        ...
 
-    def dead_letter(self, message: Message, reason: str, description: str = "") -> object: ...
+    def dead_letter(self, message: Message, reason: str, description: str = "") -> object:
+        """Move ``message`` to the dead-letter queue with a ``reason`` that carries no value
+        from it."""
+        ...
 
 
 # -- sending -----------------------------------------------------------------------
