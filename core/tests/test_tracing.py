@@ -327,7 +327,7 @@ def test_unknown_event_type_is_just_an_event(
     with Consumer(app, {"events": mem_broker}, wait=0.1) as consumer:
         consumer.run_until(lambda s: s.completed >= 1, timeout=10)
     [handle] = spans.named("handle")
-    assert (handle.attributes or {})["iris.message.kind"] == "event"
+    assert (handle.attributes or {})["iris.message.kind"] == "event:other"
 
 
 def test_one_tracing_observer(mem_broker: MessageBroker) -> None:

@@ -38,7 +38,7 @@ from iris_cloud.errors import (
     is_transient,
 )
 from iris_cloud.logs import get_logger
-from iris_cloud.model import IrisModel, kind_of, parse_message
+from iris_cloud.model import IrisModel, kind_of, parse_message, shown_kind
 from iris_cloud.observers import ConsumerObserver, Delivery, Observers, Outcome
 from iris_cloud.operations import service_observers
 from iris_cloud.steps import Call, Steps
@@ -721,7 +721,7 @@ def completions_settled(
             if ended == "completed":
                 log.info(
                     "handled %s message_id=%s from %s",
-                    delivery.kind,
+                    shown_kind(delivery.kind),
                     delivery.message_id,
                     delivery.source,
                 )
@@ -812,7 +812,12 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
         yield from _dispatch_steps(c, delivery, broker, model, keys, None)
         return
     if (yield Call(c._blocking, (dedupe.seen, keys))):
-        log.info("duplicate %s message_id=%s from %s: completed", kind, msg.message_id, source)
+        log.info(
+            "duplicate %s message_id=%s from %s: completed",
+            shown_kind(kind),
+            msg.message_id,
+            source,
+        )
         yield from _complete_steps(c, broker, Completion(delivery, "duplicate", ("duplicates",)))
         return
     claim = yield Call(c._blocking, (dedupe.claim, keys, c.settings.dedupe_claim_seconds))
@@ -849,7 +854,7 @@ def _dispatch_steps(
     msg, kind = delivery.message, delivery.kind
     found = c.app.handler_for(model, kind)
     if found is None:
-        log.info("no handler for %s message_id=%s: completed", kind, msg.message_id)
+        log.info("no handler for %s message_id=%s: completed", shown_kind(kind), msg.message_id)
         yield from _complete_steps(c, broker, Completion(delivery, "unhandled", ("unhandled",)))
         return
     handler, arity = found
@@ -895,14 +900,16 @@ def _conclude_steps(
         # Its receipt is stale (the renewer was told so, once): settling
         # with it could delete the copy another consumer now holds. It
         # comes back, and dedupe (when on) completes it as a duplicate.
-        log.info("handled %s message_id=%s but not settled: lock lost", kind, msg.message_id)
+        log.info(
+            "handled %s message_id=%s but not settled: lock lost", shown_kind(kind), msg.message_id
+        )
         return "lock_lost"
     c._ledger.forget(msg)
     if c._queue_completion(broker, Completion(ctx.delivery, "completed")):
         return None
     settled = yield from settle_steps(c, broker, msg, "complete")
     if settled:
-        log.info("handled %s message_id=%s from %s", kind, msg.message_id, ctx.source)
+        log.info("handled %s message_id=%s from %s", shown_kind(kind), msg.message_id, ctx.source)
     return c._ledger.outcome(msg, settled, "completed")
 
 
@@ -936,7 +943,7 @@ def _call_steps(
             log.warning(
                 "%s message_id=%s: the consumer's own side failed (%s), run %d; again in "
                 "%.1fs, not counted against the message",
-                ctx.kind,
+                shown_kind(ctx.kind),
                 msg.message_id,
                 type(error).__name__,
                 runs,
@@ -974,7 +981,7 @@ def _failed_steps(
     delay = retry_delay(c.settings, own)
     log.warning(
         "%s message_id=%s failed on attempt %d (%s); retry in %.1fs",
-        kind,
+        shown_kind(kind),
         msg.message_id,
         attempt,
         type(exc).__name__,
@@ -993,7 +1000,7 @@ def _dead_letter_steps(
     reason = failure_text(exc)[:MAX_REASON]
     log.warning(
         "%s message_id=%s: %s (%s): dead-lettered",
-        kind,
+        shown_kind(kind),
         msg.message_id,
         description,
         type(exc).__name__,

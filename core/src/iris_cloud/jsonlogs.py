@@ -15,9 +15,11 @@ own, through :class:`DeliveryLog`'s handling context), ``null`` elsewhere;
 ``outcome`` on the one line :class:`DeliveryLog` writes when a delivery ends.
 
 The PHI rules of :mod:`iris_cloud.logs` hold: the framework's messages carry
-ids, kinds and classes only; strings from a message (its id, its kind) are
-escaped and capped; an exception's traceback keeps its classes and frames,
-never its text (``"exception"`` key), whichever logger logged it.
+ids, kinds and classes only; a message's id is escaped and capped, its kind
+shown as :func:`~iris_cloud.model.shown_kind` gives it (``event:other`` for an
+event type the model does not know, which is the sender's text); an
+exception's traceback keeps its classes and frames, never its text
+(``"exception"`` key), whichever logger logged it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from iris_cloud.logs import get_logger, traceback_without_text
+from iris_cloud.model import shown_kind
 from iris_cloud.observers import ConsumerObserver, Delivery, Outcome
 from iris_cloud.untrusted import clean
 
@@ -51,7 +54,7 @@ def _delivery_fields(delivery: Delivery, outcome: str | None = None) -> dict[str
     return {
         "role": delivery.source,
         "message_id": delivery.message_id,
-        "kind": delivery.kind,
+        "kind": shown_kind(delivery.kind),
         "delivery_count": delivery.attempt,
         "outcome": outcome,
     }
@@ -100,7 +103,7 @@ class DeliveryLog(ConsumerObserver):
         """Log how the delivery ended (INFO: ``-v``)."""
         log.info(
             "%s message_id=%s from %s (delivery %d): %s",
-            delivery.kind,
+            shown_kind(delivery.kind),
             delivery.message_id,
             delivery.source,
             delivery.attempt,

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from iris_cloud.errors import ConfigurationError
-from iris_cloud.model import EVENT_TYPES
+from iris_cloud.model import KNOWN_KINDS, shown_kind
 from iris_cloud.observers import ConsumerObserver, Delivery, ObservedConsumer, Outcome
 
 if TYPE_CHECKING:
@@ -32,11 +32,6 @@ EXTRA_MISSING = (
     "Prometheus metrics need the iris-cloud[metrics] extra (prometheus_client): "
     "pip install 'iris-cloud[metrics]'"
 )
-
-KNOWN_KINDS = frozenset(
-    {"order", "result", "grading", "invalid", "unknown"} | {f"event:{n}" for n in EVENT_TYPES}
-)
-"""The ``kind`` label's values besides ``event:other``."""
 
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "iris_cloud_messages_received_total": (
@@ -104,9 +99,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 ``_total`` as exposed (``prometheus_client`` adds a ``_created`` series too)."""
 
 
-def kind_label(kind: str) -> str:
-    """``kind`` if the model knows it, else ``event:other`` (a sender names event types)."""
-    return kind if kind in KNOWN_KINDS else "event:other"
+# The ``kind`` label's value: what logs and spans show too.
+kind_label = shown_kind
 
 
 def _prometheus() -> Any:

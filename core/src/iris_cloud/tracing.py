@@ -62,7 +62,6 @@ __all__ = [
     "continuing",
     "enabled",
     "message_kind",
-    "span_kind",
     "trace_context",
     "trace_properties",
     "valid_traceparent",
@@ -226,18 +225,6 @@ def _known_event(name: str) -> bool:
     from iris_cloud.model import EVENT_TYPES
 
     return name in EVENT_TYPES
-
-
-def span_kind(kind: str) -> str | None:
-    """A consumer's kind as a span attribute: an unknown event type is just ``event``.
-
-    Its ``ResultObjectType`` is the sender's text.
-    """
-    if kind in _KINDS.values():
-        return kind
-    if kind.startswith("event:"):
-        return kind if _known_event(kind.removeprefix("event:")) else "event"
-    return None
 
 
 # -- spans (what the ports, the consumer and save_result record) -------------------
@@ -433,9 +420,10 @@ def handle_span(
         "messaging.message.id": clean(message.message_id),
         "iris.delivery_count": attempt,
     }
-    known = span_kind(kind)
-    if known is not None:
-        attributes["iris.message.kind"] = known
+    from iris_cloud.model import shown_kind  # the model (pydantic) only once a message came
+
+    # An event type the model does not know is the sender's text: event:other.
+    attributes["iris.message.kind"] = shown_kind(kind)
     return span("handle", attributes, consumer=True, context=context)
 
 

@@ -376,7 +376,7 @@ def listen_command(
     WATCHDOG=1 (contrib/systemd/iris-cloud-listen.service).
     """
     from iris_cloud.consumer import Consumer, Context, IrisApp
-    from iris_cloud.model import Event, OrderResult
+    from iris_cloud.model import Event, OrderResult, shown_kind
     from iris_cloud.tempfiles import remove_stale_temp_files
     from iris_cloud.workflows.results import check_template, save_result
 
@@ -433,7 +433,12 @@ def listen_command(
     @app.fallback
     def other(message: Any, ctx: Context) -> None:
         console.print(
-            markup("{} (not an {}) message_id={}", ctx.kind, what[:-1], ctx.message.message_id)
+            markup(
+                "{} (not an {}) message_id={}",
+                shown_kind(ctx.kind),
+                what[:-1],
+                ctx.message.message_id,
+            )
         )
 
     say = _status_printer(log_format)

@@ -42,12 +42,14 @@ from iris_cloud.model.common import (
     require,
 )
 from iris_cloud.model.detect import (
+    KNOWN_KINDS,
     AnyMessage,
     MessageKind,
     detect_kind,
     kind_of,
     message_class,
     parse_message,
+    shown_kind,
 )
 from iris_cloud.model.event import (
     EVENT_TYPES,
@@ -94,6 +96,7 @@ from iris_cloud.model.schema import SCHEMA_TYPES, json_schema, schema_file_name
 
 __all__ = [
     "EVENT_TYPES",
+    "KNOWN_KINDS",
     "MODEL_VERSION",
     "SCHEMA_TYPES",
     "Address",
@@ -167,4 +170,5 @@ __all__ = [
     "require",
     "sample_files",
     "schema_file_name",
+    "shown_kind",
 ]

@@ -14,12 +14,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from iris_cloud.errors import FieldError, ValidationError
 from iris_cloud.model.common import IrisModel, validation_error
-from iris_cloud.model.event import AnyEvent, Event, event_class
+from iris_cloud.model.event import EVENT_TYPES, AnyEvent, Event, event_class
 from iris_cloud.model.grading import GradingSubmission
 from iris_cloud.model.order import OrderRequest
 from iris_cloud.model.result import OrderResult
 
 __all__ = [
+    "KNOWN_KINDS",
     "RESULT_OBJECT_TYPES",
     "AnyMessage",
     "MessageKind",
@@ -27,6 +28,7 @@ __all__ = [
     "kind_of",
     "message_class",
     "parse_message",
+    "shown_kind",
 ]
 
 MessageKind: TypeAlias = str
@@ -37,6 +39,21 @@ AnyMessage: TypeAlias = OrderRequest | OrderResult | GradingSubmission | AnyEven
 
 RESULT_OBJECT_TYPES = frozenset({"OrderResult", "OrderResults"})
 """``ResultObjectType`` values that mark an OrderResult rather than an event."""
+
+KNOWN_KINDS = frozenset(
+    {"order", "result", "grading", "invalid", "unknown"} | {f"event:{n}" for n in EVENT_TYPES}
+)
+"""The kinds :func:`shown_kind` shows as they are (besides ``event:other``)."""
+
+
+def shown_kind(kind: str) -> str:
+    """``kind`` as logs, metric labels and span attributes show it: a kind the model
+    knows, else ``event:other``.
+
+    An event's type is the sender's text (``ResultObjectType``): one it does not
+    know could be anything, a patient's name too, so it is never shown.
+    """
+    return kind if kind in KNOWN_KINDS else "event:other"
 
 
 class _Sniff(IrisModel):
