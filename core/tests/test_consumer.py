@@ -221,6 +221,49 @@ def test_lock_is_renewed_for_a_slow_handler(consume: Consume, kind: str, tmp_pat
     assert stats.lock_renewals >= 3 and stats.lock_lost == 0 and stats.completed == 1
 
 
+def test_locks_of_different_lengths_are_each_renewed_in_time() -> None:
+    """The renewer's one sweep comes forward for a shorter lock that arrives later."""
+    from iris_cloud.observers import ConsumerObserver, Delivery
+
+    renewed: dict[str, int] = {}
+
+    class Renewals(ConsumerObserver):
+        def lock_renewed(self, delivery: Delivery) -> None:
+            renewed[delivery.source] = renewed.get(delivery.source, 0) + 1
+
+    long_lock = MemoryBroker(f"long-{uuid.uuid4().hex[:8]}", lock_seconds=3.0)
+    short_lock = MemoryBroker(f"short-{uuid.uuid4().hex[:8]}", lock_seconds=0.6)
+    app = IrisApp()
+    started = threading.Event()
+
+    @app.on(OrderGradedEvent)
+    def held(evt: OrderGradedEvent, ctx: Context) -> None:
+        if ctx.source == "long":
+            started.set()
+        deadline = time.monotonic() + 10
+        # Each runs until its own lock was renewed twice: the short one's
+        # renewals (every 0.3 s) fall due long before the long one's first (1.5 s).
+        while renewed.get(ctx.source, 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    long_lock.send(Message(body=event()))
+    consumer = Consumer(
+        app, {"long": long_lock, "short": short_lock}, concurrency=2, observers=[Renewals()]
+    )
+    with consumer:
+        thread = consumer.start()
+        assert started.wait(5)
+        short_lock.send(Message(body=event()))
+        deadline = time.monotonic() + 15
+        while consumer.snapshot().completed < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        consumer.stop()
+        thread.join(10)
+        stats = consumer.snapshot()
+    assert stats.completed == 2 and stats.lock_lost == 0
+    assert renewed["short"] >= 2 and renewed["long"] >= 2
+
+
 def test_unhandled_fallback_and_unknown_event_types(consume: Consume, profile: Profile) -> None:
     app = IrisApp()
     got: list[tuple[str, str]] = []

@@ -16,6 +16,7 @@ kinds only: nothing of a body, never an exception's message.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -162,6 +163,8 @@ def refuse_awaitable(returned: object) -> None:
     A sync callable that hands back a coroutine (a lambda around an async
     function) did not do the work: completing its message would lose it.
     """
+    if returned is None:  # what nearly every handler returns
+        return
     if inspect.isawaitable(returned):
         if inspect.iscoroutine(returned):
             returned.close()
@@ -265,6 +268,10 @@ class Ledger:
 
     def attempt(self, msg: Message, capabilities: Capabilities) -> int:
         """Count a delivery of ``msg``; its attempt number (the service's when exact)."""
+        if capabilities.delivery_count_exact and msg.delivery_count >= 1:
+            # The service counts for us: no tally to keep for the message
+            # until its handler fails on our side (transient_run).
+            return msg.delivery_count
         with self.lock:
             tally = self._tally(msg)
             tally.deliveries += 1
@@ -289,6 +296,20 @@ class Ledger:
         with self.lock:
             return max(1, attempt - self._tally(msg).transient_deliveries)
 
+    def handled(self, msg: Message) -> None:
+        """Count a handler run that succeeded and drop the message's tally."""
+        with self.lock:
+            self.stats.handled += 1
+            if self._tallies:
+                self._tallies.pop(msg.message_id, None)
+
+    def count_all(self, names: Iterable[str]) -> None:
+        """Add one to each counter of ``names`` (a name twice: two)."""
+        with self.lock:
+            stats = self.stats
+            for name in names:
+                setattr(stats, name, getattr(stats, name) + 1)
+
     def forget(self, msg: Message) -> None:
         """Drop the tally of a message that was settled for good."""
         with self.lock:
@@ -305,8 +326,9 @@ class Ledger:
 
     def delivered(self, delivery: Delivery) -> None:
         """Remember the delivery being handled (what observers are told of it)."""
-        with self.lock:
-            self._deliveries[id(delivery.message)] = delivery
+        # One dict operation is atomic (under the GIL, and per object without
+        # it): no lock for what every message does.
+        self._deliveries[id(delivery.message)] = delivery
 
     def outcome(self, msg: Message, settled: bool, outcome: Outcome) -> Outcome:
         """``outcome`` if the settlement went through, else why the message comes back."""
@@ -317,9 +339,11 @@ class Ledger:
 
     def done(self, msg: Message) -> None:
         """The delivery is over: forget its lock loss and its observed delivery."""
-        with self.lock:
-            self._lost.discard(id(msg))
-            self._deliveries.pop(id(msg), None)
+        key = id(msg)
+        if key in self._lost:
+            with self.lock:
+                self._lost.discard(key)
+        self._deliveries.pop(key, None)
 
 
 # -- what both consumers are made of ---------------------------------------------
@@ -427,7 +451,7 @@ class ConsumerBase:
         self._ledger.count(name, n)
 
     def _context(self, delivery: Delivery, broker: Any, claim: str | None) -> ContextBase:
-        return self._context_class(
+        ctx = self._context_class(
             message=delivery.message,
             broker=broker,
             source=delivery.source,
@@ -436,6 +460,8 @@ class ConsumerBase:
             consumer=self,
             claim=claim,
         )
+        ctx.__dict__["delivery"] = delivery  # what the cached property would build
+        return ctx
 
     def _count_pause(self, source: str, on: bool) -> None:
         """One more (``on``) or one fewer handler of ``source`` waiting out its own side."""
@@ -608,7 +634,7 @@ class ContextBase:
         """Whether the consumer is shutting down (a long handler may wind up early)."""
         return bool(self.consumer.stopping)
 
-    @property
+    @functools.cached_property
     def delivery(self) -> Delivery:
         """This delivery as the consumer's observers see it."""
         return Delivery(self.source, self.message, self.kind, self.attempt)
@@ -711,13 +737,16 @@ def completions_settled(
     rather than through the ledger's bookkeeping of deliveries in flight.
     """
     ledger = c._ledger
+    ledger.count_all(
+        name
+        for done, error in zip(batch, outcomes, strict=True)
+        if error is None
+        for name in ("completed", *done.counters)
+    )
     for done, error in zip(batch, outcomes, strict=True):
         delivery = done.delivery
         ended = done.outcome
         if error is None:
-            ledger.count("completed")
-            for name in done.counters:
-                ledger.count(name)
             if ended == "completed":
                 log.info(
                     "handled %s message_id=%s from %s",
@@ -806,11 +835,11 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
         return
     kind = kind_of(model)
     delivery = _delivered(c, source, msg, kind, attempt)
-    keys = dedupe_keys(msg, model)
     dedupe = c.dedupe
     if dedupe is None:
-        yield from _dispatch_steps(c, delivery, broker, model, keys, None)
+        yield from _dispatch_steps(c, delivery, broker, model, (), None)
         return
+    keys = dedupe_keys(msg, model)
     if (yield Call(c._blocking, (dedupe.seen, keys))):
         log.info(
             "duplicate %s message_id=%s from %s: completed",
@@ -848,9 +877,11 @@ def _dispatch_steps(
     delivery: Delivery,
     broker: Any,
     model: IrisModel,
-    keys: list[str],
+    keys: Sequence[str],
     claim: str | None,
 ) -> Steps[None]:
+    # The way of almost every message (a handler that returns) takes no
+    # steps of its own beyond this one: each costs every message its time.
     msg, kind = delivery.message, delivery.kind
     found = c.app.handler_for(model, kind)
     if found is None:
@@ -860,30 +891,68 @@ def _dispatch_steps(
     handler, arity = found
     ctx = c._context(delivery, broker, claim)
     observers = c._observers
+    ended: Outcome | None
     with observers.handling(delivery):
         observers.handler_started(delivery)
         began = time.monotonic()
         c._renewing(ctx, True)
         try:
-            outcome = yield from _call_steps(c, ctx, handler, arity, model)
+            try:
+                yield Call(c._run_handler, (handler, arity, model, ctx))
+            except Exception as exc:
+                outcome = yield from _rerun_steps(c, ctx, handler, arity, model, exc)
+            else:
+                outcome = None
         finally:
             c._renewing(ctx, False)
         took = time.monotonic() - began
-        ended = yield from _conclude_steps(c, ctx, outcome, keys, claim)
+        if outcome is not None:
+            ended = yield from _conclude_steps(c, ctx, outcome)
+        else:
+            if c.dedupe is not None:
+                yield Call(c._blocking, (c.dedupe.mark, keys, claim))
+            ended = _handled(c, ctx)
+            if ended == "completed":
+                settled = yield from settle_steps(c, broker, msg, "complete")
+                if settled:
+                    log.info(
+                        "handled %s message_id=%s from %s",
+                        shown_kind(kind),
+                        msg.message_id,
+                        ctx.source,
+                    )
+                ended = c._ledger.outcome(msg, settled, "completed")
         # None: queued to be completed with others; message_finished comes then.
         observers.handler_finished(delivery, took, ended or "completed")
     if ended is not None:
         observers.message_finished(delivery, ended)
 
 
+def _handled(c: ConsumerLike, ctx: ContextBase) -> Outcome | None:
+    """Count a handler run that succeeded; ``completed`` if it is to be completed now,
+    ``None`` once queued with others, ``lock_lost`` if it must not be settled."""
+    msg = ctx.message
+    if ctx.lock_lost:
+        c._ledger.count("handled")
+        # Its receipt is stale (the renewer was told so, once): settling
+        # with it could delete the copy another consumer now holds. It
+        # comes back, and dedupe (when on) completes it as a duplicate.
+        log.info(
+            "handled %s message_id=%s but not settled: lock lost",
+            shown_kind(ctx.kind),
+            msg.message_id,
+        )
+        return "lock_lost"
+    c._ledger.handled(msg)
+    if c._queue_completion(ctx.broker, Completion(ctx.delivery, "completed")):
+        return None
+    return "completed"
+
+
 def _conclude_steps(
-    c: ConsumerLike,
-    ctx: ContextBase,
-    outcome: Exception | _Exhausted | _Left | None,
-    keys: list[str],
-    claim: str | None,
-) -> Steps[Outcome | None]:
-    """Settle after the handler ran; how the delivery ended (``None``: not known yet)."""
+    c: ConsumerLike, ctx: ContextBase, outcome: Exception | _Exhausted | _Left
+) -> Steps[Outcome]:
+    """Settle after the handler failed, ran out of runs, or its message went back."""
     msg, broker, kind = ctx.message, ctx.broker, ctx.kind
     if isinstance(outcome, _Left):
         return "lock_lost" if ctx.lock_lost else "given_back"
@@ -891,48 +960,31 @@ def _conclude_steps(
         return (
             yield from _dead_letter_steps(c, broker, msg, kind, outcome.error, outcome.description)
         )
-    if outcome is not None:
-        return (yield from _failed_steps(c, broker, msg, kind, ctx.attempt, outcome))
-    if c.dedupe is not None:
-        yield Call(c._blocking, (c.dedupe.mark, keys, claim))
-    c._ledger.count("handled")
-    if ctx.lock_lost:
-        # Its receipt is stale (the renewer was told so, once): settling
-        # with it could delete the copy another consumer now holds. It
-        # comes back, and dedupe (when on) completes it as a duplicate.
-        log.info(
-            "handled %s message_id=%s but not settled: lock lost", shown_kind(kind), msg.message_id
-        )
-        return "lock_lost"
-    c._ledger.forget(msg)
-    if c._queue_completion(broker, Completion(ctx.delivery, "completed")):
-        return None
-    settled = yield from settle_steps(c, broker, msg, "complete")
-    if settled:
-        log.info("handled %s message_id=%s from %s", shown_kind(kind), msg.message_id, ctx.source)
-    return c._ledger.outcome(msg, settled, "completed")
+    return (yield from _failed_steps(c, broker, msg, kind, ctx.attempt, outcome))
 
 
-def _call_steps(
-    c: ConsumerLike, ctx: ContextBase, handler: Any, arity: int, model: IrisModel
+def _rerun_steps(
+    c: ConsumerLike,
+    ctx: ContextBase,
+    handler: Any,
+    arity: int,
+    model: IrisModel,
+    error: Exception,
 ) -> Steps[Exception | _Exhausted | _Left | None]:
-    """Run the handler; again while it fails on the consumer's own side and the lock holds.
+    """The handler raised ``error``: run it again while it fails on the consumer's own side
+    and the lock holds.
 
-    Returns ``None`` on success, the message's own error, :class:`_Exhausted`
-    when ``max_transient_attempts`` ran out, or ``_LEFT`` when the message was
-    given back (or its lock lost) without its failure counting against it.
+    Returns ``None`` once a run succeeds, the message's own error,
+    :class:`_Exhausted` when ``max_transient_attempts`` ran out, or ``_LEFT``
+    when the message was given back (or its lock lost) without its failure
+    counting against it.
     """
     msg, broker = ctx.message, ctx.broker
     pausing = False
     try:
         while True:
-            try:
-                yield Call(c._run_handler, (handler, arity, model, ctx))
-                return None
-            except Exception as exc:
-                if not is_transient(exc):
-                    return exc
-                error = exc
+            if not is_transient(error):
+                return error
             runs = c._ledger.transient_run(msg)
             limit = c.settings.max_transient_attempts
             if limit is not None and runs >= limit:
@@ -964,6 +1016,11 @@ def _call_steps(
                 if not ctx.lock_lost:
                     yield from settle_steps(c, broker, msg, "abandon")
                 return _LEFT
+            try:
+                yield Call(c._run_handler, (handler, arity, model, ctx))
+                return None
+            except Exception as exc:
+                error = exc
     finally:
         if pausing:
             c._pausing(ctx.source, False)

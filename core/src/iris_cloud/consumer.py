@@ -60,6 +60,7 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import os
 import signal
 import threading
@@ -202,10 +203,14 @@ class IrisApp:
 
     def handler_for(self, message: IrisModel, kind: str) -> tuple[Handler, int] | None:
         """The handler (and its arity) for a parsed message, or ``None``."""
-        tag = kind.removeprefix("event:")
-        for key in (kind, tag):
-            if key in self._by_kind:
-                return self._by_kind[key]
+        if self._by_kind:
+            tag = kind.removeprefix("event:")
+            for key in (kind, tag):
+                if key in self._by_kind:
+                    return self._by_kind[key]
+        found = self._by_type.get(type(message))
+        if found is not None:
+            return found
         for cls in type(message).__mro__:
             if cls in self._by_type:
                 return self._by_type[cls]
@@ -325,17 +330,28 @@ _IDLE = 1.0
 
 
 class _Renewer:
-    """Renews the locks of running handlers' messages when due, on its own timer thread."""
+    """Renews the locks of running handlers' messages when due, on its own timer thread.
+
+    Each running handler's message is in a table with its next renewal time,
+    and one sweep, on the timer at the earliest of those, renews what is due
+    and schedules the next. A message whose renewal is not the earliest (with
+    locks of seconds and handlers of milliseconds, nearly every one) is added
+    and removed without the timer hearing of it.
+    """
 
     def __init__(self, consumer: Consumer) -> None:
         self.consumer = consumer
         self.timer = _Timer("iris-cloud-renewer")
         self._lock = threading.Lock()
-        self._keys: dict[int, int] = {}
+        # id(ctx) -> [next renewal (monotonic), seconds between renewals, ctx]
+        self._table: dict[int, list[Any]] = {}
+        self._sweep_at = math.inf
+        self._sweep_key = -1
 
     def start(self) -> None:
         with self._lock:
-            self._keys.clear()
+            self._table.clear()
+            self._sweep_at = math.inf
         self.timer.start()
 
     def alive(self) -> bool:
@@ -347,32 +363,50 @@ class _Renewer:
     def add(self, ctx: Context) -> None:
         if not ctx.broker.capabilities.lock_renewal:
             return
-        self._schedule(ctx, renewal_interval(self.consumer.settings, ctx.message))
-
-    def _schedule(self, ctx: Context, every: float) -> None:
+        every = renewal_interval(self.consumer.settings, ctx.message)
         due = time.monotonic() + every
-        with self._lock:
-            self._keys[id(ctx)] = self.timer.add(due, functools.partial(self._due, ctx, every))
+        # Single dict operations are atomic: the table takes no lock, only a
+        # change of the sweep's time does. The entry goes in before the sweep
+        # time is read, so a sweep in progress either sees it or is rescheduled.
+        self._table[id(ctx)] = [due, every, ctx]
+        if due < self._sweep_at:
+            with self._lock:
+                if due < self._sweep_at:
+                    self._schedule(due)
 
     def remove(self, ctx: Context) -> None:
-        with self._lock:
-            key = self._keys.pop(id(ctx), None)
-        if key is not None:
-            self.timer.cancel(key)
+        self._table.pop(id(ctx), None)
 
-    def _due(self, ctx: Context, every: float) -> None:
-        if not self._running(ctx):
-            return
-        self._renew(ctx)
-        if self._running(ctx) and not ctx.lock_lost:
-            self._schedule(ctx, every)
+    def _schedule(self, at: float) -> None:
+        # With self._lock held: the one sweep to come is at ``at``.
+        if self._sweep_at < math.inf:
+            self.timer.cancel(self._sweep_key)
+        self._sweep_at = at
+        self._sweep_key = self.timer.add(at, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._sweep_at = math.inf
+        due = [entry for entry in list(self._table.values()) if entry[0] <= now]
+        for entry in due:
+            ctx = entry[2]
+            if not self._running(ctx):
+                continue
+            self._renew(ctx)
+            # A lost lock is not renewed again; the handler still runs.
+            entry[0] = math.inf if ctx.lock_lost else time.monotonic() + entry[1]
+        with self._lock:
+            soonest = min((entry[0] for entry in list(self._table.values())), default=math.inf)
+            if soonest < self._sweep_at:
+                self._schedule(soonest)
 
     def _renew(self, ctx: Context) -> None:
         drive(renew_steps(self.consumer, ctx, functools.partial(self._running, ctx)))
 
     def _running(self, ctx: Context) -> bool:
-        with self._lock:
-            return id(ctx) in self._keys
+        entry = self._table.get(id(ctx))
+        return entry is not None and entry[2] is ctx
 
 
 class _Completions:
@@ -701,19 +735,22 @@ class Consumer(ConsumerBase):
         self, name: str, broker: MessageBroker, pool: DaemonPool, generation: int
     ) -> None:
         health = ReceiveHealth(self, name)
+        concurrency, batch, wait = (
+            self.settings.concurrency,
+            self.settings.batch_size,
+            self.settings.wait,
+        )
         while self._live(generation):
             with self._slots:
-                while (
-                    self._inflight >= self.settings.concurrency or self._paused.get(name)
-                ) and self._live(generation):
+                while (self._inflight >= concurrency or self._paused.get(name)) and self._live(
+                    generation
+                ):
                     self._slots.wait(0.5)
                 if not self._live(generation):
                     return
-                free = self.settings.concurrency - self._inflight
+                free = concurrency - self._inflight
             try:
-                messages = broker.receive(
-                    max_messages=min(self.settings.batch_size, free), wait=self.settings.wait
-                )
+                messages = broker.receive(max_messages=min(batch, free), wait=wait)
             except FATAL_RECEIVE as exc:
                 if not self._live(generation):
                     return

@@ -42,7 +42,7 @@ when it is queued, inside :meth:`~ConsumerObserver.handling`, and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
@@ -237,7 +237,11 @@ def _failed(observer: ConsumerObserver, call: str, exc: Exception) -> None:
 
 
 class Observers(ConsumerObserver):
-    """Several observers as one: each call goes to each in order; a failing one is skipped."""
+    """Several observers as one: each call goes to each in order; a failing one is skipped.
+
+    A call goes only to the observers that override it, and one that none
+    overrides costs nothing: the consumer makes these calls for every message.
+    """
 
     def __init__(self, observers: Sequence[ConsumerObserver] = ()) -> None:
         for observer in observers:
@@ -246,38 +250,58 @@ class Observers(ConsumerObserver):
                     f"observers must be ConsumerObserver instances, not {type(observer).__name__}"
                 )
         self.observers: tuple[ConsumerObserver, ...] = tuple(observers)
+        for call in _FORWARDED:
+            told = tuple(o for o in self.observers if _overrides(o, call))
+            # An instance attribute shadows the class's forwarding method.
+            setattr(self, call, _forward(call, told) if told else _nothing)
+        self._handlers = tuple(o for o in self.observers if _overrides(o, "handling"))
 
     def __bool__(self) -> bool:
         return bool(self.observers)
 
-    def _each(self, call: str, *args: Any) -> None:
-        for observer in self.observers:
+    def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
+        """Each observer's context, nested in order (the first outermost)."""
+        if not self._handlers:
+            return _NO_CONTEXT
+        if len(self._handlers) == 1:
+            return _Guarded(self._handlers[0], delivery)
+        return _nested(self._handlers, delivery)
+
+
+@contextlib.contextmanager
+def _nested(observers: Sequence[ConsumerObserver], delivery: Delivery) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for observer in observers:
+            stack.enter_context(_Guarded(observer, delivery))
+        yield
+
+
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def _nothing(*args: Any) -> None:
+    """What a call no observer overrides does."""
+
+
+def _overrides(observer: ConsumerObserver, call: str) -> bool:
+    return getattr(type(observer), call) is not getattr(ConsumerObserver, call)
+
+
+def _forward(call: str, observers: tuple[ConsumerObserver, ...]) -> Callable[..., None]:
+    methods = tuple((observer, getattr(observer, call)) for observer in observers)
+
+    def tell(*args: Any) -> None:
+        for observer, method in methods:
             try:
-                getattr(observer, call)(*args)
+                method(*args)
             except Exception as exc:
                 _failed(observer, call, exc)
 
-    @contextlib.contextmanager
-    def handling(self, delivery: Delivery) -> Iterator[None]:
-        """Each observer's context, nested in order (the first outermost)."""
-        with contextlib.ExitStack() as stack:
-            for observer in self.observers:
-                stack.enter_context(_Guarded(observer, delivery))
-            yield
-
-
-def _forward(call: str) -> Any:
-    def tell(self: Observers, *args: Any) -> None:
-        self._each(call, *args)
-
-    tell.__name__ = call
-    tell.__doc__ = f"Tell each observer (``{call}``)."
     return tell
 
 
 # Every call but handling() goes to each observer alike; the signatures are
-# ConsumerObserver's (what type checkers see).
-for _call in vars(ConsumerObserver):
-    if not _call.startswith("_") and _call != "handling":
-        setattr(Observers, _call, _forward(_call))
-del _call
+# ConsumerObserver's (what type checkers see), the instances' the observers'.
+_FORWARDED = tuple(
+    name for name in vars(ConsumerObserver) if not name.startswith("_") and name != "handling"
+)

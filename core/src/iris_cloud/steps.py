@@ -28,8 +28,8 @@ import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from types import MappingProxyType
+from typing import Any, Concatenate, Generic, NamedTuple, ParamSpec, Self, TypeVar, overload
 
 __all__ = [
     "Awaiting",
@@ -49,13 +49,15 @@ Y = TypeVar("Y")
 P = ParamSpec("P")
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class Call(NamedTuple):
     """One piece of I/O a decision needs: ``fn(*args, **kwargs)``, awaited when async."""
 
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = _NO_KWARGS
 
 
 Steps = Generator[Call, Any, T]
@@ -66,22 +68,56 @@ StreamSteps = Generator["Call | Y", Any, None]
 
 def drive(steps: Steps[T]) -> T:
     """Run ``steps`` with blocking calls; return what the decision returns."""
-    box: list[T] = []
-    for _ in drive_stream(_returning(steps, box)):
-        pass
-    return box[0]
+    # The consumer drives one decision per message: a plain loop, without
+    # the stream machinery that watch needs, keeps that cheap.
+    send, throw = steps.send, steps.throw
+    try:
+        step = send(None)
+        while True:
+            try:
+                value = step.fn(*step.args, **step.kwargs)
+            except BaseException as exc:  # the decision's to handle or to let through
+                failure = exc
+            else:
+                step = send(value)
+                continue
+            # Thrown outside the except clause: what the decision raises next
+            # is not chained to an error it handled.
+            try:
+                step = throw(failure)
+            finally:
+                del failure  # it holds this frame through its traceback
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        steps.close()
 
 
 async def adrive(steps: Steps[T]) -> T:
     """Run ``steps`` awaiting each call; return what the decision returns."""
-    box: list[T] = []
-    async for _ in adrive_stream(_returning(steps, box)):
-        pass
-    return box[0]
-
-
-def _returning(steps: Steps[T], box: list[T]) -> StreamSteps[Any]:
-    box.append((yield from steps))
+    send, throw = steps.send, steps.throw
+    try:
+        step = send(None)
+        while True:
+            try:
+                value = step.fn(*step.args, **step.kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+            except BaseException as exc:  # the decision's to handle, CancelledError too
+                failure = exc
+            else:
+                step = send(value)
+                continue
+            try:
+                step = throw(failure)
+            finally:
+                del failure  # it holds this frame through its traceback
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    finally:
+        steps.close()
 
 
 _DONE = object()
