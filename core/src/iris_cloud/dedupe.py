@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from iris_cloud.private import connect_private
+from iris_cloud.private import connect_private, wal_mode
 
 if TYPE_CHECKING:
     from iris_cloud.config import Endpoint
@@ -109,7 +109,7 @@ class Dedupe:
             self._db = connect_private(self.path, check_same_thread=False, isolation_level=None)
         if self.path is not None:
             # WAL lets a second consumer process share the file safely.
-            self._db.execute("PRAGMA journal_mode=WAL")
+            wal_mode(self._db, 5.0)
             self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS handled (key TEXT PRIMARY KEY, at REAL NOT NULL)"

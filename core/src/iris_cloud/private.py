@@ -20,6 +20,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +32,7 @@ __all__ = [
     "open_private",
     "partial_file",
     "private_dir",
+    "wal_mode",
     "write_private",
 ]
 
@@ -167,3 +169,25 @@ def _narrow_in_place(path: Path) -> None:
             os.chmod(f"/proc/self/fd/{fd}", FILE_MODE)
     finally:
         os.close(fd)
+
+
+def wal_mode(db: sqlite3.Connection, timeout: float) -> None:
+    """Put ``db`` in WAL mode, waiting out another process doing the same.
+
+    Switching a new database to WAL takes an exclusive lock, and SQLite answers
+    a second process that asks at that moment "database is locked" at once,
+    without its busy handler; once one has switched, the mode is in the file.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from iris_cloud.private import connect_private
+from iris_cloud.private import connect_private, wal_mode
 from iris_cloud.tracing import trace_properties
 
 __all__ = ["OPEN_STATUSES", "ImageRow", "OrderRow", "OutboxRow", "State", "Transaction", "now_iso"]
@@ -355,7 +355,7 @@ class State:
         self._conn = connect_private(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        wal_mode(self._conn, 30.0)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
 

@@ -115,7 +115,7 @@ from iris_cloud.ports import (
     ObjectInfo,
     ObjectStore,
 )
-from iris_cloud.private import FILE_MODE, connect_private, open_private, private_dir
+from iris_cloud.private import FILE_MODE, connect_private, open_private, private_dir, wal_mode
 from iris_cloud.providers._common import (
     BROKER_RIGHTS,
     DEAD_LETTER_SUFFIX,
@@ -273,28 +273,6 @@ class _Handle:
         self.row = row
 
 
-def _wal_mode(db: sqlite3.Connection, timeout: float) -> None:
-    """Put ``db`` in WAL mode, waiting out another process doing the same.
-
-    Switching a new database to WAL takes an exclusive lock, and SQLite answers
-    a second process that asks at that moment "database is locked" at once,
-    without its busy handler; once one has switched, the mode is in the file.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
 class LocalBroker(MessageBroker):
     """A queue in the SQLite database of a directory, shared by processes."""
 
@@ -352,7 +330,7 @@ class LocalBroker(MessageBroker):
                 isolation_level=None,
                 check_same_thread=False,
             )
-            _wal_mode(self._db, 30.0)
+            wal_mode(self._db, 30.0)
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             # Checkpoints are what fsync in WAL mode: every 16 MB of log rather
             # than SQLite's 4 MB keeps one settle per message cheap, and bounds

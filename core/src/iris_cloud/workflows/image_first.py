@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from iris_cloud.errors import ConfigurationError, FieldError, PermissionDenied, ValidationError
 from iris_cloud.model import AzureBlobStorage, Image, OrderRequest
-from iris_cloud.private import connect_private
+from iris_cloud.private import connect_private, wal_mode
 from iris_cloud.steps import Call, Steps, drive
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ class UploadReceipts:
         self.path = Path(path).expanduser() if path is not None else None
         if self.path is not None:
             self._db = connect_private(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            wal_mode(self._db, 5.0)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS receipts (container TEXT NOT NULL, name TEXT NOT NULL,"
                 " size INTEGER, uploaded_at TEXT NOT NULL, PRIMARY KEY (container, name))"
