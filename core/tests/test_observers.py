@@ -337,10 +337,10 @@ def test_dead_threads_names_a_receive_loop_that_ended() -> None:
             time.sleep(0.01)
         assert consumer.dead_threads() == []
         # A receive loop ends when its run is no longer current.
-        consumer._generation += 1
+        live, consumer._live_generation = consumer._live_generation, -1
         consumer._receivers[0].join(5)
         assert consumer.dead_threads() == ["iris-cloud-receive-events"]
-        consumer._generation -= 1
+        consumer._live_generation = live
         consumer.stop()
         consumer.join(10)
         assert consumer.dead_threads() == []

@@ -743,11 +743,13 @@ def completions_settled(
         if error is None
         for name in ("completed", *done.counters)
     )
+    # Asked once a batch: the line's arguments cost each message their time.
+    announce = log.isEnabledFor(logging.INFO)
     for done, error in zip(batch, outcomes, strict=True):
         delivery = done.delivery
         ended = done.outcome
         if error is None:
-            if ended == "completed":
+            if announce and ended == "completed":
                 log.info(
                     "handled %s message_id=%s from %s",
                     shown_kind(delivery.kind),

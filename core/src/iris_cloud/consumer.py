@@ -413,8 +413,8 @@ class _Completions:
     """Completions of one broker settled together by ``complete_many``.
 
     A batch goes when it holds ``settle_batch`` messages (by the handler that
-    filled it) or ``settle_delay`` seconds after its first (by the timer), and
-    when the run winds up. Only handled messages enter it, so a crash before
+    filled it) or at most ``settle_delay`` seconds after its first (by the
+    timer), and when the run winds up. Only handled messages enter it, so a crash before
     it goes loses nothing: their locks run out and they come back.
     """
 
@@ -434,13 +434,17 @@ class _Completions:
                 return False
             self._items.append(done)
             full = len(self._items) >= settings.settle_batch
-            arm = not full and not self._armed
+            # Armed once for the batches of the next settle_delay, full ones
+            # included: under load the timer thread wakes once in that time,
+            # not twice a batch, and a batch started after a full one waits
+            # no longer than it would have.
+            arm = not self._armed
             if arm:
                 self._armed = True
+        if arm:
+            self.consumer._settle_timer.add(time.monotonic() + settings.settle_delay, self._on_time)
         if full:
             self.flush()
-        elif arm:
-            self.consumer._settle_timer.add(time.monotonic() + settings.settle_delay, self._on_time)
         return True
 
     def _on_time(self) -> None:
@@ -515,11 +519,19 @@ class Consumer(ConsumerBase):
         )
         self.brokers: dict[str, MessageBroker]
         self._stop = threading.Event()
-        self._slots = threading.Condition()
+        # The lock itself, not the condition, for what every message does:
+        # taken without a Python frame, and the condition is told only when
+        # a thread waits on it.
+        self._slot_lock = threading.Lock()
+        self._slots = threading.Condition(self._slot_lock)
         self._inflight = 0
+        self._waiting = 0  # threads in self._slots.wait (under self._slot_lock)
         # Each run has its own number: threads of an earlier run left in a
         # call on a dead connection see that their run is over.
         self._generation = 0
+        # The running generation's number while it is not stopping, else -1:
+        # one comparison tells a thread whether its run goes on.
+        self._live_generation = -1
         self._renewer = _Renewer(self)
         # Its own thread: a renewal stuck on a dead connection must not hold
         # up completions, nor a slow complete_many the renewals.
@@ -563,6 +575,7 @@ class Consumer(ConsumerBase):
         receive call in progress is not waited for (what it brings is given back).
         """
         self._stop.set()
+        self._live_generation = -1
         with self._slots:
             self._slots.notify_all()
 
@@ -617,6 +630,10 @@ class Consumer(ConsumerBase):
         self._fatal = None
         self._generation += 1
         generation = self._generation
+        # Set before the stop event is read: a stop() in between is seen either way.
+        self._live_generation = generation
+        if self._stop.is_set():
+            self._live_generation = -1
         deadline = None if timeout is None else time.monotonic() + timeout
         # One handler on one broker: the receive loop runs it itself, so a
         # message never changes threads between its receive and its settle.
@@ -676,7 +693,7 @@ class Consumer(ConsumerBase):
         with self._slots:
             # Handlers the receive loops run themselves (concurrency 1) end here.
             while self._inflight and (remaining := began + budget - time.monotonic()) > 0:
-                self._slots.wait(remaining)
+                self._wait_for_slots(remaining)
             left = max(left, self._inflight)
         for completions in self._completions.values():
             completions.close()
@@ -740,13 +757,13 @@ class Consumer(ConsumerBase):
             self.settings.batch_size,
             self.settings.wait,
         )
-        while self._live(generation):
-            with self._slots:
-                while (self._inflight >= concurrency or self._paused.get(name)) and self._live(
-                    generation
+        while True:
+            with self._slot_lock:
+                while self._live_generation == generation and (
+                    self._inflight >= concurrency or (self._paused and self._paused.get(name))
                 ):
-                    self._slots.wait(0.5)
-                if not self._live(generation):
+                    self._wait_for_slots(0.5)
+                if self._live_generation != generation:
                     return
                 free = concurrency - self._inflight
             try:
@@ -766,12 +783,12 @@ class Consumer(ConsumerBase):
             health.ok(len(messages))
             if not messages:
                 continue
-            if not self._live(generation):
+            if self._live_generation != generation:
                 # The run ended while this call waited: they come back now.
                 self._give_back(broker, messages)
                 return
             self._count("received", len(messages))
-            with self._slots:
+            with self._slot_lock:
                 self._inflight += len(messages)
             for msg in messages:
                 if pool.workers:
@@ -780,7 +797,15 @@ class Consumer(ConsumerBase):
                     self._process(name, broker, msg, generation)
 
     def _live(self, generation: int) -> bool:
-        return not self._stop.is_set() and self._generation == generation
+        return self._live_generation == generation
+
+    def _wait_for_slots(self, timeout: float) -> None:
+        # With self._slot_lock held; counted, so that a freed slot tells only a waiter.
+        self._waiting += 1
+        try:
+            self._slots.wait(timeout)
+        finally:
+            self._waiting -= 1
 
     def _give_back(self, broker: MessageBroker, messages: Iterable[Message]) -> None:
         """Abandon messages the stopping consumer took but will not handle."""
@@ -789,11 +814,12 @@ class Consumer(ConsumerBase):
 
     def _process(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
         try:
-            drive(process_steps(self, name, broker, msg, self._live(generation)))
+            drive(process_steps(self, name, broker, msg, self._live_generation == generation))
         finally:
-            with self._slots:
+            with self._slot_lock:
                 self._inflight -= 1
-                self._slots.notify_all()
+                if self._waiting:
+                    self._slots.notify_all()
 
     # -- what the steps call (consumelogic.ConsumerLike) ------------------------
     def _renewing(self, ctx: Context, on: bool) -> None:

@@ -70,23 +70,15 @@ def drive(steps: Steps[T]) -> T:
     """Run ``steps`` with blocking calls; return what the decision returns."""
     # The consumer drives one decision per message: a plain loop, without
     # the stream machinery that watch needs, keeps that cheap.
-    send, throw = steps.send, steps.throw
     try:
-        step = send(None)
+        step = steps.send(None)
         while True:
+            failure = None  # the last one, if any, held this frame through its traceback
             try:
                 value = step.fn(*step.args, **step.kwargs)
             except BaseException as exc:  # the decision's to handle or to let through
-                failure = exc
-            else:
-                step = send(value)
-                continue
-            # Thrown outside the except clause: what the decision raises next
-            # is not chained to an error it handled.
-            try:
-                step = throw(failure)
-            finally:
-                del failure  # it holds this frame through its traceback
+                value, failure = None, exc
+            step = _resume(steps, value, failure)
     except StopIteration as stop:
         result: T = stop.value
         return result
@@ -96,28 +88,33 @@ def drive(steps: Steps[T]) -> T:
 
 async def adrive(steps: Steps[T]) -> T:
     """Run ``steps`` awaiting each call; return what the decision returns."""
-    send, throw = steps.send, steps.throw
     try:
-        step = send(None)
+        step = steps.send(None)
         while True:
+            failure = None
             try:
                 value = step.fn(*step.args, **step.kwargs)
                 if inspect.isawaitable(value):
                     value = await value
             except BaseException as exc:  # the decision's to handle, CancelledError too
-                failure = exc
-            else:
-                step = send(value)
-                continue
-            try:
-                step = throw(failure)
-            finally:
-                del failure  # it holds this frame through its traceback
+                value, failure = None, exc
+            step = _resume(steps, value, failure)
     except StopIteration as stop:
         result: T = stop.value
         return result
     finally:
         steps.close()
+
+
+def _resume(steps: Steps[Any], value: Any, failure: BaseException | None) -> Call:
+    """The decision's next step, sent the call's result or thrown its exception.
+
+    Thrown outside the driver's except clause, so that what the decision
+    raises next is not chained to an exception it handled.
+    """
+    if failure is None:
+        return steps.send(value)
+    return steps.throw(failure)
 
 
 _DONE = object()
