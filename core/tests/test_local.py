@@ -347,8 +347,8 @@ def test_store_layout_is_browsable(tmp_path: Path) -> None:
         "etag": store.info("orders/o1/left.jpg").etag,
     }
     assert [o.name for o in store.list()] == ["orders/o1/left.jpg"]
-    # No temporary files are left behind.
-    assert list((tmp_path / ".iris-cloud" / "tmp").iterdir()) == []
+    # No temporary files are left behind (nor a staging directory made for none).
+    assert _staged(tmp_path) == []
 
 
 def test_sidecars_only_for_described_objects_and_bound_to_their_version(tmp_path: Path) -> None:
@@ -377,16 +377,45 @@ def test_named_temp_files_where_there_are_no_unnamed_ones(tmp_path: Path) -> Non
         store.put("a/b", b"2")
     store.put("a/b", b"3", overwrite=True)
     assert store.get("a/b") == b"3"
-    assert list((tmp_path / ".iris-cloud" / "tmp").iterdir()) == []
+    assert (tmp_path / ".iris-cloud" / "tmp").is_dir() and _staged(tmp_path) == []
 
 
-def test_a_store_whose_directory_was_removed_makes_it_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named"])
+@pytest.mark.parametrize("name", ["a", "d/e/a"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_store_whose_directory_was_removed_makes_it_again(
+    tmp_path: Path, name: str, overwrite: bool, unnamed: bool
+) -> None:
     store = FileStore(tmp_path / "s")
-    store.put("a", b"1")
+    store._unnamed = store._unnamed and unnamed
+    store.put(name, b"1", overwrite=True)  # the staging directory opened and kept
+    store.put("b", b"1")
     shutil.rmtree(tmp_path / "s")
-    store.put("a", b"2")  # as a store opened now would: the directory is made again
-    assert store.get("a") == b"2"
-    assert list(store.list()) and not list((tmp_path / "s" / ".iris-cloud" / "tmp").iterdir())
+    # As a store opened now would: the directory is made again.
+    store.put(name, b"2", overwrite=overwrite)
+    assert store.get(name) == b"2"
+    assert [o.name for o in store.list()] == [name] and _staged(tmp_path / "s") == []
+    assert not (tmp_path / "s" / "b").exists()
+
+
+def test_a_conditional_put_stages_in_the_target_directory_leaving_nothing(
+    tmp_path: Path,
+) -> None:
+    store = FileStore(tmp_path)
+    if not store._unnamed:
+        pytest.skip("no O_TMPFILE on this filesystem")
+    store.put("a/b", b"1")
+    with pytest.raises(AlreadyExists):
+        store.put("a/b", b"2")
+    assert store.get("a/b") == b"1"
+    # No staging directory and no temp name anywhere: the file had none until linked.
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["a", "a/b"]
+
+
+def _staged(root: Path) -> list[Path]:
+    """What is in the store's staging directory (none if it was never needed)."""
+    tmp = root / ".iris-cloud" / "tmp"
+    return list(tmp.iterdir()) if tmp.exists() else []
 
 
 def test_reserved_names_rejected(tmp_path: Path) -> None:

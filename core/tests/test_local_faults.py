@@ -144,7 +144,7 @@ def test_stale_temp_files_are_removed_and_fresh_ones_kept(tmp_path: Path) -> Non
 
 def test_a_file_store_removes_what_killed_puts_left(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    store.put("a.bin", b"x")
+    store.put("a.bin", b"x", overwrite=True)  # staged under a name there
     tmp = tmp_path / ".iris-cloud" / "tmp"
     leftovers = [tmp / f"{uuid.uuid4().hex}.part", tmp / f"{uuid.uuid4().hex}.json"]
     for path in leftovers:

@@ -54,10 +54,21 @@ def test_a_symlinked_reserved_directory_receives_nothing(
     link = store.root / planted
     link.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(outside, link)
+    # An overwrite stages its bytes under .iris-cloud/tmp and replaces the sidecar.
     with pytest.raises(ConfigurationError, match="symbolic link"):
-        store.put("eye.jpg", b"jpeg bytes with PHI", metadata=META)
+        store.put("eye.jpg", b"jpeg bytes with PHI", metadata=META, overwrite=True)
     assert list(outside.rglob("*")) == []
     assert not (store.root / "eye.jpg").exists()
+    # A conditional create stages nowhere (a file without a name, in the
+    # directory it is published in) and writes metadata only under meta.
+    store._unnamed = True
+    if planted.endswith("tmp"):
+        store.put("eye.jpg", b"jpeg bytes with PHI", metadata=META)
+        assert store.get("eye.jpg") == b"jpeg bytes with PHI"
+    else:
+        with pytest.raises(ConfigurationError, match="symbolic link"):
+            store.put("eye.jpg", b"jpeg bytes with PHI", metadata=META)
+    assert list(outside.rglob("*")) == []
 
 
 def test_a_symlinked_meta_directory_does_not_redirect_a_read(

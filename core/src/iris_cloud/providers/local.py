@@ -905,21 +905,20 @@ class FileStore(ObjectStore):
         except (LinkOnTheWay, NotADirectoryError):
             raise ConfigurationError(UNSAFE_DIRECTORY.format(base=self._real_root)) from None
 
-    def _forget(self, key: str) -> None:
-        """Drop a kept descriptor whose directory was removed: the next call reopens it.
+    def _forget(self) -> bool:
+        """Drop the kept descriptors of directories removed under us; whether there were any.
 
-        If the store's directory itself was removed, it is made again (as
-        opening the store would), so that a put after it works as before.
+        The next call reopens them. If the store's directory itself was
+        removed, it is made again (as opening the store would), so that a put
+        after it works as before.
         """
         with self._fds_lock:
-            fds = [self._fds.pop(key, None)]
-            root = self._fds.get("root")
-            if root is not None and os.fstat(root).st_nlink == 0:
-                fds.append(self._fds.pop("root"))
+            gone = [key for key, fd in self._fds.items() if os.fstat(fd).st_nlink == 0]
+            for key in gone:
+                os.close(self._fds.pop(key))
+            if "root" in gone:
                 private_dir(self.root)
-        for fd in fds:
-            if fd is not None:
-                os.close(fd)
+        return bool(gone)
 
     @staticmethod
     def _split(name: str) -> tuple[list[str], str]:
@@ -1047,8 +1046,9 @@ class FileStore(ObjectStore):
         dirs, leaf = self._split(name)
         described = content_type is not None or bool(metadata)
         errors = _fs_errors(f"put {name!r}")
-        meta_fd = dir_fd = -1
+        meta_fd = -1
         meta_leaf = ""
+        dir_fd = -1
         try:
             with errors:
                 # Opened before anything is created or written, without following
@@ -1058,11 +1058,9 @@ class FileStore(ObjectStore):
                     # No sidecar directory (FileNotFoundError): no old metadata to remove.
                     with contextlib.suppress(FileNotFoundError):
                         meta_fd, meta_leaf = self._sidecar(name, create=described)
-                fd, tmp, tmp_dir = self._temp_file(unnamed=not overwrite)
-            published = False
+                dir_fd, fd, tmp, tmp_dir = self._stage(name, dirs, unnamed=not overwrite)
             try:
                 with errors:
-                    dir_fd = self._dir(name, dirs, create=True) if dirs else self._fd("root")
                     if not overwrite and (size is None or size > _EARLY_CHECK_BYTES):
                         # Early answer; the link below is what makes it atomic.
                         with contextlib.suppress(FileNotFoundError):
@@ -1074,25 +1072,31 @@ class FileStore(ObjectStore):
                     os.fsync(fd)
                 st = os.fstat(fd)
                 with errors:
-                    if tmp:
-                        self._publish(name, tmp, tmp_dir, dir_fd, leaf, link=not overwrite)
-                        published = overwrite  # a link leaves the temp name to remove
-                    else:
-                        # Linking fails if the name exists: the atomic conditional
-                        # create. A file without a name leaves nothing behind if
-                        # anything fails.
-                        self._publish(name, f"/proc/self/fd/{fd}", None, dir_fd, leaf, link=True)
+                    # A link fails if the name exists: the atomic conditional
+                    # create. A file without a name (tmp == "") leaves nothing
+                    # behind if anything fails; a named one is removed below.
+                    self._publish(
+                        name,
+                        tmp or f"/proc/self/fd/{fd}",
+                        tmp_dir if tmp else None,
+                        dir_fd,
+                        leaf,
+                        link=not overwrite,
+                    )
+                    if overwrite:
+                        tmp = ""  # renamed into place: no temp name is left
             finally:
                 os.close(fd)
-                if tmp and not published:
+                if tmp:
                     _unlink_at(tmp, tmp_dir)
-            with errors:
-                if described:
-                    meta = {"content_type": content_type, "metadata": metadata}
-                    self._write_sidecar(meta_fd, meta_leaf, {**meta, "etag": self._etag(st)})
-                elif meta_fd >= 0:
-                    # The metadata of the version this one replaced is no longer anyone's.
-                    _unlink_at(meta_leaf, meta_fd)
+            if meta_fd >= 0:
+                with errors:
+                    if described:
+                        meta = {"content_type": content_type, "metadata": metadata}
+                        self._write_sidecar(meta_fd, meta_leaf, {**meta, "etag": self._etag(st)})
+                    else:
+                        # The metadata of the version this one replaced is no longer anyone's.
+                        _unlink_at(meta_leaf, meta_fd)
         finally:
             if dirs and dir_fd >= 0:
                 os.close(dir_fd)
@@ -1102,38 +1106,56 @@ class FileStore(ObjectStore):
             name=name,
             size=st.st_size,
             content_type=content_type,
-            metadata=dict(metadata),
+            metadata=metadata,  # put_metadata's own copy: the caller holds no reference
             etag=self._etag(st),
             last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
         )
 
-    def _temp_file(self, *, unnamed: bool) -> tuple[int, str, int]:
-        """A new private file in the staging directory, its name ('' for none), the directory.
+    def _stage(self, name: str, dirs: list[str], *, unnamed: bool) -> tuple[int, int, str, int]:
+        """The directory ``name`` goes in (made if missing) and a new temp file for it.
 
-        Without a name (O_TMPFILE) where the filesystem has them: a killed put
-        leaves nothing. Private, created exclusively: objects are patients' images.
+        Returns the directory's descriptor (a new one if ``dirs``, else the
+        kept root's) and what :meth:`_temp_file` returns. A directory removed
+        under us (the store's, or a now-empty one a concurrent delete pruned)
+        is made again.
         """
-        tmp_dir = self._fds.get("tmp")
-        if tmp_dir is not None and unnamed and self._unnamed:
-            with contextlib.suppress(OSError):  # any trouble: the careful way below
-                return os.open(".", _UNNAMED_FILE, FILE_MODE, dir_fd=tmp_dir), "", tmp_dir
-        for attempt in range(2):
-            tmp_dir = self._fd("tmp")
+        for attempt in range(5):
+            dir_fd = -1
             try:
-                if unnamed and self._unnamed:
-                    try:
-                        return os.open(".", _UNNAMED_FILE, FILE_MODE, dir_fd=tmp_dir), "", tmp_dir
-                    except OSError as exc:
-                        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                            raise
-                        self._unnamed = False  # none on this filesystem: named ones from now on
-                tmp = f"{uuid.uuid4().hex}.part"
-                return os.open(tmp, _NEW_FILE, FILE_MODE, dir_fd=tmp_dir), tmp, tmp_dir
-            except OSError:
-                if attempt or os.fstat(tmp_dir).st_nlink:
+                dir_fd = self._dir(name, dirs, create=True) if dirs else self._fd("root")
+                return (dir_fd, *self._temp_file(dir_fd, unnamed=unnamed))
+            except BaseException as exc:
+                # ENOENT making a directory in, or a file in, a removed directory
+                # (EPERM for O_TMPFILE there).
+                removed = isinstance(exc, FileNotFoundError | PermissionError) and (
+                    (bool(dirs) and dir_fd >= 0 and os.fstat(dir_fd).st_nlink == 0)
+                    or self._forget()
+                )
+                if dirs and dir_fd >= 0:
+                    os.close(dir_fd)
+                if attempt == 4 or not removed:
                     raise
-                self._forget("tmp")  # removed under us (ENOENT, or EPERM for O_TMPFILE)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _temp_file(self, dir_fd: int, *, unnamed: bool) -> tuple[int, str, int]:
+        """A new private file, its name ('' for none) and the directory it is in.
+
+        Without a name (O_TMPFILE) in ``dir_fd``, the directory it is then
+        linked into, where the filesystem has them: a killed put leaves
+        nothing, and no staging directory is needed. Otherwise named, in the
+        staging directory. Private, created exclusively: objects are
+        patients' images.
+        """
+        if unnamed and self._unnamed:
+            try:
+                return os.open(".", _UNNAMED_FILE, FILE_MODE, dir_fd=dir_fd), "", dir_fd
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+                self._unnamed = False  # none on this filesystem: named ones from now on
+        tmp_dir = self._fd("tmp")
+        tmp = f"{uuid.uuid4().hex}.part"
+        return os.open(tmp, _NEW_FILE, FILE_MODE, dir_fd=tmp_dir), tmp, tmp_dir
 
     def _publish(
         self, name: str, src: str, src_dir: int | None, dir_fd: int, leaf: str, *, link: bool
@@ -1159,9 +1181,10 @@ class FileStore(ObjectStore):
                     if attempt == 4 or os.fstat(dir_fd).st_nlink:
                         raise
                 # A concurrent delete pruned the (then empty) directory after it was
-                # opened: make it again.
+                # opened, or the store's directory was removed: make it again.
                 if again >= 0:
                     os.close(again)
+                self._forget()
                 dir_fd = again = self._dir(name, self._split(name)[0], create=True)
         finally:
             if again >= 0:
