@@ -26,12 +26,15 @@ Each round runs every side of a workload once (the file:// puts take about
 10 ms and share the disk with whatever else runs, so they get
 ``--file-rounds``, default 31, after one unmeasured round that pays the
 first-use costs of every side; before each side the disk is synced and
-garbage collected, so that no side pays for what the one before left); the
-order of the sides alternates between rounds (forward, then reversed), so
-that no side always pays for the write-back or the server's garbage of the
-one before. Figures are medians over the rounds; ``spread`` is the range of
-that side's per-round ratio to the floor (or reference), and with 8 rounds
-or more its interquartile range first, then ``all`` the range. Columns ``client CPU`` and
+garbage collected, so that no side pays for what the one before left, and
+the files stay until the run ends: ext4 skips recently freed inodes when it
+allocates, so deleting them would make each later round's creates dearer);
+the order of the sides alternates between rounds (forward, then reversed),
+so that no side always pays for the write-back or the server's garbage of
+the one before. Figures are medians over the rounds; ``spread`` is the
+range of that side's per-round ratio to the floor (or reference), and with
+8 rounds or more its interquartile range first, then ``all`` the range.
+Columns ``client CPU`` and
 ``server CPU`` are this process's and the moto server's CPU time (psutil),
 and ``server share`` the server's part of their sum: how much of the time
 is the test server's, not ours.
@@ -284,14 +287,16 @@ def file_workload(meter: Meter, objects: int, size_kb: int, base: Path) -> Workl
 
     def side(body: Callable[[Path], None]) -> Callable[[], Sample]:
         def run_side() -> Sample:
-            with tempfile.TemporaryDirectory(dir=base) as tmp:
-                root = Path(tmp)
-                # What earlier steps left dirty (the last side's files and their
-                # removal) would be written back during this one, and their
-                # garbage collected in it: a side of ~10 ms pays for either.
-                os.sync()
-                gc.collect()
-                return run_sample(meter, lambda: body(root))
+            # Kept until the run ends (``base`` goes then): ext4 skips the inodes
+            # freed in the last 1-5 minutes when it allocates one, so removing
+            # each side's files made every later create dearer (the floor went
+            # from 8 to 41 ms over six runs back to back).
+            root = Path(tempfile.mkdtemp(dir=base))
+            # What earlier steps left dirty would be written back during this
+            # one, and their garbage collected in it: a side of ~10 ms pays for either.
+            os.sync()
+            gc.collect()
+            return run_sample(meter, lambda: body(root))
 
         return run_side
 
