@@ -290,7 +290,7 @@ def file_workload(meter: Meter, objects: int, size_kb: int, base: Path) -> Workl
             # Kept until the run ends (``base`` goes then): ext4 skips the inodes
             # freed in the last 1-5 minutes when it allocates one, so removing
             # each side's files made every later create dearer (the floor went
-            # from 8 to 41 ms over six runs back to back).
+            # from 8 to 41 ms over eight runs back to back).
             root = Path(tempfile.mkdtemp(dir=base))
             # What earlier steps left dirty would be written back during this
             # one, and their garbage collected in it: a side of ~10 ms pays for either.
