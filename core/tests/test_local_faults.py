@@ -142,6 +142,21 @@ def test_stale_temp_files_are_removed_and_fresh_ones_kept(tmp_path: Path) -> Non
     assert (outside / ".x.part").exists()  # symlinks are not followed
 
 
+def test_a_linked_temp_directory_is_not_swept(tmp_path: Path) -> None:
+    """A store whose .iris-cloud/tmp was replaced by a link removes nothing through it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "someone-elses.part"
+    victim.write_bytes(b"")
+    age(victim, 2 * 3600)
+    root = tmp_path / "store"
+    (root / ".iris-cloud").mkdir(parents=True)
+    (root / ".iris-cloud" / "tmp").symlink_to(outside, target_is_directory=True)
+    assert remove_stale_temp_files(root / ".iris-cloud" / "tmp", hidden_only=False) == 0
+    FileStore(root).close()
+    assert victim.exists()
+
+
 def test_a_file_store_removes_what_killed_puts_left(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     store.put("a.bin", b"x", overwrite=True)  # staged under a name there

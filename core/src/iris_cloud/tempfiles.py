@@ -36,10 +36,20 @@ def remove_stale_temp_files(
 
     Temporary files end in one of ``suffixes``; with ``hidden_only`` only
     names starting with ``.`` (the form ``save_result`` uses) count. Only
-    regular files are removed and symlinks are not followed. Returns how many
+    regular files are removed and symlinks are not followed, ``directory`` itself
+    included (a link there sweeps nothing). Returns how many
     were removed; a file that cannot be removed is logged (by class) and
     skipped. A missing directory has none.
     """
+    try:
+        top = os.lstat(directory)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(top.st_mode):
+        # os.walk would follow a link given as the top (one planted for the
+        # store's temp directory) and sweep wherever it points.
+        log.warning("not sweeping temporary files: the directory is a link or not a directory")
+        return 0
     cutoff = time.time() - older_than
     removed = 0
     for root, _dirs, files in os.walk(directory):
