@@ -256,6 +256,33 @@ print("ok")
     assert out.stdout.strip() == "ok"
 
 
+def test_an_sdk_installed_after_receiving_is_noticed_at_once(tmp_path: Path) -> None:
+    # A fresh process: no provider yet, and receives have answered "no SDK".
+    code = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from iris_cloud.providers.memory import MemoryBroker
+with MemoryBroker.from_url("mem://late-sdk") as broker:
+    broker.send([b"before", b"after"])
+    [got] = broker.receive(1, wait=1.0)
+    broker.complete(got)
+    exporter = InMemorySpanExporter()
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(sdk)
+    [got] = broker.receive(1, wait=1.0)
+    broker.complete(got)
+print([s.name for s in exporter.get_finished_spans()])
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['receive']"
+
+
 def graded_event(**changes: object) -> Message:
     data = sample("event-order-graded.json")
     data["TransactionId"] = str(uuid.uuid4())

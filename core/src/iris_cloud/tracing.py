@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from iris_cloud.messages import Message, PropertyValue
 from iris_cloud.observers import ConsumerObserver, Delivery, ObservedConsumer, Outcome
@@ -87,6 +87,8 @@ _TRACESTATE_MEMBER = re.compile(f"({_TRACESTATE_KEY})=(?:{_TRACESTATE_VALUE})")
 _TRACESTATE_MAX_MEMBERS = 32
 _TRACESTATE_MAX_LENGTH = 512
 """What W3C asks every hop to pass on; a longer tracestate is dropped, not cut."""
+
+M = TypeVar("M", bound=Sequence[Message])
 
 # Map ``MessageType`` (message_for's property) to the consumer's kinds.
 _KINDS = {"OrderRequest": "order", "OrderResult": "result", "GradingSubmission": "grading"}
@@ -241,13 +243,32 @@ def _tracer() -> Any:
     return _TRACER
 
 
+_UNSET_RECHECK_SECONDS = 1.0
+_unset_until = 0.0  # time.monotonic() until which "no provider set" is taken as it was
+
+
 def _inert() -> bool:
     # No SDK (the API's proxy or no-op provider): every span would be
     # non-recording, so building attributes and links for one is pure cost.
-    # Asked per call, as an application may install its SDK at any time.
-    return _trace is None or isinstance(
-        _trace.get_tracer_provider(), (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)
-    )
+    # Asked per receive and per handled message, as an application may
+    # install its SDK at any time: it must cost a few look-ups.
+    global _unset_until
+    if _trace is None:
+        return True
+    # Where set_tracer_provider keeps what it was given: an SDK installed in
+    # code is noticed at once. (Should a later API rename it, this reads None
+    # and the public call below notices within a second instead.)
+    provider = getattr(_trace, "_TRACER_PROVIDER", None)
+    if provider is None:
+        # Nothing set in code. get_tracer_provider() may still load the one
+        # OTEL_PYTHON_TRACER_PROVIDER names, but it reads os.environ on every
+        # call: asked at most once a second.
+        now = time.monotonic()
+        if now < _unset_until:
+            return True
+        _unset_until = now + _UNSET_RECHECK_SECONDS
+        provider = _trace.get_tracer_provider()
+    return isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider))
 
 
 def endpoint_attributes(broker: object | None, operation: str) -> dict[str, str]:
@@ -316,17 +337,33 @@ class ReceiveSpan:
     """The ``receive`` span of one receive call, recorded once its result is known.
 
     Empty polls leave no span (a consumer polls all day); a span starts at the
-    call's start time and links to the context of each message received.
+    call's start time and links to the context of each message received. Used
+    as ``with ReceiveSpan(broker) as span: got = span.received(call())``: an
+    exception leaving the block records the failed call.
     """
+
+    __slots__ = ("_broker", "_start")
 
     def __init__(self, broker: object) -> None:
         self._broker = broker
         self._start = time.time_ns()
 
-    def received(self, messages: Sequence[Message]) -> None:
-        """The call returned ``messages``."""
-        if not messages or _inert():
-            return
+    def __enter__(self) -> ReceiveSpan:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: object
+    ) -> None:
+        if error is not None and isinstance(error, Exception):
+            self.failed(error)
+
+    def received(self, messages: M) -> M:
+        """The call returned ``messages``; returns them."""
+        if messages and not _inert():
+            self._record(messages)
+        return messages
+
+    def _record(self, messages: Sequence[Message]) -> None:
         links = []
         for message in messages:
             context = trace_context(message)
