@@ -60,7 +60,8 @@ __all__ = [
     "prepare_steps",
     "put_metadata",
     "raise_outcome",
-    "receive_steps",
+    "received_as_is",
+    "received_steps",
     "send_steps",
     "sendables",
     "settle_each_steps",
@@ -187,15 +188,28 @@ def _restore(broker: BrokerLike, msg: Message, store: PayloadStore) -> Steps[Mes
     )
 
 
-def receive_steps(broker: BrokerLike, max_messages: int, wait: float) -> Steps[list[Message]]:
-    """``receive``: see :meth:`iris_cloud.ports.MessageBroker.receive` for what it does."""
-    span = tracing.ReceiveSpan(broker)
-    try:
-        received: list[Message] = yield Call(broker._receive, (max_messages, wait))
-    except Exception as exc:
-        span.failed(exc)
-        raise
-    span.received(received)
+def received_as_is(broker: BrokerLike, received: list[Message]) -> bool:
+    """Whether ``receive`` returns what ``_receive`` did as it is, with no steps.
+
+    So when every message decoded and none is a claim-check pointer to follow
+    (one only counts where ``claim_check`` is configured): the common case,
+    which then costs neither a generator nor a driver. Otherwise
+    :func:`received_steps` finishes the call.
+    """
+    checked = broker.claim_check is not None
+    for msg in received:
+        if isinstance(msg, UndecodableMessage) or (checked and is_claim_checked(msg)):
+            return False
+    return True
+
+
+def received_steps(broker: BrokerLike, received: list[Message]) -> Steps[list[Message]]:
+    """The rest of ``receive`` after ``_receive`` returned ``received``.
+
+    See :meth:`iris_cloud.ports.MessageBroker.receive` for what it does: what
+    did not decode or whose claim check is bad is dead-lettered, what cannot be
+    fetched for now given back, and the rest returned with bodies fetched.
+    """
     out: list[Message] = []
     for index, msg in enumerate(received):
         if isinstance(msg, UndecodableMessage):

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Self
 
-from iris_cloud import portlogic
+from iris_cloud import portlogic, tracing
 from iris_cloud.capabilities import Capabilities
 from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
 from iris_cloud.errors import IrisCloudError, NotFound
@@ -136,7 +136,11 @@ class MessageBroker(ABC):
         :class:`~iris_cloud.errors.PermissionDenied` raised: that is for the
         operator to fix, not the messages' fault.
         """
-        return drive(portlogic.receive_steps(self, max_messages, wait))
+        with tracing.ReceiveSpan(self) as span:
+            received = span.received(self._receive(max_messages, wait))
+        if portlogic.received_as_is(self, received):
+            return received
+        return drive(portlogic.received_steps(self, received))
 
     def _completed(self, message: Message) -> None:
         """After ``complete``: delete the message's payload if nobody else can need it.

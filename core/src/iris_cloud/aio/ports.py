@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, ClassVar, Protocol, Self, cast
 
-from iris_cloud import portlogic
+from iris_cloud import portlogic, tracing
 from iris_cloud.claimcheck import DEFAULT_MAX_PAYLOAD_BYTES
 from iris_cloud.errors import IrisCloudError, NotFound
 from iris_cloud.messages import Message, Sendable
@@ -177,7 +177,11 @@ class AsyncMessageBroker(_Closing, ABC):
         What never decodes or whose claim check is bad is dead-lettered alone
         and left out; nothing a sender writes makes this raise.
         """
-        return await adrive(portlogic.receive_steps(self, max_messages, wait))
+        with tracing.ReceiveSpan(self) as span:
+            received = span.received(await self._receive(max_messages, wait))
+        if portlogic.received_as_is(self, received):
+            return received
+        return await adrive(portlogic.received_steps(self, received))
 
     async def _completed(self, message: Message) -> None:
         """After ``complete``: delete the message's payload if nobody else can need it.
