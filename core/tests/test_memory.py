@@ -127,6 +127,39 @@ def test_bad_property_type_rejected() -> None:
         b.send(Message(body=b"x", properties={"k": [1, 2]}))  # type: ignore[dict-item]
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"body": "text, not bytes"},
+        {"body": b"x", "message_id": 7},
+        {"body": b"x", "subject": b"bytes"},
+        {"body": b"x", "properties": [("k", "v")]},
+    ],
+    ids=["body", "message_id", "subject", "properties"],
+)
+def test_what_message_does_not_promise_is_refused_at_send(fields: dict[str, object]) -> None:
+    # The queue hands out what it holds without decoding it again: so nothing
+    # it could not deliver gets in, and none of the batch is stored.
+    with MemoryBroker(_name()) as b:
+        with pytest.raises(TypeError):
+            b._send_batch([Message(body=b"good"), Message(**fields)])  # type: ignore[arg-type]
+        assert b.peek() == []
+
+
+def test_received_peeked_and_dead_lettered_copies_are_the_callers_own() -> None:
+    with MemoryBroker(_name()) as b:
+        b.send(Message(body=b"x", properties={"k": "v"}))
+        b.peek()[0].properties["k"] = "peeked"
+        got = b.receive(wait=1)[0]
+        got.properties["k"] = "received"
+        b.dead_letter(got, "Why")
+        [dead] = b.receive_dead_letters(wait=1)
+        assert dead.properties == {"k": "v"}
+        dead.properties["k"] = "dead"
+        b.abandon(dead)
+        assert b.receive_dead_letters(wait=1)[0].properties == {"k": "v"}
+
+
 def test_expired_lock_at_max_deliveries_goes_to_dead_letters() -> None:
     with MemoryBroker(_name(), lock_seconds=0.2, max_delivery_count=2) as b:
         b.send(b"slow handler")

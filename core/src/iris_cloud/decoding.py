@@ -11,7 +11,10 @@ only what settling it needs. :meth:`MessageBroker.receive
 
 What a decoded message must look like is checked here too, once for every
 provider: ``bytes`` body, ``str`` headers, properties mapping ``str`` to
-``str``/``int``/``float``/``bool``.
+``str``/``int``/``float``/``bool``. A provider whose storage holds
+:class:`Message` objects it checked with :func:`check_decoded` when they were
+sent (``mem://``) has nothing a sender wrote left to decode: it hands out
+copies without passing them through here again.
 """
 
 from __future__ import annotations

@@ -126,9 +126,15 @@ class Access:
         self.value: str = value
         self.rights = frozenset(table[value])
 
-    def require(self, right: str, action: str) -> None:
-        """Raise :class:`PermissionDenied` naming ``right`` unless it was granted."""
+    def require(self, right: str, action: str, *args: object) -> None:
+        """Raise :class:`PermissionDenied` naming ``right`` unless it was granted.
+
+        ``action`` is %-formatted with ``args`` only when it is refused: a
+        receive asks on every call and should not build its text for nothing.
+        """
         if right not in self.rights:
+            if args:
+                action = action % args
             raise PermissionDenied(
                 f"cannot {action}: the credentials lack the {right!r} right "
                 f"(opened with access={self.value!r})",
@@ -148,6 +154,8 @@ def check_queue_name(name: str) -> str:
 
 def check_properties(properties: Mapping[str, Any]) -> None:
     """Raise TypeError unless every property is a str key with a str/int/float/bool value."""
+    if not isinstance(properties, Mapping):
+        raise TypeError(f"message properties must be a mapping, not {type(properties).__name__}")
     for key, value in properties.items():
         if not isinstance(key, str) or not isinstance(value, str | int | float | bool):
             raise TypeError(

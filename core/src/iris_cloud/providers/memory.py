@@ -28,13 +28,14 @@ import itertools
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, ClassVar, Self
+from typing import IO, Any, ClassVar, NamedTuple, Self
 from urllib.parse import unquote, urlsplit
 
-from iris_cloud.decoding import decode_each
+from iris_cloud.decoding import check_decoded
 from iris_cloud.errors import (
     AlreadyExists,
     ConfigurationError,
@@ -88,11 +89,19 @@ _TOKEN_PREFIX = uuid.uuid4().hex[:16]
 _TOKENS = itertools.count(1)
 
 
+class _Handle(NamedTuple):
+    """What a received message's ``raw`` holds: its queue and entry (made once per entry)."""
+
+    queue: _Queue
+    seq: int
+
+
 @dataclass
 class _Entry:
     seq: int
-    message: Message
+    message: Message  # checked at send (check_decoded): never decoded again
     enqueued_at: datetime
+    handle: _Handle
     visible_at: float = 0.0  # time.monotonic() from which it may be delivered
     delivery_count: int = 0
     token: str | None = None
@@ -103,9 +112,12 @@ class _Queue:
     """One queue's messages, in arrival order, guarded by one condition.
 
     ``entries`` holds every message (in arrival order, for peek and
-    settlement). A receive must not scan them all: ``ready`` is a heap of the
-    visible ones by arrival, ``later`` a heap of the locked or delayed ones by
-    the time they become visible. Heap items name an entry's ``version``; an
+    settlement). A receive must not scan them all: the visible ones are
+    ``fresh``, the never delivered ones in arrival order (a deque: arrivals
+    come in order, so the common receive pops one in O(1)), and ``ready``, a
+    heap by arrival of those visible again (abandoned, lock expired);
+    ``later`` is a heap of the locked or delayed ones by the time they become
+    visible. Items name an entry's ``version`` (``fresh`` ones version 0); an
     item whose entry was settled or changed since is stale and dropped when
     it surfaces, so every change is O(log n) and a receive O(batch log n).
     """
@@ -114,46 +126,55 @@ class _Queue:
         self.name = name
         self.dead = dead
         self.entries: dict[int, _Entry] = {}
+        self.fresh: deque[int] = deque()  # seq, of version 0
         self.ready: list[tuple[int, int]] = []  # (seq, version)
         self.later: list[tuple[float, int, int]] = []  # (visible_at, seq, version)
-        self.cond = threading.Condition()
+        # Taken as ``with q.lock`` (a C-level enter, unlike the Condition's);
+        # ``cond`` waits and notifies on the same lock.
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
         self._seq = itertools.count(1)
 
     def add(self, message: Message, *, delivery_count: int = 0) -> None:
-        # Called with self.cond held.
+        # Called with self.lock held.
         seq = next(self._seq)
         self.entries[seq] = _Entry(
             seq=seq,
             message=message,
             enqueued_at=message.enqueued_at or datetime.now(UTC),
+            handle=_Handle(self, seq),
             delivery_count=delivery_count,
         )
-        heapq.heappush(self.ready, (seq, 0))
+        self.fresh.append(seq)
         self.cond.notify_all()
 
     def hide(self, entry: _Entry, until: float) -> None:
-        """Make ``entry`` invisible until ``until`` (monotonic); with self.cond held."""
+        """Make ``entry`` invisible until ``until`` (monotonic); with self.lock held."""
         entry.version += 1
         entry.visible_at = until
         heapq.heappush(self.later, (until, entry.seq, entry.version))
 
     def release(self, entry: _Entry) -> None:
-        """Make ``entry`` visible now; with self.cond held."""
+        """Make ``entry`` visible now; with self.lock held."""
         entry.version += 1
         entry.visible_at = 0.0
         heapq.heappush(self.ready, (entry.seq, entry.version))
         self.cond.notify_all()
 
     def next_ready(self, now: float) -> _Entry | None:
-        """Pop the oldest visible entry, or ``None``; with self.cond held."""
-        later, ready, entries = self.later, self.ready, self.entries
+        """Pop the oldest visible entry, or ``None``; with self.lock held."""
+        later, ready, fresh, entries = self.later, self.ready, self.fresh, self.entries
         while later and later[0][0] <= now:
             _, seq, version = heapq.heappop(later)
             entry = entries.get(seq)
             if entry is not None and entry.version == version:
                 heapq.heappush(ready, (seq, version))
-        while ready:
-            seq, version = heapq.heappop(ready)
+        while fresh or ready:
+            # The older of the two heads: together they are in arrival order.
+            if ready and (not fresh or ready[0][0] < fresh[0]):
+                seq, version = heapq.heappop(ready)
+            else:
+                seq, version = fresh.popleft(), 0
             entry = entries.get(seq)
             if entry is not None and entry.version == version:
                 return entry
@@ -162,12 +183,6 @@ class _Queue:
     def next_visible(self) -> float | None:
         """When the earliest hidden entry becomes visible (perhaps a stale one: a wakeup early)."""
         return self.later[0][0] if self.later else None
-
-
-@dataclass(frozen=True)
-class _Handle:
-    queue: _Queue = field(repr=False)
-    seq: int
 
 
 _registry_lock = threading.Lock()
@@ -239,6 +254,7 @@ class MemoryBroker(MessageBroker):
             max_delivery_count=self.max_delivery_count,
             max_message_bytes=max_message_bytes or type(self).capabilities.max_message_bytes,
         )
+        self._lock_delta = timedelta(seconds=self.lock_seconds)
         self._queue = _queue(self.name)
         self._closed = False
 
@@ -276,28 +292,20 @@ class MemoryBroker(MessageBroker):
     # sending
     def _may_send(self) -> None:
         self._check_open()
-        self.access.require("send", f"send to mem://{self.name}")
+        self.access.require("send", "send to mem://%s", self.name)
 
     def _send_batch(self, batch: list[Message]) -> None:
         now = datetime.now(UTC)
         for m in batch:
             check_properties(m.properties)
+            # The queue holds only what Message promises, checked once here:
+            # receive and peek hand out copies with nothing left to decode.
+            check_decoded(m)
         q = self._queue
-        with q.cond:
+        with q.lock:
             for m in batch:
                 # Copy: the caller may reuse its Message and its properties dict.
-                stored = replace(
-                    m,
-                    properties=dict(m.properties),
-                    enqueued_at=now,
-                    delivery_count=0,
-                    lock_token=None,
-                    locked_until=None,
-                    dead_letter_reason=None,
-                    dead_letter_description=None,
-                    raw=None,
-                )
-                q.add(stored)
+                q.add(_copy(m, now, 0, None, None))
 
     # receiving
     def _receive(self, max_messages: int, wait: float) -> list[Message]:
@@ -317,34 +325,41 @@ class MemoryBroker(MessageBroker):
     def peek(self, max_messages: int = 1) -> list[Message]:
         """The oldest ``max_messages`` messages of the queue, locked or not, left as they are."""
         self._check_open()
-        self.access.require("receive", f"peek at mem://{self.name}")
+        self.access.require("receive", "peek at mem://%s", self.name)
         if max_messages < 1:
             raise ConfigurationError("max_messages must be at least 1")
         q = self._queue
-        with q.cond:
+        with q.lock:
             # Entries are only ever added with a rising seq: the dict is in arrival order.
             entries = list(itertools.islice(q.entries.values(), max_messages))
-            return decode_each(
-                entries,
-                lambda e: replace(
+            return [
+                _copy(
                     e.message,
-                    properties=dict(e.message.properties),
-                    delivery_count=e.delivery_count,
-                    enqueued_at=e.enqueued_at,
-                ),
-                lambda e: Message(b"", delivery_count=e.delivery_count),
-            )
+                    e.enqueued_at,
+                    e.delivery_count,
+                    e.message.dead_letter_reason,
+                    e.message.dead_letter_description,
+                )
+                for e in entries
+            ]
 
     def _take(self, q: _Queue, max_messages: int, wait: float, limit: int | None) -> list[Message]:
+        """Lock up to ``max_messages`` visible entries, oldest first, and deliver them.
+
+        Each is a copy of the stored message (a handler may change its own),
+        carrying this delivery's count, lock and handle. One method, few calls:
+        every receive runs it.
+        """
         self._check_open()
-        self.access.require("receive", f"receive from mem://{q.name}")
+        self.access.require("receive", "receive from mem://%s", q.name)
         if max_messages < 1:
             raise ConfigurationError("max_messages must be at least 1")
-        deadline = time.monotonic() + max(0.0, wait)
-        with q.cond:
+        deadline: float | None = None
+        got: list[Message] = []
+        with q.lock:
             while True:
                 now = time.monotonic()
-                got: list[_Entry] = []
+                until = now + self.lock_seconds
                 while len(got) < max_messages and (entry := q.next_ready(now)) is not None:
                     if limit is not None and entry.delivery_count >= limit:
                         # Its last delivery's lock expired or it was abandoned: as
@@ -356,41 +371,35 @@ class MemoryBroker(MessageBroker):
                             f"delivered {entry.delivery_count} times (max_delivery_count={limit})",
                         )
                         continue
-                    got.append(self._lock(q, entry, now))
-                if got or now >= deadline:
-                    return decode_each(
-                        got,
-                        lambda e: self._delivered(q, e),
-                        lambda e: Message(
-                            b"",
-                            lock_token=e.token,
-                            dead_letter_reason=e.message.dead_letter_reason,
-                            dead_letter_description=e.message.dead_letter_description,
-                            raw=_Handle(q, e.seq),
-                        ),
+                    entry.delivery_count += 1
+                    entry.token = token = f"{_TOKEN_PREFIX}{next(_TOKENS)}"
+                    q.hide(entry, until)
+                    if not got:
+                        locked_until = datetime.now(UTC) + self._lock_delta
+                    stored = entry.message
+                    got.append(
+                        _copy(
+                            stored,
+                            entry.enqueued_at,
+                            entry.delivery_count,
+                            stored.dead_letter_reason,
+                            stored.dead_letter_description,
+                            token,
+                            locked_until,
+                            entry.handle,
+                        )
                     )
+                if got:
+                    return got
+                if deadline is None:
+                    deadline = now + max(0.0, wait)
+                if now >= deadline:
+                    return got
                 timeout = deadline - now
                 next_visible = q.next_visible()
                 if next_visible is not None:
                     timeout = min(timeout, next_visible - now)
                 q.cond.wait(max(timeout, 0.001))
-
-    def _lock(self, q: _Queue, entry: _Entry, now: float) -> _Entry:
-        entry.delivery_count += 1
-        entry.token = f"{_TOKEN_PREFIX}{next(_TOKENS):016x}"
-        q.hide(entry, now + self.lock_seconds)
-        return entry
-
-    def _delivered(self, q: _Queue, entry: _Entry) -> Message:
-        return replace(
-            entry.message,
-            properties=dict(entry.message.properties),
-            delivery_count=entry.delivery_count,
-            enqueued_at=entry.enqueued_at,
-            lock_token=entry.token,
-            locked_until=datetime.now(UTC) + timedelta(seconds=self.lock_seconds),
-            raw=_Handle(q, entry.seq),
-        )
 
     @staticmethod
     def _to_dead_letters(q: _Queue, entry: _Entry, reason: str, description: str) -> None:
@@ -398,14 +407,9 @@ class MemoryBroker(MessageBroker):
         del q.entries[entry.seq]
         dead = q.dead
         assert dead is not None
-        with dead.cond:
+        with dead.lock:
             dead.add(
-                replace(
-                    entry.message,
-                    enqueued_at=entry.enqueued_at,
-                    dead_letter_reason=reason,
-                    dead_letter_description=description,
-                ),
+                _copy(entry.message, entry.enqueued_at, 0, reason, description),
                 delivery_count=0,
             )
 
@@ -430,7 +434,7 @@ class MemoryBroker(MessageBroker):
 
     def _settle_queue(self, message: Message) -> _Queue:
         self._check_open()
-        self.access.require("receive", f"settle messages of mem://{self.name}")
+        self.access.require("receive", "settle messages of mem://%s", self.name)
         return require_handle(message, _Handle).queue
 
     def _settle_many(
@@ -440,7 +444,7 @@ class MemoryBroker(MessageBroker):
         outcomes, by_queue = held_by(messages, self._settle_queue, id)
         for held in by_queue.values():
             q = held[0][1]
-            with q.cond:
+            with q.lock:
                 for index, _ in held:
                     try:
                         _, entry = self._held(messages[index], action)
@@ -486,17 +490,17 @@ class MemoryBroker(MessageBroker):
         q = self._settle_queue(message)
         if q is not self._queue:
             raise ConfigurationError("a dead-lettered message cannot be dead-lettered again")
-        with q.cond:
+        with q.lock:
             _, entry = self._held(message, "dead-letter")
             self._to_dead_letters(q, entry, reason, description)
 
     def renew_lock(self, message: Message) -> datetime:
         """Hold ``message`` for another ``lock_seconds``; returns the new expiry."""
         q = self._settle_queue(message)
-        with q.cond:
+        with q.lock:
             _, entry = self._held(message, "renew the lock of")
             q.hide(entry, time.monotonic() + self.lock_seconds)
-        until = datetime.now(UTC) + timedelta(seconds=self.lock_seconds)
+        until = datetime.now(UTC) + self._lock_delta
         message.locked_until = until
         return until
 
@@ -507,6 +511,39 @@ class MemoryBroker(MessageBroker):
 
 def _remove(q: _Queue, entry: _Entry) -> None:
     del q.entries[entry.seq]
+
+
+def _copy(
+    m: Message,
+    enqueued_at: datetime,
+    delivery_count: int,
+    dead_letter_reason: str | None,
+    dead_letter_description: str | None,
+    lock_token: str | None = None,
+    locked_until: datetime | None = None,
+    raw: _Handle | None = None,
+) -> Message:
+    """``m``'s body and headers with a properties dict of its own, and the queue's fields.
+
+    Positional, in :class:`Message`'s field order: a receive builds one per
+    message, and keywords cost twice as much (``dataclasses.replace`` five
+    times); the contract suite's header round trips catch a reordering.
+    """
+    return Message(
+        m.body,
+        m.message_id,
+        m.correlation_id,
+        m.content_type,
+        m.subject,
+        dict(m.properties),
+        delivery_count,
+        enqueued_at,
+        lock_token,
+        locked_until,
+        dead_letter_reason,
+        dead_letter_description,
+        raw,
+    )
 
 
 # -- store ----------------------------------------------------------------------

@@ -49,22 +49,6 @@ class MemoryBrokerEnv:
 
         return MemoryBroker.from_url(url, claim_check=claim_check)
 
-    def send_undecodable(self, url: str) -> list[str]:
-        """Put messages no decoder accepts straight into the queue (see the contract suite)."""
-        from iris_cloud.ports import Message
-        from iris_cloud.providers.memory import _queue
-
-        cases: dict[str, Any] = {
-            "properties not a mapping": {"body": b"x", "properties": [HOSTILE]},
-            "property value not a scalar": {"body": b"x", "properties": {"k": [HOSTILE]}},
-            "body not bytes": {"body": HOSTILE},
-        }
-        q = _queue(urlsplit(url).netloc)
-        with q.cond:
-            for fields in cases.values():
-                q.add(Message(**fields))
-        return list(cases)
-
     def claim_check_store(self) -> ObjectStore:
         """A fresh ``mem://`` container."""
         from iris_cloud.providers.memory import MemoryStore
