@@ -10,7 +10,7 @@ awaits them; the provider's two broker classes then hold only their clients.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar
@@ -25,7 +25,7 @@ __all__ = ["BrokerSteps", "SteppedBroker"]
 T = TypeVar("T")
 
 
-class BrokerSteps:
+class BrokerSteps(ABC):
     """The operations a stepped broker writes as steps (one class for the sync and async one)."""
 
     @abstractmethod

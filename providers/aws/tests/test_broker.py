@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+from iris_cloud.aio.stepped import AsyncSteppedBroker
 from iris_cloud.deadletters import replay, select
 from iris_cloud.errors import (
     ConfigurationError,
@@ -17,8 +18,10 @@ from iris_cloud.errors import (
     ValidationError,
 )
 from iris_cloud.ports import Message
+from iris_cloud.stepped import SteppedBroker
 from iris_cloud.testing.spans import SpanRecorder
 from iris_cloud_aws import S3Store, SqsBroker
+from iris_cloud_aws._sqs import SqsCommon
 from iris_cloud_aws.broker import ATTRIBUTE_LIMIT, queue_location
 from iris_cloud_aws.testing import MotoServer
 from opentelemetry import trace
@@ -52,6 +55,16 @@ def test_queue_location_forms() -> None:
     )
     with pytest.raises(ConfigurationError):
         queue_location("", "/x")
+
+
+@pytest.mark.parametrize("port", [SteppedBroker, AsyncSteppedBroker])
+def test_a_broker_without_the_sleep_hook_cannot_be_made(port: type) -> None:
+    # Refused when made, not at the first retry that would call the hook.
+    class Half(SqsCommon, port):
+        pass
+
+    with pytest.raises(TypeError, match=r"abstract method.*\b_sleep\b"):
+        Half()
 
 
 def test_url_form_and_name_form_reach_the_same_queue(moto: MotoServer, queue: str) -> None:

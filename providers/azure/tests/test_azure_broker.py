@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import time
 from dataclasses import replace
@@ -11,6 +12,7 @@ from dataclasses import replace
 import iris_cloud
 import pytest
 from azure.servicebus import ServiceBusMessageBatch
+from iris_cloud.aio import AsyncMessageBroker
 from iris_cloud.consumer import Consumer, IrisApp
 from iris_cloud.errors import (
     ConfigurationError,
@@ -20,8 +22,9 @@ from iris_cloud.errors import (
     Unavailable,
 )
 from iris_cloud.model.samples import sample_files
-from iris_cloud.ports import Message
+from iris_cloud.ports import Message, MessageBroker
 from iris_cloud.testing import BrokerContract
+from iris_cloud_azure._bus import ServiceBusCommon
 from iris_cloud_azure.broker import ENVELOPE_RESERVE, ServiceBusBroker
 from iris_cloud_azure.testing import (
     LISTEN_KEY,
@@ -261,6 +264,18 @@ def test_short_namespace_expands() -> None:
     )
     assert "contoso.servicebus.windows.net" in repr(broker)
     broker.close()
+
+
+@pytest.mark.parametrize("port", [MessageBroker, AsyncMessageBroker])
+def test_a_broker_without_its_hooks_cannot_be_made(port: type) -> None:
+    # Refused when made, not when a dead receiver or a missing credential calls a hook.
+    class Half(ServiceBusCommon, port):
+        pass
+
+    with pytest.raises(TypeError, match="abstract method") as refused:
+        Half()
+    for hook in ("default_credential", "_drop_receiver"):
+        assert re.search(rf"\b{hook}\b", str(refused.value)), hook
 
 
 def test_open_broker_resolves_azuresb(sb_server: ServiceBusServer, queue: str) -> None:

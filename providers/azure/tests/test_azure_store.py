@@ -10,8 +10,11 @@ from collections.abc import Iterator
 
 import iris_cloud
 import pytest
+from iris_cloud.aio import AsyncObjectStore
 from iris_cloud.errors import AlreadyExists, ConfigurationError, NotFound, PermissionDenied
+from iris_cloud.ports import ObjectStore
 from iris_cloud.testing import StoreContract, Watcher
+from iris_cloud_azure._blob import BlobStoreCommon
 from iris_cloud_azure.broker import ServiceBusBroker
 from iris_cloud_azure.store import (
     KEY_MARKER,
@@ -94,6 +97,16 @@ def test_sas_permissions_parsing() -> None:
     assert sas_permissions("https://a.blob.core.windows.net/c?sv=2024&sp=cw&sig=x") == "cw"
     assert sas_permissions("?sp=rl&sig=x") == "rl"
     assert sas_permissions("sv=1&sig=x") is None
+
+
+@pytest.mark.parametrize("port", [ObjectStore, AsyncObjectStore])
+def test_a_store_without_the_credential_hook_cannot_be_made(port: type) -> None:
+    # Refused when made, not when an endpoint opened without credentials calls the hook.
+    class Half(BlobStoreCommon, port):
+        pass
+
+    with pytest.raises(TypeError, match=r"abstract method.*\bdefault_credential\b"):
+        Half()
 
 
 # -- credentials and capabilities -------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,9 +13,12 @@ from pathlib import Path
 import iris_cloud
 import pytest
 from click.testing import CliRunner
+from iris_cloud.aio.stepped import AsyncSteppedBroker
 from iris_cloud.cli import main
 from iris_cloud.errors import ConfigurationError, MessageTooLarge, NotFound
 from iris_cloud.ports import Message
+from iris_cloud.stepped import SteppedBroker
+from iris_cloud_gcp._pubsub import PubSubCommon
 from iris_cloud_gcp.broker import MAX_MESSAGE_BYTES, PubSubBroker, decode_message
 from iris_cloud_gcp.testing import DEFAULT_PROJECT, GcpServers, PubSubAdmin, workflow_profiles
 
@@ -213,6 +217,18 @@ def test_decode_tolerates_broken_type_annotations() -> None:
     assert msg.properties == {"n": "1", "m": "x"} and msg.message_id == "7"
     msg = decode_message(b"", {"iris-types": '{"n":"int"}', "n": "one"}, "8", None)
     assert msg.properties == {"n": "one"}
+
+
+@pytest.mark.parametrize("port", [SteppedBroker, AsyncSteppedBroker])
+def test_a_broker_without_the_client_hooks_cannot_be_made(port: type) -> None:
+    # Refused when made, not at the first send or receive that would call a hook.
+    class Half(PubSubCommon, port):
+        pass
+
+    with pytest.raises(TypeError, match="abstract method") as refused:
+        Half()
+    for hook in ("_get_publisher", "_get_subscriber", "_publish", "_sleep"):
+        assert re.search(rf"\b{hook}\b", str(refused.value)), hook
 
 
 def test_attribute_over_pubsub_limit_is_refused_before_sending(

@@ -18,6 +18,7 @@ import math
 import re
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -196,7 +197,7 @@ def _fifo_id(value: str) -> str:
     return _FIFO_ID_INVALID.sub("_", value)[:128] or "_"
 
 
-class SqsCommon:
+class SqsCommon(ABC):
     """The shared half of ``SqsBroker`` and ``AsyncSqsBroker``: one SQS queue.
 
     Standard or FIFO, with peek-lock via the visibility timeout.
@@ -618,9 +619,9 @@ class SqsCommon:
 
     # -- receiving -------------------------------------------------------------
     @staticmethod
+    @abstractmethod
     def _sleep(seconds: float) -> object:
         """Wait ``seconds`` between retries (``time.sleep`` or ``asyncio.sleep``)."""
-        raise NotImplementedError
 
     def _receive_steps(self, max_messages: int, wait: float) -> Steps[list[Message]]:
         return (yield from self._receive_from_steps(self.queue_url, max_messages, wait))

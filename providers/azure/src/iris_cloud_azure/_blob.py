@@ -14,6 +14,7 @@ import json
 import math
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -106,7 +107,7 @@ def sas_permissions(sas: str) -> str | None:
     return values[0] if values else None
 
 
-class BlobStoreCommon:
+class BlobStoreCommon(ABC):
     """The I/O-free half of ``AzureBlobStore`` and ``AsyncAzureBlobStore``.
 
     ``sas_permission`` is the ``sp=`` of the SAS in use, if any: it sets
@@ -167,9 +168,9 @@ class BlobStoreCommon:
             )
 
     @staticmethod
+    @abstractmethod
     def default_credential() -> Any:
         """The credential when none is given (``DefaultAzureCredential``)."""
-        raise NotImplementedError
 
     # -- construction ----------------------------------------------------------------
     @classmethod

@@ -12,6 +12,7 @@ so, probing a silent connection) is written once as steps
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
@@ -90,7 +91,7 @@ def _settings(conn: str) -> dict[str, str]:
     return {key.strip().lower(): value.strip() for key, value in pairs}
 
 
-class ServiceBusCommon:
+class ServiceBusCommon(ABC):
     """The I/O-free half of ``ServiceBusBroker`` and ``AsyncServiceBusBroker``.
 
     ``capabilities.max_message_bytes`` starts at the standard tier's 256 KB
@@ -147,9 +148,9 @@ class ServiceBusCommon:
         self._batch_limit: int | None = None
 
     @staticmethod
+    @abstractmethod
     def default_credential() -> Any:
         """The credential when none is given (``DefaultAzureCredential``)."""
-        raise NotImplementedError
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -391,9 +392,9 @@ class ServiceBusCommon:
             ) from exc
         self._heard_at = time.monotonic()
 
+    @abstractmethod
     def _drop_receiver(self, receiver: Any) -> object:
         """Forget a dead receiver and close it without waiting on it."""
-        raise NotImplementedError
 
     def _receive_from_steps(
         self, receiver: Any, max_messages: int, wait: float

@@ -17,6 +17,7 @@ import json
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -204,12 +205,12 @@ def decode_message(
     return message
 
 
-class PubSubCommon:
+class PubSubCommon(ABC):
     """The shared half of ``PubSubBroker`` and ``AsyncPubSubBroker``.
 
     A Pub/Sub topic (send) and/or subscription (receive) endpoint. A subclass
     gives ``_get_publisher`` / ``_get_subscriber`` (its clients, made on first
-    use), ``_publish_steps`` and ``_sleep``.
+    use), ``_publish`` and ``_sleep``.
     """
 
     scheme = "gcppubsub"
@@ -441,21 +442,24 @@ class PubSubCommon:
     def _ordering_key_of(self, message: Message) -> str:
         return str(message.properties.get("ordering_key", self._ordering_key))
 
+    @abstractmethod
     def _publish(
         self, topic: str, items: list[tuple[bytes, dict[str, str], Message]], right: str
     ) -> object:
         """Publish every item and raise once for all failures (:func:`raise_publish_failures`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _get_publisher(self) -> object:
-        raise NotImplementedError
+        """The publisher client, made on first use; refused once closed."""
 
+    @abstractmethod
     def _get_subscriber(self) -> object:
-        raise NotImplementedError
+        """The subscriber client, made on first use; refused once closed."""
 
     @staticmethod
+    @abstractmethod
     def _sleep(seconds: float) -> object:
-        raise NotImplementedError
+        """Wait ``seconds`` before pulling again (``time.sleep`` or ``asyncio.sleep``)."""
 
     # -- receiving --------------------------------------------------------------
     def _receive_steps(self, max_messages: int, wait: float) -> Steps[list[Message]]:
