@@ -24,8 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from iris_cloud.config import ConsumerSettings, Profile
 from iris_cloud.decoding import failure_text
@@ -199,8 +198,8 @@ def renewal_interval(settings: ConsumerSettings, msg: Message) -> float:
     if settings.lock_renewal_interval is not None:
         return settings.lock_renewal_interval
     if msg.locked_until is not None:
-        remaining = (msg.locked_until - datetime.now(UTC)).total_seconds()
-        return max(remaining / 2, 0.05)
+        # Timestamps, not datetime arithmetic: asked for every handler run.
+        return max((msg.locked_until.timestamp() - time.time()) / 2, 0.05)
     return 10.0
 
 
@@ -303,10 +302,11 @@ class Ledger:
             if self._tallies:
                 self._tallies.pop(msg.message_id, None)
 
-    def count_all(self, names: Iterable[str]) -> None:
-        """Add one to each counter of ``names`` (a name twice: two)."""
+    def count_all(self, names: Iterable[str], completed: int = 0) -> None:
+        """Add one to each counter of ``names`` (a name twice: two), ``completed`` to that one."""
         with self.lock:
             stats = self.stats
+            stats.completed += completed
             for name in names:
                 setattr(stats, name, getattr(stats, name) + 1)
 
@@ -717,9 +717,11 @@ def settle_steps(
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A delivery whose handling is over, to be completed; what to count and report then."""
+class Completion(NamedTuple):
+    """A delivery whose handling is over, to be completed; what to count and report then.
+
+    A tuple: every handled message makes one, in a third of a dataclass's time.
+    """
 
     delivery: Delivery
     outcome: Outcome
@@ -736,15 +738,21 @@ def completions_settled(
     Their handlers may be long done with them, so a lost lock is counted here
     rather than through the ledger's bookkeeping of deliveries in flight.
     """
-    ledger = c._ledger
+    ledger, observers = c._ledger, c._observers
+    completed = outcomes.count(None)
     ledger.count_all(
-        name
-        for done, error in zip(batch, outcomes, strict=True)
-        if error is None
-        for name in ("completed", *done.counters)
+        [
+            name
+            for done, error in zip(batch, outcomes, strict=True)
+            if error is None
+            for name in done.counters
+        ],
+        completed=completed,
     )
     # Asked once a batch: the line's arguments cost each message their time.
     announce = log.isEnabledFor(logging.INFO)
+    if completed == len(batch) and not announce and not observers.tells("message_finished"):
+        return  # nearly every batch: nothing to log or to tell of each message
     for done, error in zip(batch, outcomes, strict=True):
         delivery = done.delivery
         ended = done.outcome
@@ -758,7 +766,7 @@ def completions_settled(
                 )
         elif isinstance(error, LockLost):
             ledger.count("lock_lost")
-            c._observers.lock_lost(delivery)
+            observers.lock_lost(delivery)
             log.warning(
                 "could not complete message_id=%s: lock lost, it will be redelivered",
                 delivery.message_id,
@@ -770,7 +778,7 @@ def completions_settled(
                 "could not complete message_id=%s: %s", delivery.message_id, type(error).__name__
             )
             ended = "settle_failed"
-        c._observers.message_finished(delivery, ended)
+        observers.message_finished(delivery, ended)
 
 
 def _delivered(c: ConsumerLike, source: str, msg: Message, kind: str, attempt: int) -> Delivery:

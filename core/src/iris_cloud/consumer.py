@@ -360,7 +360,11 @@ class _Renewer:
     def stop(self, timeout: float) -> None:
         self.timer.stop(timeout)
 
-    def add(self, ctx: Context) -> None:
+    def renewing(self, ctx: Context, on: bool) -> None:
+        """Renew ``ctx``'s lock from now on (``on``), or no longer."""
+        if not on:
+            self._table.pop(id(ctx), None)
+            return
         if not ctx.broker.capabilities.lock_renewal:
             return
         every = renewal_interval(self.consumer.settings, ctx.message)
@@ -373,9 +377,6 @@ class _Renewer:
             with self._lock:
                 if due < self._sweep_at:
                     self._schedule(due)
-
-    def remove(self, ctx: Context) -> None:
-        self._table.pop(id(ctx), None)
 
     def _schedule(self, at: float) -> None:
         # With self._lock held: the one sweep to come is at ``at``.
@@ -787,7 +788,7 @@ class Consumer(ConsumerBase):
                 # The run ended while this call waited: they come back now.
                 self._give_back(broker, messages)
                 return
-            self._count("received", len(messages))
+            self._ledger.count("received", len(messages))
             with self._slot_lock:
                 self._inflight += len(messages)
             for msg in messages:
@@ -823,10 +824,7 @@ class Consumer(ConsumerBase):
 
     # -- what the steps call (consumelogic.ConsumerLike) ------------------------
     def _renewing(self, ctx: Context, on: bool) -> None:
-        if on:
-            self._renewer.add(ctx)
-        else:
-            self._renewer.remove(ctx)
+        self._renewer.renewing(ctx, on)
 
     def _pausing(self, source: str, on: bool) -> None:
         """Receiving from ``source`` pauses while a handler waits out a consumer-side failure."""
@@ -836,7 +834,9 @@ class Consumer(ConsumerBase):
 
     @staticmethod
     def _run_handler(handler: Handler, arity: int, model: IrisModel, ctx: Context) -> None:
-        refuse_awaitable(handler(model) if arity == 1 else handler(model, ctx))
+        returned = handler(model) if arity == 1 else handler(model, ctx)
+        if returned is not None:  # nearly every handler's: not worth a call
+            refuse_awaitable(returned)
 
     @staticmethod
     def _blocking(fn: Callable[..., Any], *args: Any) -> Any:

@@ -250,14 +250,22 @@ class Observers(ConsumerObserver):
                     f"observers must be ConsumerObserver instances, not {type(observer).__name__}"
                 )
         self.observers: tuple[ConsumerObserver, ...] = tuple(observers)
+        told_of: set[str] = set()
         for call in _FORWARDED:
             told = tuple(o for o in self.observers if _overrides(o, call))
+            if told:
+                told_of.add(call)
             # An instance attribute shadows the class's forwarding method.
             setattr(self, call, _forward(call, told) if told else _nothing)
+        self._told_of = frozenset(told_of)
         self._handlers = tuple(o for o in self.observers if _overrides(o, "handling"))
 
     def __bool__(self) -> bool:
         return bool(self.observers)
+
+    def tells(self, call: str) -> bool:
+        """Whether some observer overrides ``call`` (else the caller may skip what it costs)."""
+        return call in self._told_of
 
     def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
         """Each observer's context, nested in order (the first outermost)."""

@@ -54,6 +54,7 @@ __all__ = [
     "completed_many_steps",
     "completed_steps",
     "dead_letters_steps",
+    "deletes_payloads",
     "held_by",
     "peek_refused",
     "poll_watch_steps",
@@ -288,12 +289,19 @@ def dead_letters_steps(broker: BrokerLike, max_messages: int, wait: float) -> St
     return out
 
 
+def deletes_payloads(broker: BrokerLike) -> bool:
+    """Whether completing a claim-checked message of ``broker`` deletes its payload."""
+    return bool(
+        broker.claim_check_delete
+        and broker.capabilities.completes_for_all
+        and broker.claim_check is not None
+    )
+
+
 def completed_steps(broker: BrokerLike, message: Message) -> Steps[None]:
     """``_completed``: delete a completed message's payload if nobody else can need it."""
     name = message.claim_check_name
-    if not (name and broker.claim_check_delete and broker.capabilities.completes_for_all):
-        return
-    if broker.claim_check is None:
+    if not (name and deletes_payloads(broker)):
         return
     try:
         yield Call(broker.claim_check.delete, (name,))
@@ -367,6 +375,8 @@ def completed_many_steps(
     broker: BrokerLike, messages: list[Message], outcomes: list[IrisCloudError | None]
 ) -> Steps[list[IrisCloudError | None]]:
     """After a native ``complete_many``: the claim-check cleanup of each completed message."""
+    if not deletes_payloads(broker):
+        return outcomes  # nothing to clean up: not worth a step per message
     for message, outcome in zip(messages, outcomes, strict=True):
         if outcome is None:
             yield from completed_steps(broker, message)

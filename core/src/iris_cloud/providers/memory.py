@@ -414,9 +414,8 @@ class MemoryBroker(MessageBroker):
             )
 
     # settlement
-    def _held(self, message: Message, action: str) -> tuple[_Queue, _Entry]:
-        """The entry ``message`` locks, with its queue's condition held by the caller."""
-        handle = require_handle(message, _Handle)
+    def _held(self, message: Message, handle: _Handle, action: str) -> _Entry:
+        """The entry ``message`` locks, with its queue's lock held by the caller."""
         q = handle.queue
         if q is not self._queue and q is not self._queue.dead:
             raise ConfigurationError(f"message was received from another queue than {self.name}")
@@ -430,24 +429,27 @@ class MemoryBroker(MessageBroker):
                 f"cannot {action} message {message.message_id}: its lock expired or it was "
                 "settled; it will be (or was) delivered again"
             )
-        return q, entry
+        return entry
 
-    def _settle_queue(self, message: Message) -> _Queue:
+    def _may_settle(self) -> None:
         self._check_open()
         self.access.require("receive", "settle messages of mem://%s", self.name)
-        return require_handle(message, _Handle).queue
 
     def _settle_many(
         self, messages: list[Message], action: str, settle: Callable[[_Queue, _Entry], None]
     ) -> list[IrisCloudError | None]:
         """``settle`` each held message under one lock per queue; one outcome each."""
-        outcomes, by_queue = held_by(messages, self._settle_queue, id)
+        try:
+            self._may_settle()  # once a batch: every handled message comes through here
+        except IrisCloudError as exc:
+            return [exc] * len(messages)
+        outcomes, by_queue = held_by(messages, _handle_of, _queue_id)
         for held in by_queue.values():
-            q = held[0][1]
+            q = held[0][1].queue
             with q.lock:
-                for index, _ in held:
+                for index, handle in held:
                     try:
-                        _, entry = self._held(messages[index], action)
+                        entry = self._held(messages[index], handle, action)
                     except IrisCloudError as exc:
                         outcomes[index] = exc
                         continue
@@ -487,18 +489,22 @@ class MemoryBroker(MessageBroker):
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move ``message`` to ``NAME$dlq`` with ``reason`` and ``description``."""
-        q = self._settle_queue(message)
+        self._may_settle()
+        handle = _handle_of(message)
+        q = handle.queue
         if q is not self._queue:
             raise ConfigurationError("a dead-lettered message cannot be dead-lettered again")
         with q.lock:
-            _, entry = self._held(message, "dead-letter")
+            entry = self._held(message, handle, "dead-letter")
             self._to_dead_letters(q, entry, reason, description)
 
     def renew_lock(self, message: Message) -> datetime:
         """Hold ``message`` for another ``lock_seconds``; returns the new expiry."""
-        q = self._settle_queue(message)
+        self._may_settle()
+        handle = _handle_of(message)
+        q = handle.queue
         with q.lock:
-            _, entry = self._held(message, "renew the lock of")
+            entry = self._held(message, handle, "renew the lock of")
             q.hide(entry, time.monotonic() + self.lock_seconds)
         until = datetime.now(UTC) + self._lock_delta
         message.locked_until = until
@@ -507,6 +513,14 @@ class MemoryBroker(MessageBroker):
     def close(self) -> None:
         """Detach from the queue; the queue and its messages stay for other brokers."""
         self._closed = True
+
+
+def _handle_of(message: Message) -> _Handle:
+    return require_handle(message, _Handle)
+
+
+def _queue_id(handle: _Handle) -> int:
+    return id(handle.queue)
 
 
 def _remove(q: _Queue, entry: _Entry) -> None:
