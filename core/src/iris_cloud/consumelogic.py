@@ -832,30 +832,44 @@ def _complete_steps(c: ConsumerLike, broker: Any, done: Completion) -> Steps[Non
 
 
 def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None]:
-    """One delivery, from parsing to settlement (see :mod:`iris_cloud.consumer`)."""
+    """One delivery, from parsing to settlement (see :mod:`iris_cloud.consumer`).
+
+    The parse and what it decides are plain calls made at once; the steps
+    returned are the way the message goes from there (a generator fewer
+    for every message to pass through).
+    """
     attempt = c._ledger.attempt(msg, broker.capabilities)
     try:
         model = parse_message(msg.body)
     except ValidationError as exc:
-        delivery = _delivered(c, source, msg, "invalid", attempt)
-        reason = poison_reason(exc)
-        log.warning("poison message_id=%s from %s: %s", msg.message_id, source, reason)
-        settled = yield from settle_steps(c, broker, msg, "dead_letter", reason, field_errors(exc))
-        _ended(c, delivery, settled, "poison", ("poison", "dead_lettered"))
-        return
-    kind = kind_of(model)
-    delivery = _delivered(c, source, msg, kind, attempt)
-    dedupe = c.dedupe
-    if dedupe is None:
-        yield from _dispatch_steps(c, delivery, broker, model, (), None)
-        return
+        return _poison_steps(c, _delivered(c, source, msg, "invalid", attempt), broker, exc)
+    delivery = _delivered(c, source, msg, kind_of(model), attempt)
+    if c.dedupe is None:
+        return _dispatch_steps(c, delivery, broker, model, (), None)
+    return _deduped_steps(c, delivery, broker, model, c.dedupe)
+
+
+def _poison_steps(
+    c: ConsumerLike, delivery: Delivery, broker: Any, exc: ValidationError
+) -> Steps[None]:
+    msg = delivery.message
+    reason = poison_reason(exc)
+    log.warning("poison message_id=%s from %s: %s", msg.message_id, delivery.source, reason)
+    settled = yield from settle_steps(c, broker, msg, "dead_letter", reason, field_errors(exc))
+    _ended(c, delivery, settled, "poison", ("poison", "dead_lettered"))
+
+
+def _deduped_steps(
+    c: ConsumerLike, delivery: Delivery, broker: Any, model: IrisModel, dedupe: DedupeBackend
+) -> Steps[None]:
+    msg = delivery.message
     keys = dedupe_keys(msg, model)
     if (yield Call(c._blocking, (dedupe.seen, keys))):
         log.info(
             "duplicate %s message_id=%s from %s: completed",
-            shown_kind(kind),
+            shown_kind(delivery.kind),
             msg.message_id,
-            source,
+            delivery.source,
         )
         yield from _complete_steps(c, broker, Completion(delivery, "duplicate", ("duplicates",)))
         return

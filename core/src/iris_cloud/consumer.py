@@ -534,6 +534,8 @@ class Consumer(ConsumerBase):
         # one comparison tells a thread whether its run goes on.
         self._live_generation = -1
         self._renewer = _Renewer(self)
+        # What the steps call twice for every message: the renewer's own method.
+        self._renewing: Callable[[Context, bool], None] = self._renewer.renewing
         # Its own thread: a renewal stuck on a dead connection must not hold
         # up completions, nor a slow complete_many the renewals.
         self._settle_timer = _Timer("iris-cloud-settler")
@@ -768,7 +770,7 @@ class Consumer(ConsumerBase):
                     return
                 free = concurrency - self._inflight
             try:
-                messages = broker.receive(max_messages=min(batch, free), wait=wait)
+                messages = broker.receive(min(batch, free), wait)
             except FATAL_RECEIVE as exc:
                 if not self._live(generation):
                     return
@@ -823,9 +825,6 @@ class Consumer(ConsumerBase):
                     self._slots.notify_all()
 
     # -- what the steps call (consumelogic.ConsumerLike) ------------------------
-    def _renewing(self, ctx: Context, on: bool) -> None:
-        self._renewer.renewing(ctx, on)
-
     def _pausing(self, source: str, on: bool) -> None:
         """Receiving from ``source`` pauses while a handler waits out a consumer-side failure."""
         with self._slots:

@@ -77,8 +77,10 @@ def drive(steps: Steps[T]) -> T:
             try:
                 value = step.fn(*step.args, **step.kwargs)
             except BaseException as exc:  # the decision's to handle or to let through
-                value, failure = None, exc
-            step = _resume(steps, value, failure)
+                failure = exc
+            # Sent or thrown outside the except clause, so that what the
+            # decision raises next is not chained to an exception it handled.
+            step = steps.send(value) if failure is None else steps.throw(failure)
     except StopIteration as stop:
         result: T = stop.value
         return result
@@ -97,24 +99,13 @@ async def adrive(steps: Steps[T]) -> T:
                 if inspect.isawaitable(value):
                     value = await value
             except BaseException as exc:  # the decision's to handle, CancelledError too
-                value, failure = None, exc
-            step = _resume(steps, value, failure)
+                failure = exc
+            step = steps.send(value) if failure is None else steps.throw(failure)
     except StopIteration as stop:
         result: T = stop.value
         return result
     finally:
         steps.close()
-
-
-def _resume(steps: Steps[Any], value: Any, failure: BaseException | None) -> Call:
-    """The decision's next step, sent the call's result or thrown its exception.
-
-    Thrown outside the driver's except clause, so that what the decision
-    raises next is not chained to an exception it handled.
-    """
-    if failure is None:
-        return steps.send(value)
-    return steps.throw(failure)
 
 
 _DONE = object()
