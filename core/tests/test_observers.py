@@ -19,6 +19,7 @@ from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp
 from iris_cloud.errors import ConfigurationError, LockLost, Unavailable
 from iris_cloud.model import Event, OrderResult
+from iris_cloud.observers import Observers
 from iris_cloud.ports import Message
 from iris_cloud.providers.memory import MemoryBroker
 from wfhelpers import profile_dict, sample
@@ -200,6 +201,52 @@ def test_several_observers_compose_and_a_failing_one_costs_nothing(
     assert "observer" in text and "Broken.message_received failed (ValueError)" in text
     assert "BrokenExit.handling failed (RuntimeError)" in text
     assert "Jane" not in text and marker not in text
+
+
+def test_one_observers_handling_is_guarded_unless_it_cannot_fail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Raises(ConsumerObserver):
+        def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
+            raise ValueError("patient Jane Doe")
+
+    class FailsOnEnter(ConsumerObserver):
+        @contextlib.contextmanager
+        def handling(self, delivery: Delivery) -> Iterator[None]:
+            raise RuntimeError("Jane Doe on the way in")
+            yield
+
+    class FailsOnExit(ConsumerObserver):
+        @contextlib.contextmanager
+        def handling(self, delivery: Delivery) -> Iterator[None]:
+            yield
+            raise RuntimeError("Jane Doe on the way out")
+
+    null = contextlib.nullcontext()
+
+    class Null(ConsumerObserver):
+        def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
+            return null
+
+    delivery = Delivery("events", Message(body=b"{}"), "order")
+    caplog.set_level(logging.DEBUG)
+    ran = 0
+    for observer in (Raises(), FailsOnEnter(), FailsOnExit(), Null()):
+        with Observers([observer]).handling(delivery):
+            ran += 1
+    assert ran == 4
+    # What cannot fail is handed on as it is: no guard for every message to pay.
+    assert Observers([Null()]).handling(delivery) is null
+    with pytest.raises(KeyError), Observers([FailsOnExit()]).handling(delivery):
+        raise KeyError("the handler's own error is not swallowed")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    for name, error in [
+        ("Raises", "ValueError"),
+        ("FailsOnEnter", "RuntimeError"),
+        ("FailsOnExit", "RuntimeError"),
+    ]:
+        assert f"{name}.handling failed ({error})" in text
+    assert "Jane" not in text
 
 
 def test_a_handler_error_passes_through_handling_without_being_swallowed() -> None:

@@ -198,16 +198,25 @@ class ConsumerObserver:
 class _Guarded:
     """One observer's :meth:`~ConsumerObserver.handling` context; a failure in it is logged."""
 
-    def __init__(self, observer: ConsumerObserver, delivery: Delivery) -> None:
+    def __init__(
+        self,
+        observer: ConsumerObserver,
+        delivery: Delivery,
+        inner: contextlib.AbstractContextManager[object] | None = None,
+    ) -> None:
         self._observer = observer
         self._delivery = delivery
-        self._inner: contextlib.AbstractContextManager[object] | None = None
+        # What observer.handling(delivery) returned, when it was asked already.
+        self._inner = inner
 
     def __enter__(self) -> None:
         try:
-            inner = self._observer.handling(self._delivery)
+            inner = self._inner
+            if inner is None:
+                inner = self._observer.handling(self._delivery)
             inner.__enter__()
         except Exception as exc:
+            self._inner = None
             _failed(self._observer, "handling", exc)
             return
         self._inner = inner
@@ -272,7 +281,16 @@ class Observers(ConsumerObserver):
         if not self._handlers:
             return _NO_CONTEXT
         if len(self._handlers) == 1:
-            return _Guarded(self._handlers[0], delivery)
+            observer = self._handlers[0]
+            try:
+                inner = observer.handling(delivery)
+            except Exception as exc:
+                _failed(observer, "handling", exc)
+                return _NO_CONTEXT
+            if type(inner) is contextlib.nullcontext:
+                # Cannot fail (the tracing observer's without an SDK): no guard needed.
+                return inner
+            return _Guarded(observer, delivery, inner)
         return _nested(self._handlers, delivery)
 
 

@@ -136,8 +136,11 @@ class MessageBroker(ABC):
         :class:`~iris_cloud.errors.PermissionDenied` raised: that is for the
         operator to fix, not the messages' fault.
         """
-        with tracing.ReceiveSpan(self) as span:
-            received = span.received(self._receive(max_messages, wait))
+        if tracing.recording():
+            with tracing.ReceiveSpan(self) as span:
+                received = span.received(self._receive(max_messages, wait))
+        else:  # no SDK: a span would record nothing, not worth making one per call
+            received = self._receive(max_messages, wait)
         if portlogic.received_as_is(self, received):
             return received
         return drive(portlogic.received_steps(self, received))

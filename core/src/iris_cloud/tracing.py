@@ -62,6 +62,7 @@ __all__ = [
     "continuing",
     "enabled",
     "message_kind",
+    "recording",
     "trace_context",
     "trace_properties",
     "valid_traceparent",
@@ -247,14 +248,17 @@ _UNSET_RECHECK_SECONDS = 1.0
 _unset_until = 0.0  # time.monotonic() until which "no provider set" is taken as it was
 
 
-def _inert() -> bool:
-    # No SDK (the API's proxy or no-op provider): every span would be
-    # non-recording, so building attributes and links for one is pure cost.
-    # Asked per receive and per handled message, as an application may
-    # install its SDK at any time: it must cost a few look-ups.
+def recording() -> bool:
+    """Whether spans are recorded now: OpenTelemetry is installed and an SDK is set.
+
+    Without an SDK (the API's proxy or no-op provider) every span would be
+    non-recording, so building attributes and links for one is pure cost.
+    Asked per receive and per handled message, as an application may
+    install its SDK at any time: it costs a few look-ups.
+    """
     global _unset_until
     if _trace is None:
-        return True
+        return False
     # Where set_tracer_provider keeps what it was given: an SDK installed in
     # code is noticed at once. (Should a later API rename it, this reads None
     # and the public call below notices within a second instead.)
@@ -265,10 +269,10 @@ def _inert() -> bool:
         # call: asked at most once a second.
         now = time.monotonic()
         if now < _unset_until:
-            return True
+            return False
         _unset_until = now + _UNSET_RECHECK_SECONDS
         provider = _trace.get_tracer_provider()
-    return isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider))
+    return not isinstance(provider, (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider))
 
 
 def endpoint_attributes(broker: object | None, operation: str) -> dict[str, str]:
@@ -338,8 +342,8 @@ class ReceiveSpan:
 
     Empty polls leave no span (a consumer polls all day); a span starts at the
     call's start time and links to the context of each message received. Used
-    as ``with ReceiveSpan(broker) as span: got = span.received(call())``: an
-    exception leaving the block records the failed call.
+    as ``with ReceiveSpan(broker) as span: got = span.received(call())``, while
+    :func:`recording`: an exception leaving the block records the failed call.
     """
 
     __slots__ = ("_broker", "_start")
@@ -359,7 +363,7 @@ class ReceiveSpan:
 
     def received(self, messages: M) -> M:
         """The call returned ``messages``; returns them."""
-        if messages and not _inert():
+        if messages:
             self._record(messages)
         return messages
 
@@ -434,6 +438,9 @@ def span(
             raise
 
 
+_NO_SPAN = contextlib.nullcontext()
+
+
 def handle_span(
     broker: object | None, message: Message, kind: str, attempt: int
 ) -> contextlib.AbstractContextManager[Span | None]:
@@ -443,14 +450,15 @@ def handle_span(
     the sender; without one, the current context's (a new trace in a handler
     thread). ``None`` without OpenTelemetry.
     """
-    if _trace is None:
-        return contextlib.nullcontext()
+    # A no-op tracer's span would only repeat the current context: there is
+    # nothing to make current. (With a context, its span must still be
+    # current, so what the handler sends carries the sender's trace on.)
+    # The look-ups that tell come first: nearly every message is such a one.
+    if _trace is None or (TRACEPARENT not in message.properties and not recording()):
+        return _NO_SPAN
     context = trace_context(message)
-    if context is None and _inert():
-        # A no-op tracer's span would only repeat the current context: there
-        # is nothing to make current. (With a context, its span must still be
-        # current, so what the handler sends carries the sender's trace on.)
-        return contextlib.nullcontext()
+    if context is None and not recording():
+        return _NO_SPAN
     attributes: dict[str, Any] = {
         **endpoint_attributes(broker, "handle"),
         "messaging.operation.type": "process",
@@ -469,7 +477,7 @@ _FAILED_OUTCOMES = frozenset({"retried", "dead_lettered"})
 
 def record_outcome(outcome: str) -> None:
     """Put the consumer's ``outcome`` on the current span (a failed handler marks it failed)."""
-    if _inert():
+    if not recording():
         return
     current = _trace.get_current_span()
     current.set_attribute("iris.outcome", outcome)
@@ -501,7 +509,8 @@ class TracingObserver(ConsumerObserver):
 
     def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
         """Put the outcome on the span (still current: this is called inside ``handling``)."""
-        record_outcome(outcome)
+        if recording():  # asked here too: without an SDK, not worth another call
+            record_outcome(outcome)
 
 
 def default_observers(given: Sequence[ConsumerObserver]) -> list[ConsumerObserver]:

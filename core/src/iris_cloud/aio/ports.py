@@ -177,8 +177,11 @@ class AsyncMessageBroker(_Closing, ABC):
         What never decodes or whose claim check is bad is dead-lettered alone
         and left out; nothing a sender writes makes this raise.
         """
-        with tracing.ReceiveSpan(self) as span:
-            received = span.received(await self._receive(max_messages, wait))
+        if tracing.recording():
+            with tracing.ReceiveSpan(self) as span:
+                received = span.received(await self._receive(max_messages, wait))
+        else:  # no SDK: a span would record nothing, not worth making one per call
+            received = await self._receive(max_messages, wait)
         if portlogic.received_as_is(self, received):
             return received
         return await adrive(portlogic.received_steps(self, received))
