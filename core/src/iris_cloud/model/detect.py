@@ -127,15 +127,27 @@ def message_class(kind: MessageKind) -> type[IrisModel]:
 
 def kind_of(message: IrisModel) -> MessageKind:
     """The kind of a parsed message, as :func:`detect_kind` names it."""
+    # By exact class first: isinstance on a pydantic class is an ABC check,
+    # and the consumer asks for every message.
+    kind = _KIND_OF_CLASS.get(type(message))
+    if kind is not None:
+        return kind
+    if isinstance(message, Event):
+        return f"event:{message.result_object_type}"
     if isinstance(message, OrderRequest):
         return "order"
     if isinstance(message, OrderResult):
         return "result"
     if isinstance(message, GradingSubmission):
         return "grading"
-    if isinstance(message, Event):
-        return f"event:{message.result_object_type}"
     raise TypeError(f"not an IRIS message: {type(message).__name__}")
+
+
+_KIND_OF_CLASS: dict[type, MessageKind] = {
+    OrderRequest: "order",
+    OrderResult: "result",
+    GradingSubmission: "grading",
+}
 
 
 _NOT_AN_ORDER = frozenset({"ResultCode", "result_code", "ResultObjectType", "result_object_type"})
