@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import IO
 
 import pytest
@@ -108,6 +109,26 @@ def test_closed_broker_refuses_calls() -> None:
         b.send(b"x")
     with pytest.raises(ConfigurationError, match="closed"):
         b.receive()
+    with pytest.raises(ConfigurationError, match="closed"):
+        b.receive_dead_letters()
+
+
+def test_locked_until_is_when_each_lock_ends() -> None:
+    # Locks that end within a millisecond share one date (datetime.now() per
+    # receive would cost more than the rest of it): never later than the end.
+    with MemoryBroker(_name(), lock_seconds=60) as b:
+        b.send([b"x"] * 50)
+        before = datetime.now(UTC)
+        got = [b.receive(1)[0] for _ in range(50)]
+        after = datetime.now(UTC)
+        lock = timedelta(seconds=60)
+        for msg in got:
+            assert msg.locked_until is not None
+            assert before + lock <= msg.locked_until <= after + lock
+        time.sleep(0.01)
+        b.send(b"y")
+        [fresh] = b.receive(1)
+        assert fresh.locked_until is not None and fresh.locked_until > after + lock
 
 
 def test_messages_are_copied_on_send() -> None:
@@ -238,9 +259,10 @@ def test_access_via_url_query() -> None:
     name = _name()
     with open_broker(f"mem://{name}?access=w") as w:
         w.send(b"x")
-        with pytest.raises(PermissionDenied) as exc:
-            w.receive_dead_letters()
-        assert exc.value.right == "receive"
+        for receive in (w.receive, w.receive_dead_letters):
+            with pytest.raises(PermissionDenied) as exc:
+                receive()
+            assert exc.value.right == "receive"
     with open_broker(f"mem://{name}?access=r") as r:
         msg = r.receive(wait=1)[0]
         r.complete(msg)
