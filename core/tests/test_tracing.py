@@ -283,6 +283,59 @@ print([s.name for s in exporter.get_finished_spans()])
     assert out.stdout.strip() == "['receive']"
 
 
+def test_without_an_sdk_handling_costs_nothing_yet_passes_a_context_on(tmp_path: Path) -> None:
+    # A fresh process with the API alone: the session's recording tests install an SDK.
+    code = f"""
+import contextlib
+from importlib import resources
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from iris_cloud.consumer import Consumer, IrisApp
+from iris_cloud.model import OrderGradedEvent
+from iris_cloud.observers import Delivery
+from iris_cloud.ports import Message
+from iris_cloud.providers.memory import MemoryBroker
+
+body = resources.files("iris_cloud.model.samples").joinpath("event-order-graded.json").read_bytes()
+events, out = MemoryBroker("events"), MemoryBroker("out")
+handled = []
+app = IrisApp()
+app.on(OrderGradedEvent)(lambda event: handled.append(out.send(b"follow-up")))
+consumer = Consumer(app, events, wait=0.1)
+[observer] = consumer.observers
+plain = Delivery("events", Message(body=body))
+assert type(observer.handling(plain)) is contextlib.nullcontext
+
+def handle(message):
+    events.send(message)
+    consumer.run_until(lambda s: len(handled) == 1, timeout=10)
+    handled.clear()
+    [got] = out.receive(1, wait=1.0)
+    out.complete(got)
+    return got.properties.get("traceparent")
+
+print(handle(Message(body=body)))
+traced = "00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+print(handle(Message(body=body, properties={{"traceparent": traced}})) == traced)
+exporter = InMemorySpanExporter()
+sdk = TracerProvider()
+sdk.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(sdk)
+handle(Message(body=body))
+print(sorted({{s.name for s in exporter.get_finished_spans()}}))
+consumer.close()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    # No trace, then the received one passed on exactly (the no-op tracer's span
+    # is the sender's), then an SDK installed in the meantime records at once.
+    assert out.stdout.split("\n")[:3] == ["None", "True", "['handle', 'receive', 'send']"]
+
+
 def graded_event(**changes: object) -> Message:
     data = sample("event-order-graded.json")
     data["TransactionId"] = str(uuid.uuid4())
