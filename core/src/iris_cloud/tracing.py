@@ -475,16 +475,6 @@ def handle_span(
 _FAILED_OUTCOMES = frozenset({"retried", "dead_lettered"})
 
 
-def record_outcome(outcome: str) -> None:
-    """Put the consumer's ``outcome`` on the current span (a failed handler marks it failed)."""
-    if not recording():
-        return
-    current = _trace.get_current_span()
-    current.set_attribute("iris.outcome", outcome)
-    if outcome in _FAILED_OUTCOMES:
-        current.set_status(_trace.Status(_trace.StatusCode.ERROR))
-
-
 class TracingObserver(ConsumerObserver):
     """The consumer's ``handle`` spans: every :class:`~iris_cloud.consumer.Consumer`
     has one while ``opentelemetry-api`` is installed.
@@ -508,9 +498,14 @@ class TracingObserver(ConsumerObserver):
         return handle_span(broker, delivery.message, delivery.kind, delivery.attempt)
 
     def handler_finished(self, delivery: Delivery, duration: float, outcome: Outcome) -> None:
-        """Put the outcome on the span (still current: this is called inside ``handling``)."""
-        if recording():  # asked here too: without an SDK, not worth another call
-            record_outcome(outcome)
+        """Put the outcome on the span (still current: this is called inside ``handling``);
+        a failed handler marks it failed."""
+        if not recording():
+            return
+        current = _trace.get_current_span()
+        current.set_attribute("iris.outcome", outcome)
+        if outcome in _FAILED_OUTCOMES:
+            current.set_status(_trace.Status(_trace.StatusCode.ERROR))
 
 
 def default_observers(given: Sequence[ConsumerObserver]) -> list[ConsumerObserver]:
