@@ -450,6 +450,11 @@ class MemoryBroker(MessageBroker):
         self._check_open()
         self.access.require("receive", "settle messages of mem://%s", self.name)
 
+    def _settled_handle(self, message: Message) -> _Handle:
+        """The handle of one message to settle, once this broker may settle at all."""
+        self._may_settle()
+        return _handle_of(message)
+
     def _settle_many(
         self, messages: list[Message], action: str, settle: Callable[[_Queue, _Entry], None]
     ) -> list[IrisCloudError | None]:
@@ -504,8 +509,7 @@ class MemoryBroker(MessageBroker):
 
     def dead_letter(self, message: Message, reason: str, description: str = "") -> None:
         """Move ``message`` to ``NAME$dlq`` with ``reason`` and ``description``."""
-        self._may_settle()
-        handle = _handle_of(message)
+        handle = self._settled_handle(message)
         q = handle.queue
         if q is not self._queue:
             raise ConfigurationError("a dead-lettered message cannot be dead-lettered again")
@@ -515,8 +519,7 @@ class MemoryBroker(MessageBroker):
 
     def renew_lock(self, message: Message) -> datetime:
         """Hold ``message`` for another ``lock_seconds``; returns the new expiry."""
-        self._may_settle()
-        handle = _handle_of(message)
+        handle = self._settled_handle(message)
         q = handle.queue
         with q.lock:
             entry = self._held(message, handle, "renew the lock of")
