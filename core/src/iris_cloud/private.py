@@ -97,7 +97,7 @@ def open_private(
 def partial_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """A private file that becomes ``path`` only when the ``with`` block completes.
 
-    Written as ``.NAME.XXXX.part`` beside ``path`` (0600, its directory 0700
+    Written as ``.NAME.<random>.part`` (mkstemp's name) beside ``path`` (0600, its directory 0700
     if missing) and renamed over ``path`` at the end; removed if the block
     raises, so ``path`` is never a partial download.
     """

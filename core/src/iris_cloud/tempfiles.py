@@ -1,7 +1,7 @@
 """Removing the temporary files that a killed write left behind.
 
 Every atomic write here goes through a temporary file renamed into place:
-``save_result`` and ``ObjectStore.download_to`` write ``.NAME.XXXX.part``
+``save_result`` and ``ObjectStore.download_to`` write ``.NAME.<random>.part``
 beside the target, the ``file://`` store writes ``.iris-cloud/tmp/*.part``. A
 process killed mid-write (SIGKILL, power loss) leaves that file, and nothing
 else ever removes it. A write in progress touches its file with every chunk,
