@@ -355,6 +355,82 @@ def test_claim_check_fetched_and_result_saved(tmp_path: Path) -> None:
     assert ("saved", "result") in recorder.calls
 
 
+class Sampling(Recorder):
+    """Observes only the deliveries whose sender set ``watch``."""
+
+    def observes(self, message: Message) -> bool:
+        return "watch" in message.properties
+
+
+def test_a_delivery_no_observer_observes_costs_none_of_its_calls_but_the_rare_ones() -> None:
+    broker = queue()
+    broker.send(
+        [
+            Message(body=event_body()),
+            Message(body=event_body(), properties={"watch": "1"}),
+            Message(body=b"not json"),
+        ]
+    )
+    sampling = Sampling()
+    app = IrisApp()
+
+    @app.on(Event)
+    def handle(evt: Event, ctx: Context) -> None:
+        ctx.result_saved()
+
+    with Consumer(app, broker, observers=[sampling], wait=0.1, settle_delay=0) as consumer:
+        consumer.run_until(lambda s: s.completed >= 2 and s.poison >= 1, timeout=10)
+    per_delivery = [c for c in sampling.calls if c[0] not in ("started", "opened", "receive_ok")]
+    kind = "event:OrderGradedEvent"
+    # The watched one is told in full, the other two not at all (the poison
+    # one neither); result_saved, a rare call, comes for both handled ones.
+    assert per_delivery == [
+        ("saved", kind),
+        ("received", kind, 1),
+        ("enter", kind),
+        ("handler_started", kind),
+        ("saved", kind),
+        ("handler_finished", kind, "completed"),
+        ("exit", kind),
+        ("finished", kind, "completed"),
+        ("stopping",),
+        ("stopped",),
+    ]
+
+    # Beside an observer that observes everything, every delivery is told to both.
+    broker.send([Message(body=event_body()), Message(body=b"not json")])
+    everything = Recorder()
+    sampling = Sampling()
+    with Consumer(app, broker, observers=[sampling, everything], wait=0.1) as consumer:
+        consumer.run_until(lambda s: s.completed >= 1 and s.poison >= 1, timeout=10)
+    for recorder in (sampling, everything):
+        assert ("finished", kind, "completed") in recorder.calls
+        assert ("finished", "invalid", "poison") in recorder.calls
+
+
+class BrokenObserves(Recorder):
+    def observes(self, message: Message) -> bool:
+        raise RuntimeError(message.body.decode())
+
+
+def test_an_observes_that_raises_is_logged_and_the_delivery_observed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = queue()
+    broker.send(event_body(PatientName="SECRET-NAME"))
+    recorder = BrokenObserves()
+    app = IrisApp()
+    app.on(Event)(lambda evt, ctx: None)
+    with (
+        caplog.at_level(logging.DEBUG),
+        Consumer(app, broker, observers=[recorder], wait=0.1) as consumer,
+    ):
+        consumer.run_until(lambda s: s.completed >= 1, timeout=10)
+    assert ("finished", "event:OrderGradedEvent", "completed") in recorder.calls
+    assert "BrokenObserves.observes failed (RuntimeError)" in caplog.text
+    assert "SECRET" not in caplog.text
+
+
 def test_observers_must_be_observers() -> None:
     with pytest.raises(ConfigurationError, match="ConsumerObserver"):
         Consumer(IrisApp(), queue(), observers=[object()])  # type: ignore[list-item]

@@ -726,6 +726,8 @@ class Completion(NamedTuple):
     delivery: Delivery
     outcome: Outcome
     """How it ends once completed: ``completed``, ``duplicate`` or ``unhandled``."""
+    observers: Observers
+    """Who is told how it ended (:data:`~iris_cloud.observers.UNOBSERVED` if nobody)."""
     counters: tuple[str, ...] = ()
     """Counters of :class:`ConsumerStats` to add to besides ``completed``."""
 
@@ -778,21 +780,29 @@ def completions_settled(
                 "could not complete message_id=%s: %s", delivery.message_id, type(error).__name__
             )
             ended = "settle_failed"
-        observers.message_finished(delivery, ended)
+        done.observers.message_finished(delivery, ended)
 
 
-def _delivered(c: ConsumerLike, source: str, msg: Message, kind: str, attempt: int) -> Delivery:
+def _delivered(
+    c: ConsumerLike, observers: Observers, source: str, msg: Message, kind: str, attempt: int
+) -> Delivery:
     """The delivery as observers see it, once they were told of it."""
     delivery = Delivery(source, msg, kind, attempt)
-    c._ledger.delivered(delivery)
-    c._observers.message_received(delivery)
-    if msg.claim_check_fetched:
-        c._observers.claim_check_fetched(delivery)
+    c._ledger.delivered(delivery)  # for lock_lost, told whoever observes the delivery
+    if observers:
+        observers.message_received(delivery)
+        if msg.claim_check_fetched:
+            observers.claim_check_fetched(delivery)
     return delivery
 
 
 def _ended(
-    c: ConsumerLike, delivery: Delivery, settled: bool, outcome: Outcome, counters: tuple[str, ...]
+    c: ConsumerLike,
+    observers: Observers,
+    delivery: Delivery,
+    settled: bool,
+    outcome: Outcome,
+    counters: tuple[str, ...],
 ) -> None:
     """A delivery settled without a handler run: count it, forget it, tell the observers."""
     ledger, msg = c._ledger, delivery.message
@@ -801,7 +811,7 @@ def _ended(
             ledger.count(name)
     if outcome != "deferred":
         ledger.forget(msg)
-    c._observers.message_finished(delivery, ledger.outcome(msg, settled, outcome))
+    observers.message_finished(delivery, ledger.outcome(msg, settled, outcome))
 
 
 def process_steps(
@@ -828,7 +838,7 @@ def _complete_steps(c: ConsumerLike, broker: Any, done: Completion) -> Steps[Non
         c._ledger.forget(msg)
         return
     settled = yield from settle_steps(c, broker, msg, "complete")
-    _ended(c, done.delivery, settled, done.outcome, done.counters)
+    _ended(c, done.observers, done.delivery, settled, done.outcome, done.counters)
 
 
 def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None]:
@@ -839,28 +849,37 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
     for every message to pass through).
     """
     attempt = c._ledger.attempt(msg, broker.capabilities)
+    # Asked once, as the message arrives: a delivery no observer observes
+    # (nearly all, with tracing on but no SDK) makes none of their calls.
+    observers = c._observers.for_message(msg)
     try:
         model = parse_message(msg.body)
     except ValidationError as exc:
-        return _poison_steps(c, _delivered(c, source, msg, "invalid", attempt), broker, exc)
-    delivery = _delivered(c, source, msg, kind_of(model), attempt)
+        delivery = _delivered(c, observers, source, msg, "invalid", attempt)
+        return _poison_steps(c, observers, delivery, broker, exc)
+    delivery = _delivered(c, observers, source, msg, kind_of(model), attempt)
     if c.dedupe is None:
-        return _dispatch_steps(c, delivery, broker, model, (), None)
-    return _deduped_steps(c, delivery, broker, model, c.dedupe)
+        return _dispatch_steps(c, observers, delivery, broker, model, (), None)
+    return _deduped_steps(c, observers, delivery, broker, model, c.dedupe)
 
 
 def _poison_steps(
-    c: ConsumerLike, delivery: Delivery, broker: Any, exc: ValidationError
+    c: ConsumerLike, observers: Observers, delivery: Delivery, broker: Any, exc: ValidationError
 ) -> Steps[None]:
     msg = delivery.message
     reason = poison_reason(exc)
     log.warning("poison message_id=%s from %s: %s", msg.message_id, delivery.source, reason)
     settled = yield from settle_steps(c, broker, msg, "dead_letter", reason, field_errors(exc))
-    _ended(c, delivery, settled, "poison", ("poison", "dead_lettered"))
+    _ended(c, observers, delivery, settled, "poison", ("poison", "dead_lettered"))
 
 
 def _deduped_steps(
-    c: ConsumerLike, delivery: Delivery, broker: Any, model: IrisModel, dedupe: DedupeBackend
+    c: ConsumerLike,
+    observers: Observers,
+    delivery: Delivery,
+    broker: Any,
+    model: IrisModel,
+    dedupe: DedupeBackend,
 ) -> Steps[None]:
     msg = delivery.message
     keys = dedupe_keys(msg, model)
@@ -871,7 +890,8 @@ def _deduped_steps(
             msg.message_id,
             delivery.source,
         )
-        yield from _complete_steps(c, broker, Completion(delivery, "duplicate", ("duplicates",)))
+        done = Completion(delivery, "duplicate", observers, ("duplicates",))
+        yield from _complete_steps(c, broker, done)
         return
     claim = yield Call(c._blocking, (dedupe.claim, keys, c.settings.dedupe_claim_seconds))
     if claim is None:
@@ -881,10 +901,10 @@ def _deduped_steps(
         delay = max(c.settings.backoff_initial, 0.1)
         args = (delay,) if broker.capabilities.delayed_retry else ()
         settled = yield from settle_steps(c, broker, msg, "abandon", *args)
-        _ended(c, delivery, settled, "deferred", ("deferred",))
+        _ended(c, observers, delivery, settled, "deferred", ("deferred",))
         return
     try:
-        yield from _dispatch_steps(c, delivery, broker, model, keys, claim)
+        yield from _dispatch_steps(c, observers, delivery, broker, model, keys, claim)
     except GeneratorExit:
         # The run abandoned takes no more steps: a plain call.
         dedupe.release(claim)
@@ -898,6 +918,7 @@ def _deduped_steps(
 
 def _dispatch_steps(
     c: ConsumerLike,
+    observers: Observers,
     delivery: Delivery,
     broker: Any,
     model: IrisModel,
@@ -910,11 +931,11 @@ def _dispatch_steps(
     found = c.app.handler_for(model, kind)
     if found is None:
         log.info("no handler for %s message_id=%s: completed", shown_kind(kind), msg.message_id)
-        yield from _complete_steps(c, broker, Completion(delivery, "unhandled", ("unhandled",)))
+        done = Completion(delivery, "unhandled", observers, ("unhandled",))
+        yield from _complete_steps(c, broker, done)
         return
     handler, arity = found
     ctx = c._context(delivery, broker, claim)
-    observers = c._observers
     ended: Outcome | None
     with observers.handling(delivery):
         observers.handler_started(delivery)
@@ -935,7 +956,7 @@ def _dispatch_steps(
         else:
             if c.dedupe is not None:
                 yield Call(c._blocking, (c.dedupe.mark, keys, claim))
-            ended = _handled(c, ctx)
+            ended = _handled(c, observers, ctx)
             if ended == "completed":
                 settled = yield from settle_steps(c, broker, msg, "complete")
                 if settled:
@@ -952,7 +973,7 @@ def _dispatch_steps(
         observers.message_finished(delivery, ended)
 
 
-def _handled(c: ConsumerLike, ctx: ContextBase) -> Outcome | None:
+def _handled(c: ConsumerLike, observers: Observers, ctx: ContextBase) -> Outcome | None:
     """Count a handler run that succeeded; ``completed`` if it is to be completed now,
     ``None`` once queued with others, ``lock_lost`` if it must not be settled."""
     msg = ctx.message
@@ -968,7 +989,7 @@ def _handled(c: ConsumerLike, ctx: ContextBase) -> Outcome | None:
         )
         return "lock_lost"
     c._ledger.handled(msg)
-    if c._queue_completion(ctx.broker, Completion(ctx.delivery, "completed")):
+    if c._queue_completion(ctx.broker, Completion(ctx.delivery, "completed", observers)):
         return None
     return "completed"
 

@@ -148,6 +148,21 @@ class ConsumerObserver:
         """A receive call on ``source`` raised an exception of class ``error_class``."""
 
     # -- each delivery -------------------------------------------------------
+    def observes(self, message: Message) -> bool:
+        """Whether to tell this observer of a delivery of ``message`` (the default: yes).
+
+        Asked as the message arrives. When no observer observes it, the
+        consumer makes none of the calls every delivery costs for it
+        (:meth:`message_received`, :meth:`claim_check_fetched`,
+        :meth:`handling`, :meth:`handler_started`, :meth:`handler_finished`,
+        :meth:`message_finished`), so an observer that only samples, or only
+        cares while something is switched on, saves every other message
+        their time. The rare calls (:meth:`lock_renewed`, :meth:`lock_lost`,
+        :meth:`result_saved`) come all the same. ``message`` is the sender's:
+        read its ids and the properties you set, nothing else.
+        """
+        return True
+
     def message_received(self, delivery: Delivery) -> None:
         """A delivery was parsed (``kind`` known; ``invalid`` when it did not parse)."""
 
@@ -268,6 +283,21 @@ class Observers(ConsumerObserver):
             setattr(self, call, _forward(call, told) if told else _nothing)
         self._told_of = frozenset(told_of)
         self._handlers = tuple(o for o in self.observers if _overrides(o, "handling"))
+        self._watchers = tuple(
+            o for o in self.observers if any(_overrides(o, call) for call in _EVERY_DELIVERY)
+        )
+
+    def for_message(self, message: Message) -> Observers:
+        """These observers for a delivery of ``message``, or none if none of them
+        :meth:`~ConsumerObserver.observes` it (each delivery's calls then cost nothing)."""
+        for observer in self._watchers:
+            try:
+                if observer.observes(message):
+                    return self
+            except Exception as exc:
+                _failed(observer, "observes", exc)
+                return self  # told after all: an observer's bug must not hide deliveries
+        return UNOBSERVED
 
     def __bool__(self) -> bool:
         return bool(self.observers)
@@ -326,8 +356,24 @@ def _forward(call: str, observers: tuple[ConsumerObserver, ...]) -> Callable[...
     return tell
 
 
-# Every call but handling() goes to each observer alike; the signatures are
-# ConsumerObserver's (what type checkers see), the instances' the observers'.
-_FORWARDED = tuple(
-    name for name in vars(ConsumerObserver) if not name.startswith("_") and name != "handling"
+_EVERY_DELIVERY = (
+    "message_received",
+    "claim_check_fetched",
+    "handling",
+    "handler_started",
+    "handler_finished",
+    "message_finished",
 )
+"""The calls each delivery costs, which :meth:`ConsumerObserver.observes` can spare."""
+
+# Every call but handling() (and the question observes()) goes to each
+# observer alike; the signatures are ConsumerObserver's (what type checkers
+# see), the instances' the observers'.
+_FORWARDED = tuple(
+    name
+    for name in vars(ConsumerObserver)
+    if not name.startswith("_") and name not in ("handling", "observes")
+)
+
+UNOBSERVED: Final = Observers()
+"""What a delivery no observer observes is told through: nothing, at no cost."""

@@ -492,6 +492,11 @@ class TracingObserver(ConsumerObserver):
         """Know the brokers, for the spans' ``messaging.system`` and destination."""
         self._brokers = consumer.brokers
 
+    def observes(self, message: Message) -> bool:
+        """Whether a delivery of ``message`` gets a span: one carries a trace context
+        (passed on even without an SDK), or spans are being recorded."""
+        return TRACEPARENT in message.properties or recording()
+
     def handling(self, delivery: Delivery) -> contextlib.AbstractContextManager[object]:
         """The delivery's ``handle`` span, current in the handler's thread."""
         broker = self._brokers.get(delivery.source)
