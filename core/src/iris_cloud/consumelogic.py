@@ -39,7 +39,7 @@ from iris_cloud.errors import (
 )
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel, kind_of, parse_message, shown_kind
-from iris_cloud.observers import ConsumerObserver, Delivery, Observers, Outcome
+from iris_cloud.observers import UNOBSERVED, ConsumerObserver, Delivery, Observers, Outcome
 from iris_cloud.operations import service_observers
 from iris_cloud.steps import Call, Steps
 from iris_cloud.tracing import default_observers
@@ -60,12 +60,16 @@ __all__ = [
     "ContextBase",
     "HandlerTable",
     "Ledger",
+    "QuietRun",
     "ReceiveHealth",
     "check_handler",
+    "completed_steps",
     "completions_settled",
     "dedupe_keys",
+    "failed_run_steps",
     "field_errors",
     "handle_steps",
+    "handled",
     "handler_arity",
     "handler_name",
     "is_async_handler",
@@ -73,7 +77,8 @@ __all__ = [
     "log_stopped",
     "open_consumer_steps",
     "poison_reason",
-    "process_steps",
+    "processing",
+    "processing_failed",
     "receive_backoff",
     "refuse_awaitable",
     "renew_steps",
@@ -814,21 +819,40 @@ def _ended(
     observers.message_finished(delivery, ledger.outcome(msg, settled, outcome))
 
 
-def process_steps(
+class QuietRun(NamedTuple):
+    """A delivery no observer observes, without dedupe, and the handler to run for it.
+
+    The way of nearly every message: the consumer runs it with plain calls
+    (run the handler, count it, queue its completion) and takes steps only
+    when the handler raises (:func:`failed_run_steps`) or the broker
+    completes each message at once (:func:`completed_steps`).
+    """
+
+    ctx: ContextBase
+    handler: Callable[..., object]
+    arity: int
+    model: IrisModel
+
+
+def processing(
     c: ConsumerLike, source: str, broker: Any, msg: Message, live: bool
-) -> Steps[None]:
-    """A received message: handled while the run is ``live``, else given back; never raises."""
-    try:
-        if live:
-            yield from handle_steps(c, source, broker, msg)
-        else:
-            # Received but not started when the stop came: not worth a
-            # handler run the stop would have to wait for.
-            yield from settle_steps(c, broker, msg, "abandon")
-    except Exception:
-        log.exception("unexpected error processing message_id=%s", msg.message_id)
-    finally:
-        c._ledger.done(msg)
+) -> Steps[Any] | QuietRun:
+    """A received message: handled while the run is ``live``, else given back.
+
+    The consumer runs what this returns, logs what it raises (no message
+    may stop a consumer) and then tells its ledger the delivery is
+    :meth:`~Ledger.done`.
+    """
+    if live:
+        return handle_steps(c, source, broker, msg)
+    # Received but not started when the stop came: not worth a handler run
+    # the stop would have to wait for.
+    return settle_steps(c, broker, msg, "abandon")
+
+
+def processing_failed(msg: Message) -> None:
+    """Log what escaped the steps of ``msg`` (a bug, not the message's fault)."""
+    log.exception("unexpected error processing message_id=%s", msg.message_id)
 
 
 def _complete_steps(c: ConsumerLike, broker: Any, done: Completion) -> Steps[None]:
@@ -841,12 +865,12 @@ def _complete_steps(c: ConsumerLike, broker: Any, done: Completion) -> Steps[Non
     _ended(c, done.observers, done.delivery, settled, done.outcome, done.counters)
 
 
-def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None]:
+def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None] | QuietRun:
     """One delivery, from parsing to settlement (see :mod:`iris_cloud.consumer`).
 
-    The parse and what it decides are plain calls made at once; the steps
-    returned are the way the message goes from there (a generator fewer
-    for every message to pass through).
+    The parse and what it decides are plain calls made at once; what is
+    returned is the way the message goes from there: steps, or a
+    :class:`QuietRun` for the consumer to run with plain calls.
     """
     attempt = c._ledger.attempt(msg, broker.capabilities)
     # Asked once, as the message arrives: a delivery no observer observes
@@ -859,6 +883,10 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
         return _poison_steps(c, observers, delivery, broker, exc)
     delivery = _delivered(c, observers, source, msg, kind_of(model), attempt)
     if c.dedupe is None:
+        if not observers:
+            found = c.app.handler_for(model, delivery.kind)
+            if found is not None:
+                return QuietRun(c._context(delivery, broker, None), found[0], found[1], model)
         return _dispatch_steps(c, observers, delivery, broker, model, (), None)
     return _deduped_steps(c, observers, delivery, broker, model, c.dedupe)
 
@@ -956,24 +984,41 @@ def _dispatch_steps(
         else:
             if c.dedupe is not None:
                 yield Call(c._blocking, (c.dedupe.mark, keys, claim))
-            ended = _handled(c, observers, ctx)
+            ended = handled(c, observers, ctx)
             if ended == "completed":
-                settled = yield from settle_steps(c, broker, msg, "complete")
-                if settled:
-                    log.info(
-                        "handled %s message_id=%s from %s",
-                        shown_kind(kind),
-                        msg.message_id,
-                        ctx.source,
-                    )
-                ended = c._ledger.outcome(msg, settled, "completed")
+                ended = yield from completed_steps(c, ctx)
         # None: queued to be completed with others; message_finished comes then.
         observers.handler_finished(delivery, took, ended or "completed")
     if ended is not None:
         observers.message_finished(delivery, ended)
 
 
-def _handled(c: ConsumerLike, observers: Observers, ctx: ContextBase) -> Outcome | None:
+def failed_run_steps(c: ConsumerLike, run: QuietRun, error: Exception) -> Steps[None]:
+    """A :class:`QuietRun`'s handler raised ``error``, its lock still renewed: run it again
+    while the consumer's own side fails, then stop renewing and settle."""
+    ctx = run.ctx
+    try:
+        outcome = yield from _rerun_steps(c, ctx, run.handler, run.arity, run.model, error)
+    finally:
+        c._renewing(ctx, False)
+    if outcome is not None:
+        yield from _conclude_steps(c, ctx, outcome)
+    elif handled(c, UNOBSERVED, ctx) == "completed":
+        yield from completed_steps(c, ctx)
+
+
+def completed_steps(c: ConsumerLike, ctx: ContextBase) -> Steps[Outcome]:
+    """Complete a handled delivery at once (its broker does not complete in batches)."""
+    msg = ctx.message
+    settled = yield from settle_steps(c, ctx.broker, msg, "complete")
+    if settled:
+        log.info(
+            "handled %s message_id=%s from %s", shown_kind(ctx.kind), msg.message_id, ctx.source
+        )
+    return c._ledger.outcome(msg, settled, "completed")
+
+
+def handled(c: ConsumerLike, observers: Observers, ctx: ContextBase) -> Outcome | None:
     """Count a handler run that succeeded; ``completed`` if it is to be completed now,
     ``None`` once queued with others, ``lock_lost`` if it must not be settled."""
     msg = ctx.message

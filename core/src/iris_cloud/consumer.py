@@ -68,7 +68,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
@@ -78,16 +78,21 @@ from iris_cloud.consumelogic import (
     ConsumerBase,
     ConsumerStats,
     ContextBase,
+    QuietRun,
     ReceiveHealth,
     check_handler,
+    completed_steps,
     completions_settled,
+    failed_run_steps,
+    handled,
     handler_arity,
     handler_name,
     is_async_handler,
     log_stopped,
     open_consumer_steps,
     poison_reason,
-    process_steps,
+    processing,
+    processing_failed,
     refuse_awaitable,
     renew_steps,
     renewal_interval,
@@ -97,7 +102,7 @@ from iris_cloud.dedupe import DedupeBackend
 from iris_cloud.errors import ConfigurationError, IrisCloudError, LockLost
 from iris_cloud.logs import get_logger
 from iris_cloud.model import IrisModel
-from iris_cloud.observers import ConsumerObserver
+from iris_cloud.observers import UNOBSERVED, ConsumerObserver
 from iris_cloud.steps import drive
 
 if TYPE_CHECKING:
@@ -817,12 +822,35 @@ class Consumer(ConsumerBase):
 
     def _process(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
         try:
-            drive(process_steps(self, name, broker, msg, self._live_generation == generation))
+            work = processing(self, name, broker, msg, self._live_generation == generation)
+            if isinstance(work, QuietRun):
+                self._run_quietly(work)
+            else:
+                drive(work)
+        except Exception:
+            processing_failed(msg)
         finally:
+            self._ledger.done(msg)
             with self._slot_lock:
                 self._inflight -= 1
                 if self._waiting:
                     self._slots.notify_all()
+
+    def _run_quietly(self, run: QuietRun) -> None:
+        """What :func:`~iris_cloud.consumelogic.handle_steps` would do, in plain calls."""
+        ctx = cast(Context, run.ctx)  # the context class this consumer makes
+        self._renewing(ctx, True)
+        try:
+            self._run_handler(run.handler, run.arity, run.model, ctx)
+        except Exception as exc:
+            drive(failed_run_steps(self, run, exc))
+            return
+        except BaseException:
+            self._renewing(ctx, False)
+            raise
+        self._renewing(ctx, False)
+        if handled(self, UNOBSERVED, ctx) == "completed":
+            drive(completed_steps(self, ctx))
 
     # -- what the steps call (consumelogic.ConsumerLike) ------------------------
     def _pausing(self, source: str, on: bool) -> None:

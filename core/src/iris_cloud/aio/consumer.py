@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from iris_cloud._threads import DaemonPool
 from iris_cloud.aio.ports import _Closing
@@ -55,11 +55,16 @@ from iris_cloud.consumelogic import (
     ConsumerStats,
     ContextBase,
     HandlerTable,
+    QuietRun,
     ReceiveHealth,
+    completed_steps,
+    failed_run_steps,
+    handled,
     is_async_handler,
     log_stopped,
     open_consumer_steps,
-    process_steps,
+    processing,
+    processing_failed,
     refuse_awaitable,
     renew_steps,
     renewal_interval,
@@ -67,6 +72,7 @@ from iris_cloud.consumelogic import (
 )
 from iris_cloud.errors import ConfigurationError, LockLost
 from iris_cloud.logs import get_logger
+from iris_cloud.observers import UNOBSERVED
 from iris_cloud.steps import adrive
 
 if TYPE_CHECKING:
@@ -433,10 +439,33 @@ class AsyncConsumer(ConsumerBase, _Closing):
         self, run: _Run, name: str, broker: AsyncMessageBroker, msg: Message
     ) -> None:
         try:
-            await adrive(process_steps(self, name, broker, msg, not run.stop.is_set()))
+            work = processing(self, name, broker, msg, not run.stop.is_set())
+            if isinstance(work, QuietRun):
+                await self._run_quietly(work)
+            else:
+                await adrive(work)
+        except Exception:
+            processing_failed(msg)
         finally:
+            self._ledger.done(msg)
             run.inflight -= 1
             run.changed.set()
+
+    async def _run_quietly(self, run: QuietRun) -> None:
+        """What :func:`~iris_cloud.consumelogic.handle_steps` would do, awaiting only I/O."""
+        ctx = cast(AsyncContext, run.ctx)  # the context class this consumer makes
+        self._renewing(ctx, True)
+        try:
+            await self._run_handler(run.handler, run.arity, run.model, ctx)
+        except Exception as exc:
+            await adrive(failed_run_steps(self, run, exc))
+            return
+        except BaseException:
+            self._renewing(ctx, False)
+            raise
+        self._renewing(ctx, False)
+        if handled(self, UNOBSERVED, ctx) == "completed":
+            await adrive(completed_steps(self, ctx))
 
     # -- what the steps call (consumelogic.ConsumerLike) ------------------------
     def _state(self) -> _Run:
