@@ -794,7 +794,7 @@ def _delivered(
     """The delivery as observers see it, once they were told of it."""
     delivery = Delivery(source, msg, kind, attempt)
     c._ledger.delivered(delivery)  # for lock_lost, told whoever observes the delivery
-    if observers:
+    if observers is not UNOBSERVED:
         observers.message_received(delivery)
         if msg.claim_check_fetched:
             observers.claim_check_fetched(delivery)
@@ -883,7 +883,7 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
         return _poison_steps(c, observers, delivery, broker, exc)
     delivery = _delivered(c, observers, source, msg, kind_of(model), attempt)
     if c.dedupe is None:
-        if not observers:
+        if observers is UNOBSERVED:
             found = c.app.handler_for(model, delivery.kind)
             if found is not None:
                 return QuietRun(c._context(delivery, broker, None), found[0], found[1], model)
