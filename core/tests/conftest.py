@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import pluggy
 import pytest
 from consumers import ENGINES, Consume, open_consumer
-from iris_cloud import hookimpl, hookspecs, plugins
+from iris_cloud import ConsumerObserver, Delivery, Outcome, hookimpl, hookspecs, plugins
 from iris_cloud.ports import MessageBroker, ObjectStore
 from iris_cloud.providers.memory import MemoryBroker, MemoryStore
 
@@ -84,7 +84,25 @@ def builtin_plugins_only(monkeypatch: pytest.MonkeyPatch) -> pluggy.PluginManage
     return pm
 
 
-@pytest.fixture(params=ENGINES)
-def consume(request: pytest.FixtureRequest) -> Consume:
-    """The sync Consumer, then the AsyncConsumer: the same behaviours on each."""
-    return functools.partial(open_consumer, request.param)
+class _Observing(ConsumerObserver):
+    """Observes every delivery: the consumer takes its steps for each."""
+
+    def message_finished(self, delivery: Delivery, outcome: Outcome) -> None:
+        pass
+
+
+@pytest.fixture(params=[(e, p) for e in ENGINES for p in ("quiet", "observed")], ids=str)
+def consume(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Consume:
+    """The sync Consumer, then the AsyncConsumer: the same behaviours on each, and on
+    each of the two ways a delivery goes: ``quiet`` (no observer observes it: plain
+    calls) and ``observed`` (an observer is told of it: steps)."""
+    engine, path = request.param
+    if path == "quiet":
+        # No tracing observer: once a test in the session set an SDK, it observes all.
+        monkeypatch.setattr("iris_cloud.consumelogic.default_observers", lambda given: [])
+        return functools.partial(open_consumer, engine)
+
+    def observed(*args: Any, observers: Sequence[ConsumerObserver] = (), **kwargs: Any) -> Any:
+        return open_consumer(engine, *args, observers=[*observers, _Observing()], **kwargs)
+
+    return observed

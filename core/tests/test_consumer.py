@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from consumers import ENGINES, Consume
+from iris_cloud.aio import AsyncConsumer
 from iris_cloud.config import Profile
 from iris_cloud.consumer import Consumer, Context, IrisApp, poison_reason
 from iris_cloud.dedupe import Dedupe
@@ -66,6 +67,31 @@ def dead_letters(profile: Profile, role: str) -> list[Message]:
         for m in got:
             broker.complete(m)
         return got
+
+
+def test_a_delivery_goes_the_quiet_way_only_when_nobody_observes_it(
+    consume: Consume,
+    profile: Profile,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    quiet: list[object] = []
+    for cls in (Consumer, AsyncConsumer):
+        run_quietly = cls._run_quietly
+
+        def counted(self: Any, run: Any, _run_quietly: Any = run_quietly) -> Any:
+            quiet.append(run)
+            return _run_quietly(self, run)
+
+        monkeypatch.setattr(cls, "_run_quietly", counted)
+    app = IrisApp()
+    app.on(OrderGradedEvent)(lambda evt: None)
+    send(profile, "events", event(), event())
+    with consume(app, profile, roles=("events",)) as consumer:
+        stats = consumer.run_until(lambda s: s.completed >= 2, timeout=10)
+    assert stats.handled == 2
+    _, path = request.node.callspec.params["consume"]
+    assert len(quiet) == (2 if path == "quiet" else 0)
 
 
 def test_typed_dispatch_and_complete_after_handler(consume: Consume, profile: Profile) -> None:

@@ -362,6 +362,13 @@ class Sampling(Recorder):
         return "watch" in message.properties
 
 
+@pytest.fixture
+def untraced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tracing observer: it observes every message once an earlier test set an SDK."""
+    monkeypatch.setattr("iris_cloud.consumelogic.default_observers", lambda given: [])
+
+
+@pytest.mark.usefixtures("untraced")
 def test_a_delivery_no_observer_observes_costs_none_of_its_calls_but_the_rare_ones() -> None:
     broker = queue()
     broker.send(
@@ -413,6 +420,7 @@ class BrokenObserves(Recorder):
         raise RuntimeError(message.body.decode())
 
 
+@pytest.mark.usefixtures("untraced")
 def test_an_observes_that_raises_is_logged_and_the_delivery_observed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
