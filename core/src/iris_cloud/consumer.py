@@ -837,18 +837,22 @@ class Consumer(ConsumerBase):
                     self._slots.notify_all()
 
     def _run_quietly(self, run: QuietRun) -> None:
-        """What :func:`~iris_cloud.consumelogic.handle_steps` would do, in plain calls."""
+        """Run a :class:`~iris_cloud.consumelogic.QuietRun` (nearly every delivery) in plain calls.
+
+        What the steps would do, without a generator and a driver per
+        message; the async consumer's twin awaits the same calls, and both
+        hand the rare ways (a failed run, a completion one by one) to the
+        shared steps.
+        """
         ctx = cast(Context, run.ctx)  # the context class this consumer makes
         self._renewing(ctx, True)
         try:
             self._run_handler(run.handler, run.arity, run.model, ctx)
         except Exception as exc:
-            drive(failed_run_steps(self, run, exc))
+            drive(failed_run_steps(self, run, exc))  # stops renewing before it settles
             return
-        except BaseException:
+        finally:
             self._renewing(ctx, False)
-            raise
-        self._renewing(ctx, False)
         if handled(self, UNOBSERVED, ctx) == "completed":
             drive(completed_steps(self, ctx))
 

@@ -452,18 +452,17 @@ class AsyncConsumer(ConsumerBase, _Closing):
             run.changed.set()
 
     async def _run_quietly(self, run: QuietRun) -> None:
-        """What :func:`~iris_cloud.consumelogic.handle_steps` would do, awaiting only I/O."""
+        """Run a :class:`~iris_cloud.consumelogic.QuietRun` awaiting only its I/O (see
+        :meth:`iris_cloud.consumer.Consumer._run_quietly`, its twin)."""
         ctx = cast(AsyncContext, run.ctx)  # the context class this consumer makes
         self._renewing(ctx, True)
         try:
             await self._run_handler(run.handler, run.arity, run.model, ctx)
         except Exception as exc:
-            await adrive(failed_run_steps(self, run, exc))
+            await adrive(failed_run_steps(self, run, exc))  # stops renewing before it settles
             return
-        except BaseException:
+        finally:
             self._renewing(ctx, False)
-            raise
-        self._renewing(ctx, False)
         if handled(self, UNOBSERVED, ctx) == "completed":
             await adrive(completed_steps(self, ctx))
 
