@@ -29,6 +29,11 @@ enters it in the handler's thread around the handler run and the settlement
 that follows, so a tracing observer can make its span current for whatever
 the handler does.
 
+:meth:`ConsumerObserver.observes` is asked as each message arrives: a
+delivery that no observer observes is handled without any of the calls
+every delivery costs (the tracing observer observes none while no SDK
+records spans and the message carries no trace context).
+
 A handled message to be completed may be queued, to be completed with others
 in one batch call (the ``settle_batch`` / ``settle_delay`` settings): then
 :meth:`~ConsumerObserver.handler_finished` is called with ``"completed"``
