@@ -10,6 +10,11 @@ a stale receipt, renew locks, tally. The decisions around I/O are steps
 method of the consumer (``_run_handler``, ``_blocking``, ``_sleep``) or of the
 broker, which the sync driver calls and the async driver awaits.
 
+One way is not steps: a delivery that no observer observes, without dedupe,
+whose handler returns (nearly every message) is a :class:`QuietRun`, which
+each consumer runs in a few plain calls of its own (calling or awaiting the
+handler); the steps take over as soon as that way ends otherwise.
+
 Reasons and log lines carry field paths, exception classes, message ids and
 kinds only: nothing of a body, never an exception's message.
 """
