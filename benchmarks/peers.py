@@ -44,12 +44,16 @@ there: ``uv run tox -e bench`` runs every benchmark; this one alone, once the
 env exists (``uv run tox -e bench --notest``):
 
     .tox/bench/bin/python benchmarks/peers.py [--rounds 3] [--only sqs,file,consumer,s3]
+
+``--calls`` runs the consumer workload once a side, counting the function
+calls each makes per message (in every thread) instead of timing it.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -93,6 +97,8 @@ class Sample:
     cpu: float
     server_cpu: float | None = None
     rss_growth: float | None = None  # MB
+    calls: int | None = None
+    """Function calls made in every thread over the block (:class:`CallCounter`)."""
 
 
 @dataclass
@@ -144,6 +150,33 @@ class Meter:
                 sampler.join()
                 peak[0] = max(peak[0], me.memory_info().rss)
             out.append(Sample(wall, cpu, server, (peak[0] - start_rss) / 1e6 if rss else None))
+
+
+class CallCounter(Meter):
+    """Counts the Python and built-in function calls made in every thread over a block.
+
+    What cProfile counts, without its bookkeeping: a profile hook in this
+    thread and in each thread started within the block (the consumer's
+    receive loop and timers). Hooks make the block many times slower, so its
+    times mean nothing; ``--calls`` prints only the counts.
+    """
+
+    @contextmanager
+    def measure(self, out: list[Sample], *, rss: bool = False) -> Iterator[None]:
+        counter = itertools.count()
+
+        def hook(frame: Any, event: str, arg: Any) -> None:
+            if event == "call" or event == "c_call":
+                next(counter)  # one C call: no count is lost between threads
+
+        threading.setprofile(hook)
+        sys.setprofile(hook)
+        try:
+            yield
+        finally:
+            sys.setprofile(None)
+            threading.setprofile(None)  # type: ignore[arg-type]  # None removes it
+            out.append(Sample(0.0, 0.0, calls=next(counter)))
 
 
 def run_sample(meter: Meter, fn: Callable[[], None], *, rss: bool = False) -> Sample:
@@ -520,6 +553,16 @@ def moto() -> Iterator[tuple[Any, psutil.Process]]:
         yield server, found[0]
 
 
+def print_calls(messages: int) -> None:
+    """One run of each side of the consumer workload, counting calls instead of time."""
+    workload = consumer_workload(CallCounter(None), messages)
+    print(f"{workload.title}: function calls per message, every thread")
+    for name, side in workload.sides.items():
+        calls = side().calls
+        assert calls is not None
+        print(f"  {name:<18} {calls / messages:6.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -536,7 +579,15 @@ def main() -> None:
     parser.add_argument("--object-kb", type=int, default=64)
     parser.add_argument("--s3-mb", type=int, default=256)
     parser.add_argument("--dir", type=Path, default=None, help="where files go (a local disk)")
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="instead of timing: the function calls per message each consumer side makes",
+    )
     args = parser.parse_args()
+    if args.calls:
+        print_calls(args.consumer_messages)
+        return
     only = set(args.only.split(","))
     started = time.perf_counter()
     out: list[str] = []
