@@ -984,14 +984,7 @@ def _dispatch_steps(
         finally:
             c._renewing(ctx, False)
         took = time.monotonic() - began
-        if outcome is not None:
-            ended = yield from _conclude_steps(c, ctx, outcome)
-        else:
-            if c.dedupe is not None:
-                yield Call(c._blocking, (c.dedupe.mark, keys, claim))
-            ended = handled(c, observers, ctx)
-            if ended == "completed":
-                ended = yield from completed_steps(c, ctx)
+        ended = yield from _run_over_steps(c, observers, ctx, outcome, keys)
         # None: queued to be completed with others; message_finished comes then.
         observers.handler_finished(delivery, took, ended or "completed")
     if ended is not None:
@@ -1006,10 +999,26 @@ def failed_run_steps(c: ConsumerLike, run: QuietRun, error: Exception) -> Steps[
         outcome = yield from _rerun_steps(c, ctx, run.handler, run.arity, run.model, error)
     finally:
         c._renewing(ctx, False)
+    yield from _run_over_steps(c, UNOBSERVED, ctx, outcome, ())
+
+
+def _run_over_steps(
+    c: ConsumerLike,
+    observers: Observers,
+    ctx: ContextBase,
+    outcome: Exception | _Exhausted | _Left | None,
+    keys: Sequence[str],
+) -> Steps[Outcome | None]:
+    """Settle after the handler's runs ended with ``outcome`` (``None``: one succeeded);
+    how the delivery ended, ``None`` once its completion is queued with others."""
     if outcome is not None:
-        yield from _conclude_steps(c, ctx, outcome)
-    elif handled(c, UNOBSERVED, ctx) == "completed":
-        yield from completed_steps(c, ctx)
+        return (yield from _conclude_steps(c, ctx, outcome))
+    if c.dedupe is not None:
+        yield Call(c._blocking, (c.dedupe.mark, keys, ctx.claim))
+    ended = handled(c, observers, ctx)
+    if ended == "completed":
+        ended = yield from completed_steps(c, ctx)
+    return ended
 
 
 def completed_steps(c: ConsumerLike, ctx: ContextBase) -> Steps[Outcome]:
