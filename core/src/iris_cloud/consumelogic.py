@@ -11,9 +11,10 @@ method of the consumer (``_run_handler``, ``_blocking``, ``_sleep``) or of the
 broker, which the sync driver calls and the async driver awaits.
 
 One way is not steps: a delivery that no observer observes, without dedupe,
-whose handler returns (nearly every message) is a :class:`QuietRun`, which
-each consumer runs in a few plain calls of its own (calling or awaiting the
-handler); the steps take over as soon as that way ends otherwise.
+that has a handler (nearly every message) is a :class:`QuietRun`, which each
+consumer runs in a few plain calls of its own (calling or awaiting the
+handler); the steps take over when the handler raises or the broker
+completes one message at a time.
 
 Reasons and log lines carry field paths, exception classes, message ids and
 kinds only: nothing of a body, never an exception's message.
