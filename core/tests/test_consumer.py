@@ -290,6 +290,57 @@ def test_locks_of_different_lengths_are_each_renewed_in_time() -> None:
     assert renewed["short"] >= 2 and renewed["long"] >= 2
 
 
+def test_messages_of_one_receive_sharing_a_lock_end_are_each_renewed() -> None:
+    """The renewer works out an interval once for a lock end the last message had too."""
+    from iris_cloud.observers import ConsumerObserver, Delivery
+
+    renewed: dict[str, int] = {}
+    ends: dict[str, object] = {}
+
+    class Renewals(ConsumerObserver):
+        def lock_renewed(self, delivery: Delivery) -> None:
+            renewed[delivery.message_id] = renewed.get(delivery.message_id, 0) + 1
+
+    broker = MemoryBroker(f"shared-{uuid.uuid4().hex[:8]}", lock_seconds=0.6)
+    broker.send([Message(body=event(), message_id=f"m{i}") for i in range(2)])
+    app = IrisApp()
+
+    @app.on(OrderGradedEvent)
+    def held(evt: OrderGradedEvent, ctx: Context) -> None:
+        ends[ctx.message.message_id] = ctx.message.locked_until
+        deadline = time.monotonic() + 10
+        while renewed.get(ctx.message.message_id, 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    with Consumer(app, broker, concurrency=2, batch_size=2, observers=[Renewals()]) as consumer:
+        stats = consumer.run_until(lambda s: s.completed >= 2, timeout=15)
+    assert ends["m0"] is ends["m1"], "one receive: one lock end, the case under test"
+    assert stats.completed == 2 and stats.lock_lost == 0
+    assert renewed["m0"] >= 2 and renewed["m1"] >= 2
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("concurrency", [1, 2], ids=["in-the-receive-loop", "in-a-worker"])
+def test_a_handler_that_ends_its_thread_leaves_no_slot_taken(concurrency: int) -> None:
+    """SystemExit is no Exception: the run still winds up at once, not after stop_timeout."""
+    broker = MemoryBroker(f"exit-{uuid.uuid4().hex[:8]}", lock_seconds=30)
+    broker.send(Message(body=event()))
+    app = IrisApp()
+    ran = threading.Event()
+
+    @app.on(OrderGradedEvent)
+    def leaves(evt: OrderGradedEvent, ctx: Context) -> None:
+        ran.set()
+        raise SystemExit(3)
+
+    with Consumer(app, broker, concurrency=concurrency, stop_timeout=20) as consumer:
+        began = time.monotonic()
+        consumer.run_until(lambda s: ran.is_set(), timeout=10)
+        took = time.monotonic() - began
+        assert consumer.snapshot().completed == 0
+    assert ran.is_set() and took < 5, f"the run took {took:.1f} s to wind up"
+
+
 def test_unhandled_fallback_and_unknown_event_types(consume: Consume, profile: Profile) -> None:
     app = IrisApp()
     got: list[tuple[str, str]] = []

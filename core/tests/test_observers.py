@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -475,3 +476,64 @@ def test_dead_threads_names_a_receive_loop_that_ended() -> None:
         consumer.stop()
         consumer.join(10)
         assert consumer.dead_threads() == []
+
+
+def test_a_delivery_is_a_frozen_dataclass_made_as_its_fields_say() -> None:
+    # Its __init__ is written out (the generated one is slow): it must still
+    # set every field, in order, keep the defaults and refuse changes.
+    msg = Message(body=b"{}")
+    delivery = Delivery("events", msg, "order", 3)
+    assert [f.name for f in dataclasses.fields(Delivery)] == [
+        "source",
+        "message",
+        "kind",
+        "attempt",
+    ]
+    assert dataclasses.astuple(delivery)[::2] == ("events", "order")
+    assert (delivery.source, delivery.message, delivery.kind, delivery.attempt) == (
+        "events",
+        msg,
+        "order",
+        3,
+    )
+    assert Delivery(source="events", message=msg) == Delivery("events", msg, "unknown", 1)
+    assert dataclasses.replace(delivery, kind="result").kind == "result"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        delivery.kind = "result"  # type: ignore[misc]
+    assert "body" not in repr(delivery) and repr(delivery).startswith("Delivery(source='events'")
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_context_is_made_as_its_class_makes_it(asynchronous: bool) -> None:
+    # The consumers fill a context's __dict__ by hand (nine keyword arguments
+    # cost more than the rest): every field its class's __init__ sets, alike.
+    from iris_cloud.aio import AsyncContext
+    from iris_cloud.aio.builtin import AsyncMemoryBroker
+
+    app = IrisApp()
+    broker: Any
+    if asynchronous:
+        broker = AsyncMemoryBroker(queue())
+        consumer: Any = app.async_consumer(broker)
+        cls: Any = AsyncContext
+    else:
+        broker = queue()
+        consumer = Consumer(app, broker)
+        cls = Context
+    msg = Message(body=b"{}")
+    made = consumer._context("events", msg, "order", 2, broker, "a-claim")
+    expected = cls(
+        message=msg,
+        broker=broker,
+        source="events",
+        kind="order",
+        attempt=2,
+        consumer=consumer,
+        claim="a-claim",
+    )
+    assert type(made) is cls
+    assert made == expected
+    assert vars(made) == vars(expected)
+    # Its Delivery is made when asked for, once.
+    assert made.delivery == Delivery("events", msg, "order", 2)
+    assert made.delivery is made.delivery

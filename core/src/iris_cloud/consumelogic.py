@@ -72,6 +72,7 @@ __all__ = [
     "completed_steps",
     "completions_settled",
     "dedupe_keys",
+    "delivery_of",
     "failed_run_steps",
     "field_errors",
     "handle_steps",
@@ -252,13 +253,19 @@ class Ledger:
         # Deliveries already counted in lock_lost (by id of the Message): the
         # renewer and the settle that follows see the same loss.
         self._lost: set[int] = set()
-        # What observers know of each delivery being handled (by id of the Message).
-        self._deliveries: dict[int, Delivery] = {}
+        # What observers know of each delivery being handled (by id of the
+        # Message): its Delivery, or the context that makes it when asked.
+        self._deliveries: dict[int, Delivery | ContextBase] = {}
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
         with self.lock:
             setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    def received(self, n: int) -> None:
+        """Count ``n`` messages received (every receive: no counter looked up by name)."""
+        with self.lock:
+            self.stats.received += n
 
     def snapshot(self) -> ConsumerStats:
         """A copy of the counters."""
@@ -333,9 +340,10 @@ class Ledger:
                 return None
             self._lost.add(id(msg))
             self.stats.lock_lost += 1
-            return self._deliveries.get(id(msg)) or Delivery("", msg)
+            found = self._deliveries.get(id(msg))
+            return Delivery("", msg) if found is None else delivery_of(found)
 
-    def delivered(self, delivery: Delivery) -> None:
+    def delivered(self, delivery: Delivery | ContextBase) -> None:
         """Remember the delivery being handled (what observers are told of it)."""
         # One dict operation is atomic (under the GIL, and per object without
         # it): no lock for what every message does.
@@ -461,17 +469,25 @@ class ConsumerBase:
     def _count(self, name: str, n: int = 1) -> None:
         self._ledger.count(name, n)
 
-    def _context(self, delivery: Delivery, broker: Any, claim: str | None) -> ContextBase:
-        ctx = self._context_class(
-            message=delivery.message,
-            broker=broker,
-            source=delivery.source,
-            kind=delivery.kind,
-            attempt=delivery.attempt,
-            consumer=self,
-            claim=claim,
-        )
-        ctx.__dict__["delivery"] = delivery  # what the cached property would build
+    def _context(
+        self, source: str, msg: Message, kind: str, attempt: int, broker: Any, claim: str | None
+    ) -> ContextBase:
+        cls = self._context_class
+        ctx = cls.__new__(cls)
+        # The fields its generated __init__ sets, in one dict: its eight
+        # keyword arguments cost a handler run more than the rest of its
+        # context. test_a_context_is_made_as_its_class_makes_it holds the
+        # two together.
+        ctx.__dict__ = {
+            "message": msg,
+            "source": source,
+            "kind": kind,
+            "attempt": attempt,
+            "consumer": self,
+            "lock_lost": False,
+            "claim": claim,
+            "broker": broker,
+        }
         return ctx
 
     def _count_pause(self, source: str, on: bool) -> None:
@@ -539,6 +555,8 @@ class ReceiveHealth:
         self.failures = 0
         self.failing_since = 0.0
         c._observers.endpoint_opened(source)
+        # Observers are fixed while a run lasts (add_observer refuses then).
+        self._tell_ok = c._observers.tells("receive_ok")
 
     def fatal(self, exc: Exception) -> None:
         """A receive failed for good (:data:`FATAL_RECEIVE`)."""
@@ -556,7 +574,8 @@ class ReceiveHealth:
 
     def ok(self, count: int) -> None:
         """A receive returned ``count`` messages."""
-        self.c._observers.receive_ok(self.source, count)
+        if self._tell_ok:  # not even a no-op call for every receive otherwise
+            self.c._observers.receive_ok(self.source, count)
         if self.failures:
             log.warning(
                 "receiving from %s works again after %d failure(s) in %.1fs",
@@ -678,7 +697,9 @@ class ConsumerLike(Protocol):
     _ledger: Ledger
     _observers: Observers
 
-    def _context(self, delivery: Delivery, broker: Any, claim: str | None) -> ContextBase: ...
+    def _context(
+        self, source: str, msg: Message, kind: str, attempt: int, broker: Any, claim: str | None
+    ) -> ContextBase: ...
 
     def _renewing(self, ctx: Any, on: bool) -> None:
         """Start (``on``) or stop renewing ``ctx``'s lock while its handler runs."""
@@ -734,13 +755,21 @@ class Completion(NamedTuple):
     A tuple: every handled message makes one, in a third of a dataclass's time.
     """
 
-    delivery: Delivery
+    of: Delivery | ContextBase
+    """The delivery, or the context of its handler run (which makes the
+    :class:`~iris_cloud.observers.Delivery` only if it is asked for: see
+    :func:`delivery_of`)."""
     outcome: Outcome
     """How it ends once completed: ``completed``, ``duplicate`` or ``unhandled``."""
     observers: Observers
     """Who is told how it ended (:data:`~iris_cloud.observers.UNOBSERVED` if nobody)."""
     counters: tuple[str, ...] = ()
     """Counters of :class:`ConsumerStats` to add to besides ``completed``."""
+
+
+def delivery_of(of: Delivery | ContextBase) -> Delivery:
+    """The :class:`~iris_cloud.observers.Delivery` of a :attr:`Completion.of`."""
+    return of.delivery if isinstance(of, ContextBase) else of
 
 
 def completions_settled(
@@ -767,7 +796,7 @@ def completions_settled(
     if completed == len(batch) and not announce and not observers.tells("message_finished"):
         return  # nearly every batch: nothing to log or to tell of each message
     for done, error in zip(batch, outcomes, strict=True):
-        delivery = done.delivery
+        delivery = delivery_of(done.of)
         ended = done.outcome
         if error is None:
             if announce and ended == "completed":
@@ -863,12 +892,12 @@ def processing_failed(msg: Message) -> None:
 
 def _complete_steps(c: ConsumerLike, broker: Any, done: Completion) -> Steps[None]:
     """Complete a delivery settled without a handler run, or queue it with others."""
-    msg = done.delivery.message
+    msg = done.of.message
     if c._queue_completion(broker, done):
         c._ledger.forget(msg)
         return
     settled = yield from settle_steps(c, broker, msg, "complete")
-    _ended(c, done.observers, done.delivery, settled, done.outcome, done.counters)
+    _ended(c, done.observers, delivery_of(done.of), settled, done.outcome, done.counters)
 
 
 def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Steps[None] | QuietRun:
@@ -887,12 +916,16 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
     except ValidationError as exc:
         delivery = _delivered(c, observers, source, msg, "invalid", attempt)
         return _poison_steps(c, observers, delivery, broker, exc)
-    delivery = _delivered(c, observers, source, msg, kind_of(model), attempt)
+    kind = kind_of(model)
+    if c.dedupe is None and observers is UNOBSERVED:
+        found = c.app.handler_for(model, kind)
+        if found is not None:
+            # No Delivery made: nobody asks for one unless the lock is lost.
+            ctx = c._context(source, msg, kind, attempt, broker, None)
+            c._ledger.delivered(ctx)
+            return QuietRun(ctx, found[0], found[1], model)
+    delivery = _delivered(c, observers, source, msg, kind, attempt)
     if c.dedupe is None:
-        if observers is UNOBSERVED:
-            found = c.app.handler_for(model, delivery.kind)
-            if found is not None:
-                return QuietRun(c._context(delivery, broker, None), found[0], found[1], model)
         return _dispatch_steps(c, observers, delivery, broker, model, (), None)
     return _deduped_steps(c, observers, delivery, broker, model, c.dedupe)
 
@@ -969,7 +1002,8 @@ def _dispatch_steps(
         yield from _complete_steps(c, broker, done)
         return
     handler, arity = found
-    ctx = c._context(delivery, broker, claim)
+    ctx = c._context(delivery.source, msg, kind, delivery.attempt, broker, claim)
+    ctx.__dict__["delivery"] = delivery  # what its cached property would build
     ended: Outcome | None
     with observers.handling(delivery):
         observers.handler_started(delivery)
@@ -1049,7 +1083,7 @@ def handled(c: ConsumerLike, observers: Observers, ctx: ContextBase) -> Outcome 
         )
         return "lock_lost"
     c._ledger.handled(msg)
-    if c._queue_completion(ctx.broker, Completion(ctx.delivery, "completed", observers)):
+    if c._queue_completion(ctx.broker, Completion(ctx, "completed", observers)):
         return None
     return "completed"
 

@@ -67,8 +67,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from iris_cloud._threads import DaemonPool, call_bounded
 from iris_cloud.config import ConsumerSettings
@@ -333,6 +334,9 @@ class _Timer:
 _IDLE = 1.0
 """Longest the timer thread sleeps with nothing due."""
 
+_RUN_POLL = 0.5
+"""Longest a run without a predicate waits between looks at its deadline."""
+
 
 class _Renewer:
     """Renews the locks of running handlers' messages when due, on its own timer thread.
@@ -352,11 +356,14 @@ class _Renewer:
         self._table: dict[int, list[Any]] = {}
         self._sweep_at = math.inf
         self._sweep_key = -1
+        # The lock end, first renewal and interval of the last message added.
+        self._last: tuple[datetime | None, float, float] = (None, 0.0, 0.0)
 
     def start(self) -> None:
         with self._lock:
             self._table.clear()
             self._sweep_at = math.inf
+            self._last = (None, 0.0, 0.0)
         self.timer.start()
 
     def alive(self) -> bool:
@@ -372,8 +379,15 @@ class _Renewer:
             return
         if not ctx.broker.capabilities.lock_renewal:
             return
-        every = renewal_interval(self.consumer.settings, ctx.message)
-        due = time.monotonic() + every
+        # A lock that ends when the last one added did (the messages of one
+        # receive share their end) is renewed when that one is: a little
+        # early at worst, and no interval worked out again.
+        until = ctx.message.locked_until
+        last_until, due, every = self._last
+        if until is None or until is not last_until:
+            every = renewal_interval(self.consumer.settings, ctx.message)
+            due = time.monotonic() + every
+            self._last = (until, due, every)
         # Single dict operations are atomic: the table takes no lock, only a
         # change of the sweep's time does. The entry goes in before the sweep
         # time is read, so a sweep in progress either sees it or is rescheduled.
@@ -675,9 +689,13 @@ class Consumer(ConsumerBase):
             while not self._stop.is_set():
                 if predicate is not None and predicate(self.snapshot()):
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                left = math.inf if deadline is None else deadline - time.monotonic()
+                if left <= 0:
                     break
-                self._stop.wait(0.02)
+                # Only a predicate is looked at every 20 ms: a stop wakes the
+                # wait, and each needless wakeup costs the receive loop a
+                # change of hands of the GIL.
+                self._stop.wait(min(left, 0.02 if predicate is not None else _RUN_POLL))
         finally:
             self.stop()
             self._observers.consumer_stopping(self)
@@ -765,8 +783,14 @@ class Consumer(ConsumerBase):
             self.settings.batch_size,
             self.settings.wait,
         )
+        # Slots of the messages this thread handled itself, given back at its
+        # next look at the slots: one lock section a message fewer.
+        held = 0
         while True:
             with self._slot_lock:
+                if held:
+                    self._released(held)
+                    held = 0
                 while self._live_generation == generation and (
                     self._inflight >= concurrency or (self._paused and self._paused.get(name))
                 ):
@@ -795,14 +819,20 @@ class Consumer(ConsumerBase):
                 # The run ended while this call waited: they come back now.
                 self._give_back(broker, messages)
                 return
-            self._ledger.count("received", len(messages))
+            self._ledger.received(len(messages))
             with self._slot_lock:
                 self._inflight += len(messages)
-            for msg in messages:
-                if pool.workers:
+            if pool.workers:
+                for msg in messages:
                     pool.submit(functools.partial(self._process, name, broker, msg, generation))
-                else:
-                    self._process(name, broker, msg, generation)
+                continue
+            try:
+                for msg in messages:
+                    self._handle(name, broker, msg, generation)
+            except BaseException:  # the thread ends: its slots must not stay taken
+                self._release(len(messages))
+                raise
+            held = len(messages)
 
     def _live(self, generation: int) -> bool:
         return self._live_generation == generation
@@ -821,6 +851,13 @@ class Consumer(ConsumerBase):
             drive(settle_steps(self, broker, msg, "abandon"))
 
     def _process(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
+        """Handle ``msg`` in a worker of the pool and give its slot back."""
+        try:
+            self._handle(name, broker, msg, generation)
+        finally:
+            self._release(1)
+
+    def _handle(self, name: str, broker: MessageBroker, msg: Message, generation: int) -> None:
         try:
             work = processing(self, name, broker, msg, self._live_generation == generation)
             if isinstance(work, QuietRun):
@@ -831,10 +868,16 @@ class Consumer(ConsumerBase):
             processing_failed(msg)
         finally:
             self._ledger.done(msg)
-            with self._slot_lock:
-                self._inflight -= 1
-                if self._waiting:
-                    self._slots.notify_all()
+
+    def _release(self, slots: int) -> None:
+        with self._slot_lock:
+            self._released(slots)
+
+    def _released(self, slots: int) -> None:
+        # With self._slot_lock held.
+        self._inflight -= slots
+        if self._waiting:
+            self._slots.notify_all()
 
     def _run_quietly(self, run: QuietRun) -> None:
         """Run a :class:`~iris_cloud.consumelogic.QuietRun` (nearly every delivery) in plain calls.
@@ -844,7 +887,7 @@ class Consumer(ConsumerBase):
         hand the rare ways (a failed run, a completion one by one) to the
         shared steps.
         """
-        ctx = cast(Context, run.ctx)  # the context class this consumer makes
+        ctx: Context = run.ctx  # type: ignore[assignment]  # the class it makes; cast() is a call
         self._renewing(ctx, True)
         try:
             self._run_handler(run.handler, run.arity, run.model, ctx)
@@ -877,13 +920,13 @@ class Consumer(ConsumerBase):
         return self._stop.wait(delay)
 
     def _queue_completion(self, broker: MessageBroker, done: Completion) -> bool:
-        completions = self._completions.get(done.delivery.source)
+        completions = self._completions.get(done.of.source)
         return completions is not None and completions.add(done)
 
     def _complete_batch(self, broker: MessageBroker, batch: list[Completion]) -> None:
         """Complete queued deliveries by one ``complete_many``."""
         try:
-            outcomes = broker.complete_many([d.delivery.message for d in batch])
+            outcomes = broker.complete_many([d.of.message for d in batch])
         except Exception as exc:  # a provider's bug: the messages come back after their locks
             log.error("completing %d messages failed: %s", len(batch), type(exc).__name__)
             outcomes = [IrisCloudError(type(exc).__name__)] * len(batch)

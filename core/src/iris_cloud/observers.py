@@ -109,7 +109,7 @@ class ObservedConsumer(Protocol):
         """The consumer's threads (receive loops, lock renewer) that ended during a run."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Delivery:
     """One delivery of one message to the consumer, as observers see it."""
 
@@ -122,6 +122,16 @@ class Delivery:
     body that does not parse; ``unknown`` before it was parsed."""
     attempt: int = 1
     """The delivery count: 1 on the first delivery."""
+
+    def __init__(self, source: str, message: Message, kind: str = "unknown", attempt: int = 1):
+        # Frozen all the same: the generated __init__ would set each field
+        # through object.__setattr__, twice the time of the rest of a
+        # delivery's making, and the consumer makes one per message.
+        fields = self.__dict__
+        fields["source"] = source
+        fields["message"] = message
+        fields["kind"] = kind
+        fields["attempt"] = attempt
 
     @property
     def message_id(self) -> str:

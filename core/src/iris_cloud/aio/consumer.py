@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from iris_cloud._threads import DaemonPool
 from iris_cloud.aio.ports import _Closing
@@ -417,7 +417,7 @@ class AsyncConsumer(ConsumerBase, _Closing):
             if run.stop.is_set():
                 await self._give_back(broker, messages)
                 return
-            self._ledger.count("received", len(messages))
+            self._ledger.received(len(messages))
             run.inflight += len(messages)
             for msg in messages:
                 task = asyncio.create_task(self._process(run, name, broker, msg))
@@ -454,7 +454,7 @@ class AsyncConsumer(ConsumerBase, _Closing):
     async def _run_quietly(self, run: QuietRun) -> None:
         """Run a :class:`~iris_cloud.consumelogic.QuietRun` awaiting only its I/O (see
         :meth:`iris_cloud.consumer.Consumer._run_quietly`, its twin)."""
-        ctx = cast(AsyncContext, run.ctx)  # the context class this consumer makes
+        ctx: AsyncContext = run.ctx  # type: ignore[assignment]  # the class it makes; cast() is a call
         self._renewing(ctx, True)
         try:
             await self._run_handler(run.handler, run.arity, run.model, ctx)

@@ -147,6 +147,8 @@ _KIND_OF_CLASS: dict[type, MessageKind] = {
     OrderRequest: "order",
     OrderResult: "result",
     GradingSubmission: "grading",
+    # A known event class parses only its own ResultObjectType (a Literal).
+    **{cls: f"event:{tag}" for tag, cls in EVENT_TYPES.items()},
 }
 
 
