@@ -14,7 +14,9 @@ machine and (for SQS and S3) the same moto server, run in its own process:
   default). Peer: obstore's ``LocalStore`` (``put(..., mode="create")``).
 * **consumer on mem://**: 10,000 IRIS event messages, a handler that does
   nothing, concurrency 1, counted from the first receive to the last
-  settlement. Ours: :class:`~iris_cloud.consumer.Consumer` on ``mem://``.
+  settlement. Ours: :class:`~iris_cloud.consumer.Consumer` on ``mem://``,
+  from ``start()`` to the ``complete_many`` that settles the last message
+  (the stop that follows is paid once a run, as kombu's loop pays its exit).
   Peer (the reference): a kombu ``memory://`` consumer doing the same IRIS
   parse (:func:`~iris_cloud.model.parse_message`) and acking each message.
 * **S3 upload**: one 256 MiB object from a file. Floor: ``boto3``'s
