@@ -386,7 +386,7 @@ def consumer_workload(meter: Meter, messages: int) -> Workload:
 
         def complete_many(self, batch: Any) -> Any:
             outcomes = super().complete_many(batch)
-            self.completed += sum(outcome is None for outcome in outcomes)
+            self.completed += outcomes.count(None)
             if self.completed >= messages:
                 self.all_done.set()
             return outcomes

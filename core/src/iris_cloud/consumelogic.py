@@ -854,6 +854,11 @@ def _ended(
     observers.message_finished(delivery, ledger.outcome(msg, settled, outcome))
 
 
+# A NamedTuple's generated __new__ is a Python frame: what every message
+# makes is made as the tuple it is, every field given.
+_new_tuple = tuple.__new__
+
+
 class QuietRun(NamedTuple):
     """A delivery no observer observes, without dedupe, and the handler to run for it.
 
@@ -923,7 +928,7 @@ def handle_steps(c: ConsumerLike, source: str, broker: Any, msg: Message) -> Ste
             # No Delivery made: nobody asks for one unless the lock is lost.
             ctx = c._context(source, msg, kind, attempt, broker, None)
             c._ledger.delivered(ctx)
-            return QuietRun(ctx, found[0], found[1], model)
+            return _new_tuple(QuietRun, (ctx, *found, model))
     delivery = _delivered(c, observers, source, msg, kind, attempt)
     if c.dedupe is None:
         return _dispatch_steps(c, observers, delivery, broker, model, (), None)
@@ -1083,7 +1088,7 @@ def handled(c: ConsumerLike, observers: Observers, ctx: ContextBase) -> Outcome 
         )
         return "lock_lost"
     c._ledger.handled(msg)
-    if c._queue_completion(ctx.broker, Completion(ctx, "completed", observers)):
+    if c._queue_completion(ctx.broker, _new_tuple(Completion, (ctx, "completed", observers, ()))):
         return None
     return "completed"
 

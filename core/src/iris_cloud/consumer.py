@@ -441,6 +441,9 @@ class _Completions:
     def __init__(self, consumer: Consumer, broker: MessageBroker) -> None:
         self.consumer = consumer
         self.broker = broker
+        # A run's settings do not change while it lasts, and each run has its own.
+        self._batch = consumer.settings.settle_batch
+        self._delay = consumer.settings.settle_delay
         self._lock = threading.Lock()
         self._items: list[Completion] = []
         self._armed = False
@@ -448,21 +451,22 @@ class _Completions:
 
     def add(self, done: Completion) -> bool:
         """Queue ``done``; ``False`` once the run wound up (the caller settles it now)."""
-        settings = self.consumer.settings
         with self._lock:
             if self._closed:
                 return False
-            self._items.append(done)
-            full = len(self._items) >= settings.settle_batch
+            items = self._items
+            items.append(done)
+            full = len(items) >= self._batch
+            if self._armed and not full:
+                return True  # nearly every completion: the batch goes later
             # Armed once for the batches of the next settle_delay, full ones
             # included: under load the timer thread wakes once in that time,
             # not twice a batch, and a batch started after a full one waits
             # no longer than it would have.
             arm = not self._armed
-            if arm:
-                self._armed = True
+            self._armed = True
         if arm:
-            self.consumer._settle_timer.add(time.monotonic() + settings.settle_delay, self._on_time)
+            self.consumer._settle_timer.add(time.monotonic() + self._delay, self._on_time)
         if full:
             self.flush()
         return True
@@ -789,7 +793,9 @@ class Consumer(ConsumerBase):
         while True:
             with self._slot_lock:
                 if held:
-                    self._released(held)
+                    self._inflight -= held  # as _released does, without its call
+                    if self._waiting:
+                        self._slots.notify_all()
                     held = 0
                 while self._live_generation == generation and (
                     self._inflight >= concurrency or (self._paused and self._paused.get(name))
@@ -890,7 +896,10 @@ class Consumer(ConsumerBase):
         ctx: Context = run.ctx  # type: ignore[assignment]  # the class it makes; cast() is a call
         self._renewing(ctx, True)
         try:
-            self._run_handler(run.handler, run.arity, run.model, ctx)
+            # _run_handler's body, without its call: nearly every message comes here.
+            returned = run.handler(run.model) if run.arity == 1 else run.handler(run.model, ctx)
+            if returned is not None:
+                refuse_awaitable(returned)
         except Exception as exc:
             drive(failed_run_steps(self, run, exc))  # stops renewing before it settles
             return

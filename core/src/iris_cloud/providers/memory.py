@@ -374,7 +374,7 @@ class MemoryBroker(MessageBroker):
             while True:
                 now = time.monotonic()
                 until = now + self.lock_seconds
-                while len(got) < max_messages and (entry := q.next_ready(now)) is not None:
+                while (entry := q.next_ready(now)) is not None:
                     if limit is not None and entry.delivery_count >= limit:
                         # Its last delivery's lock expired or it was abandoned: as
                         # Service Bus does, it goes to the dead-letter queue now.
@@ -406,6 +406,8 @@ class MemoryBroker(MessageBroker):
                             entry.handle,
                         )
                     )
+                    if len(got) == max_messages:
+                        return got
                 if got:
                     return got
                 if deadline is None:
