@@ -793,9 +793,7 @@ class Consumer(ConsumerBase):
         while True:
             with self._slot_lock:
                 if held:
-                    self._inflight -= held  # as _released does, without its call
-                    if self._waiting:
-                        self._slots.notify_all()
+                    self._released(held)
                     held = 0
                 while self._live_generation == generation and (
                     self._inflight >= concurrency or (self._paused and self._paused.get(name))
@@ -896,10 +894,7 @@ class Consumer(ConsumerBase):
         ctx: Context = run.ctx  # type: ignore[assignment]  # the class it makes; cast() is a call
         self._renewing(ctx, True)
         try:
-            # _run_handler's body, without its call: nearly every message comes here.
-            returned = run.handler(run.model) if run.arity == 1 else run.handler(run.model, ctx)
-            if returned is not None:
-                refuse_awaitable(returned)
+            self._run_handler(run.handler, run.arity, run.model, ctx)
         except Exception as exc:
             drive(failed_run_steps(self, run, exc))  # stops renewing before it settles
             return
