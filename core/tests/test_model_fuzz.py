@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from iris_cloud.errors import ValidationError
 from iris_cloud.model import IrisModel, detect_kind, parse_event, parse_message, sample_files
+from iris_cloud.model.detect import _exact_parse
 
 SAMPLES = [json.loads(p.read_bytes()) for p in sample_files()]
 KEYS = sorted(
@@ -35,7 +37,27 @@ json_values = st.recursive(
 )
 
 
+def _agrees_with_detection(data: str | bytes) -> None:
+    # parse_message guesses the class of results, orders and known events from
+    # a substring: whatever it returns or raises, exact detection must too.
+    try:
+        exact: IrisModel | ValidationError = _exact_parse(data)
+    except ValidationError as exc:
+        exact = exc
+    try:
+        fast: IrisModel | ValidationError = parse_message(data)
+    except ValidationError as exc:
+        fast = exc
+    assert type(fast) is type(exact)
+    if isinstance(exact, ValidationError):
+        assert isinstance(fast, ValidationError)
+        assert (str(fast), fast.errors) == (str(exact), exact.errors)
+    else:
+        assert fast == exact
+
+
 def _check(data: str | bytes) -> None:
+    _agrees_with_detection(data)
     for parse in (parse_message, parse_event, detect_kind):
         try:
             result = parse(data)
@@ -124,6 +146,33 @@ def test_an_unset_code_writes_back_as_it_reads() -> None:
         for code in ("OrderControlCode", "ResultCode"):
             if code in sample:
                 _check(json.dumps({**sample, code: ""}))
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        # A tag the model does not know: a GenericEvent, by detection.
+        {"ResultObjectType": "SomethingNew", "Version": "V2.3.1", "X": 1},
+        # A tag and a result code: a result, whatever the tag.
+        {"ResultObjectType": "ImageReceipt", "Version": "V2.3.1", "result_code": "X"},
+        {"ResultObjectType": "OrderResult", "Version": "V2.3.1"},
+        # A known tag on an invalid event: its own class's error, not a GenericEvent.
+        {"ResultObjectType": "ImageReceipt", "Version": "V2.3.1", "Success": "maybe"},
+        # The tag's name only inside a nested object, and beside an order's code.
+        {"Order": {"ResultObjectType": "ImageReceipt"}, "OrderControlCode": "NW"},
+        {"ResultObjectType": "ImageReceipt", "Version": "V2.3.1", "OrderControlCode": "NW"},
+        # The tag twice: the last one counts, for the guess as for detection.
+        '{"ResultObjectType": "OrderResult", "ResultObjectType": "ImageReceipt", "Version": "1"}',
+        '{"ResultObjectType": "ImageReceipt", "ResultObjectType": "Other", "Version": "V2.3.1"}',
+        # An escaped key the substring guess does not see.
+        '{"\\u0052esultObjectType": "ImageReceipt", "Version": "V2.3.1"}',
+        '{"ResultObjectType": "ImageReceipt", "\\u0052esultCode": "X", "Version": "V2.3.1"}',
+    ],
+)
+def test_the_guessed_class_is_the_detected_one(doc: Any) -> None:
+    _agrees_with_detection(doc if isinstance(doc, str) else json.dumps(doc))
+    for sample in SAMPLES:
+        _agrees_with_detection(json.dumps(sample))
 
 
 def test_deep_nesting_is_a_validation_error() -> None:

@@ -2,14 +2,17 @@
 
 Detection reads a handful of top-level keys with a tiny pydantic model (the
 document is parsed by pydantic-core, nothing is converted to Python dicts),
-then the document is validated once by the class it belongs to.
+then the document is validated once by the class it belongs to. Results,
+orders and known events, nearly every message, skip detection: their class is
+guessed from a key's name and the parsed object checked against detection's
+rules, so they are read once, not twice.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, Union, cast
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from iris_cloud.errors import FieldError, ValidationError
@@ -153,10 +156,25 @@ _KIND_OF_CLASS: dict[type, MessageKind] = {
 
 
 _NOT_AN_ORDER = frozenset({"ResultCode", "result_code", "ResultObjectType", "result_object_type"})
+_NOT_AN_EVENT = frozenset({"ResultCode", "result_code"})
+
+# The known events in one validator that picks the class by the tag: one pass
+# over the document where detection and the class's own validation take two.
+# An unknown tag (a GenericEvent) fails it and is detected exactly.
+# Built from EVENT_TYPES, the one list of them, so no type checker can follow it.
+_KNOWN_EVENT: TypeAdapter[AnyEvent] = TypeAdapter(
+    cast(
+        Any,
+        Annotated[
+            Union[tuple(EVENT_TYPES.values())],  # noqa: UP007 - a union built from a tuple
+            Field(discriminator="result_object_type"),
+        ],
+    )
+)
 
 
-def _fast_parse(data: bytes | bytearray | str) -> OrderRequest | OrderResult | None:
-    """Parse the large kinds in one pass, guessing the class from a substring.
+def _fast_parse(data: bytes | bytearray | str) -> AnyMessage | None:
+    """Parse results, orders and known events in one pass, guessing the class from a substring.
 
     The guess is only a shortcut: the parsed object itself is then checked
     against the rules of :func:`detect_kind` (every top-level key ends up in
@@ -171,6 +189,13 @@ def _fast_parse(data: bytes | bytearray | str) -> OrderRequest | OrderResult | N
         except PydanticValidationError:
             return None
         return result if "result_code" in result.model_fields_set else None
+    if ('"ResultObjectType"' if text else b'"ResultObjectType"') in data:  # type: ignore[operator]
+        try:
+            event = _KNOWN_EVENT.validate_json(data)
+        except PydanticValidationError:
+            return None
+        # A tag makes it an event unless a result code is given too.
+        return None if _NOT_AN_EVENT.intersection(event.model_extra or ()) else event
     if ('"OrderControlCode"' if text else b'"OrderControlCode"') in data:  # type: ignore[operator]
         try:
             order = OrderRequest.model_validate_json(data)
@@ -194,6 +219,11 @@ def parse_message(data: bytes | bytearray | str) -> AnyMessage:
     fast = _fast_parse(data)
     if fast is not None:
         return fast
+    return _exact_parse(data)
+
+
+def _exact_parse(data: bytes | bytearray | str) -> AnyMessage:
+    """What :func:`parse_message` returns, by detection first (its guesses must agree)."""
     cls = message_class(detect_kind(data))
     try:
         message = cls.model_validate_json(data)
