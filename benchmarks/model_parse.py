@@ -1,11 +1,12 @@
 """Parse speed of the IRIS object model beside bare ``json.loads``.
 
-Parses the bundled sample OrderRequest (``order-new.json``) and OrderResult
-(``result-final.json``) N times each and prints messages/s for:
+Parses the bundled sample OrderRequest (``order-new.json``), OrderResult
+(``result-final.json``) and ImageReceipt event (``event-image-receipt.json``,
+what an events queue carries most) N times each and prints messages/s for:
 
 * ``json.loads``: the bytes to Python dicts, no validation at all;
-* ``model``: ``OrderRequest`` / ``OrderResult.model_validate_json`` (full
-  validation into typed objects);
+* ``model``: ``OrderRequest`` / ``OrderResult`` / ``ImageReceipt``
+  ``.model_validate_json`` (full validation into typed objects);
 * ``parse_message``: type detection plus full validation (the entry point).
 
 The ratio column is messages/s relative to ``json.loads`` (target: model
@@ -19,7 +20,7 @@ import json
 import time
 from collections.abc import Callable
 
-from iris_cloud.model import OrderRequest, OrderResult, parse_message, sample_files
+from iris_cloud.model import ImageReceipt, OrderRequest, OrderResult, parse_message, sample_files
 
 
 def _rates(
@@ -51,6 +52,7 @@ def main() -> None:
     cases = [
         ("OrderRequest", samples["order-new.json"], OrderRequest.model_validate_json),
         ("OrderResult", samples["result-final.json"], OrderResult.model_validate_json),
+        ("ImageReceipt", samples["event-image-receipt.json"], ImageReceipt.model_validate_json),
     ]
     print(f"n={args.n} repeat={args.repeat} (best run)")
     print(f"{'message':<13} {'bytes':>6} {'parser':<14} {'msg/s':>10} {'ratio':>6}")
