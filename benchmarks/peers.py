@@ -19,6 +19,8 @@ machine and (for SQS and S3) the same moto server, run in its own process:
   (the stop that follows is paid once a run, as kombu's loop pays its exit).
   Peer (the reference): a kombu ``memory://`` consumer doing the same IRIS
   parse (:func:`~iris_cloud.model.parse_message`) and acking each message.
+  A third side only parses the same bodies in a loop: the report also gives
+  what each consumer spends beyond that parse, which both sides share.
 * **S3 upload**: one 256 MiB object from a file. Floor: ``boto3``'s
   ``upload_file``. Ours: ``S3Store.put(path)``. Peers: obstore's
   ``S3Store`` (``put`` of the path) and s3fs ``put_file``. Peak RSS growth
@@ -112,6 +114,9 @@ class Workload:
     sides: dict[str, Callable[[], Sample]]
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     target: str = ""
+    shared: str | None = None
+    """A side doing only the work every side does: the report also compares
+    what each side spends beyond it."""
 
 
 class Meter:
@@ -455,11 +460,19 @@ def consumer_workload(meter: Meter, messages: int) -> Workload:
 
             return run_sample(meter, run)
 
+    def parse_alone() -> Sample:
+        def run() -> None:
+            for body in bodies:
+                parse_message(body)
+
+        return run_sample(meter, run)
+
     return Workload(
         title=f"consumer on mem://: {messages:,} no-op messages, concurrency 1",
         floor="kombu memory://",
-        sides={"kombu memory://": kombu, "iris-cloud": ours},
+        sides={"kombu memory://": kombu, "iris-cloud": ours, "IRIS parse alone": parse_alone},
         target="≤ 1.0x",
+        shared="IRIS parse alone",
     )
 
 
@@ -569,7 +582,26 @@ def report(workload: Workload) -> list[str]:
             f"| {'-' if server_ms is None else f'{server_ms:,.0f}'} | {share} "
             f"| {'-' if not rss else f'{max(rss):,.0f}'} |"
         )
+    if workload.shared is not None:
+        lines.append(beyond_shared(workload, workload.shared))
     return lines
+
+
+def beyond_shared(workload: Workload, shared: str) -> str:
+    """Each side's median time per round beyond the ``shared`` side's, against the floor's."""
+    rounds = len(workload.samples[shared])
+    base = statistics.median(s.wall for s in workload.samples[shared])
+    floor = statistics.median(s.wall for s in workload.samples[workload.floor]) - base
+    parts = []
+    for name, samples in workload.samples.items():
+        if name in (shared, workload.floor):
+            continue
+        beyond = statistics.median(s.wall for s in samples) - base
+        parts.append(f"{name} {beyond * 1000:,.0f} ms ({beyond / floor:.2f}x)")
+    return (
+        f"beyond {shared} ({base * 1000:,.0f} ms, median of {rounds} rounds): "
+        f"{workload.floor} {floor * 1000:,.0f} ms, " + ", ".join(parts)
+    )
 
 
 @contextmanager
