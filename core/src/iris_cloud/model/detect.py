@@ -10,6 +10,7 @@ rules, so they are read once, not twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, TypeAlias, Union, cast
 
 from pydantic import ConfigDict, Field, TypeAdapter
@@ -155,9 +156,6 @@ _KIND_OF_CLASS: dict[type, MessageKind] = {
 }
 
 
-_NOT_AN_ORDER = frozenset({"ResultCode", "result_code", "ResultObjectType", "result_object_type"})
-_NOT_AN_EVENT = frozenset({"ResultCode", "result_code"})
-
 # The known events in one validator that picks the class by the tag: one pass
 # over the document where detection and the class's own validation take two.
 # An unknown tag (a GenericEvent) fails it and is detected exactly.
@@ -172,6 +170,35 @@ _KNOWN_EVENT: TypeAdapter[AnyEvent] = TypeAdapter(
     )
 )
 
+_NOT_AN_EVENT = frozenset({"ResultCode", "result_code"})
+_NOT_AN_ORDER = _NOT_AN_EVENT | {"ResultObjectType", "result_object_type"}
+
+
+def _is_result(result: OrderResult) -> bool:
+    return "result_code" in result.model_fields_set
+
+
+def _is_event(event: Event) -> bool:
+    # A tag makes it an event unless a result code is given too.
+    return not _NOT_AN_EVENT.intersection(event.model_extra or ())
+
+
+def _is_order(order: OrderRequest) -> bool:
+    return not _NOT_AN_ORDER.intersection(order.model_extra or ())
+
+
+_Guess: TypeAlias = tuple[
+    str, bytes, Callable[[bytes | bytearray | str], Any], Callable[[Any], bool]
+]
+# (a key's name, as text and as bytes; the class's validator; whether what it
+# parsed is of that kind by detection's rules). The first name found decides,
+# in detection's order: a result code before a tag before an order's code.
+_GUESSES: tuple[_Guess, ...] = (
+    ('"ResultCode"', b'"ResultCode"', OrderResult.model_validate_json, _is_result),
+    ('"ResultObjectType"', b'"ResultObjectType"', _KNOWN_EVENT.validate_json, _is_event),
+    ('"OrderControlCode"', b'"OrderControlCode"', OrderRequest.model_validate_json, _is_order),
+)
+
 
 def _fast_parse(data: bytes | bytearray | str) -> AnyMessage | None:
     """Parse results, orders and known events in one pass, guessing the class from a substring.
@@ -183,25 +210,13 @@ def _fast_parse(data: bytes | bytearray | str) -> AnyMessage | None:
     also falls back, so that errors come from the exactly detected class.
     """
     text = isinstance(data, str)
-    if ('"ResultCode"' if text else b'"ResultCode"') in data:  # type: ignore[operator]
-        try:
-            result = OrderResult.model_validate_json(data)
-        except PydanticValidationError:
-            return None
-        return result if "result_code" in result.model_fields_set else None
-    if ('"ResultObjectType"' if text else b'"ResultObjectType"') in data:  # type: ignore[operator]
-        try:
-            event = _KNOWN_EVENT.validate_json(data)
-        except PydanticValidationError:
-            return None
-        # A tag makes it an event unless a result code is given too.
-        return None if _NOT_AN_EVENT.intersection(event.model_extra or ()) else event
-    if ('"OrderControlCode"' if text else b'"OrderControlCode"') in data:  # type: ignore[operator]
-        try:
-            order = OrderRequest.model_validate_json(data)
-        except PydanticValidationError:
-            return None
-        return None if _NOT_AN_ORDER.intersection(order.model_extra or ()) else order
+    for name, raw, validate, confirmed in _GUESSES:
+        if (name if text else raw) in data:  # type: ignore[operator]
+            try:
+                parsed: AnyMessage = validate(data)
+            except PydanticValidationError:
+                return None
+            return parsed if confirmed(parsed) else None
     return None
 
 
