@@ -35,7 +35,9 @@ the files stay until the run ends: ext4 skips recently freed inodes when it
 allocates, so deleting them would make each later round's creates dearer;
 the consumer's rounds take about 0.15 s a side, and single rounds range
 from 0.6x to 1.8x on a shared machine for both sides alike, so they get
-``--consumer-rounds``, default 21);
+``--consumer-rounds``, default 21; an S3 round's sides range from 0.5x to
+1.5x the floor's time on the shared moto server, so it gets ``--s3-rounds``,
+default 9);
 the order of the sides alternates between rounds (forward, then reversed),
 so that no side always pays for the write-back or the server's garbage of
 the one before. Figures are medians over the rounds; ``spread`` is the
@@ -648,6 +650,12 @@ def main() -> None:
         default=21,
         help="rounds of the consumer workload (~0.15 s a side; single rounds vary widely)",
     )
+    parser.add_argument(
+        "--s3-rounds",
+        type=int,
+        default=9,
+        help="rounds of the S3 upload (~10 s a round; single rounds vary widely)",
+    )
     parser.add_argument("--objects", type=int, default=200, help="file:// puts")
     parser.add_argument("--object-kb", type=int, default=64)
     parser.add_argument("--s3-mb", type=int, default=256)
@@ -688,11 +696,11 @@ def main() -> None:
                     out += [*report(workload), ""]
                 if "s3" in only:
                     workload = s3_workload(server, meter, args.s3_mb, base)
-                    run_rounds(workload, args.rounds)
+                    run_rounds(workload, max(args.rounds, args.s3_rounds))
                     out += [*report(workload), ""]
     print(
         f"iris-cloud and its peers, {args.rounds} rounds ({args.file_rounds} for file://, "
-        f"{args.consumer_rounds} for the consumer), "
+        f"{args.consumer_rounds} for the consumer, {args.s3_rounds} for S3), "
         f"sides alternating, medians; {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s"
     )
