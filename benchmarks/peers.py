@@ -12,7 +12,7 @@ machine and (for SQS and S3) the same moto server, run in its own process:
 * **file://**: 200 x 64 KiB puts of bytes to new names. Floor: ``open(...,
   "wb").write``. Ours: ``FileStore.put`` (a conditional create, the
   default). Peer: obstore's ``LocalStore`` (``put(..., mode="create")``).
-  A fourth side (Linux) makes ours's system calls bare: an unnamed file
+  A fourth side (Linux) makes our put's system calls bare: an unnamed file
   (``O_TMPFILE``), its write, ``fstat`` and the ``linkat`` that publishes it
   only if the name is free: what atomic conditional creation costs the
   kernel, beside a plain write that promises neither.

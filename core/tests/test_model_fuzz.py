@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from iris_cloud.errors import ValidationError
 from iris_cloud.model import IrisModel, detect_kind, parse_event, parse_message, sample_files
 from iris_cloud.model.detect import _exact_parse
+from iris_cloud.model.event import _parse_event_by_tag
 
 SAMPLES = [json.loads(p.read_bytes()) for p in sample_files()]
 KEYS = sorted(
@@ -37,23 +39,32 @@ json_values = st.recursive(
 )
 
 
+def _agree(
+    fast: Callable[[str | bytes], object], exact: Callable[[str | bytes], object], data: str | bytes
+) -> None:
+    # Whatever the one-pass parse returns or raises, the exact way must too.
+    try:
+        exact_result: object = exact(data)
+    except ValidationError as exc:
+        exact_result = exc
+    try:
+        fast_result: object = fast(data)
+    except ValidationError as exc:
+        fast_result = exc
+    assert type(fast_result) is type(exact_result)
+    if isinstance(exact_result, ValidationError):
+        assert isinstance(fast_result, ValidationError)
+        assert (str(fast_result), fast_result.errors) == (str(exact_result), exact_result.errors)
+    else:
+        assert fast_result == exact_result
+
+
 def _agrees_with_detection(data: str | bytes) -> None:
     # parse_message guesses the class of results, orders and known events from
-    # a substring: whatever it returns or raises, exact detection must too.
-    try:
-        exact: IrisModel | ValidationError = _exact_parse(data)
-    except ValidationError as exc:
-        exact = exc
-    try:
-        fast: IrisModel | ValidationError = parse_message(data)
-    except ValidationError as exc:
-        fast = exc
-    assert type(fast) is type(exact)
-    if isinstance(exact, ValidationError):
-        assert isinstance(fast, ValidationError)
-        assert (str(fast), fast.errors) == (str(exact), exact.errors)
-    else:
-        assert fast == exact
+    # a substring, parse_event the class of a known event in one validator:
+    # each must agree with its exact way.
+    _agree(parse_message, _exact_parse, data)
+    _agree(parse_event, _parse_event_by_tag, data)
 
 
 def _check(data: str | bytes) -> None:
@@ -164,6 +175,13 @@ def test_an_unset_code_writes_back_as_it_reads() -> None:
         # The tag twice: the last one counts, for the guess as for detection.
         '{"ResultObjectType": "OrderResult", "ResultObjectType": "ImageReceipt", "Version": "1"}',
         '{"ResultObjectType": "ImageReceipt", "ResultObjectType": "Other", "Version": "V2.3.1"}',
+        # The tag by its wire name and by its field name, differing.
+        {
+            "ResultObjectType": "ImageReceipt",
+            "result_object_type": "OrderCancelled",
+            "Version": "1",
+        },
+        {"result_object_type": "ImageReceipt", "ResultObjectType": "Other", "Version": "1"},
         # An escaped key the substring guess does not see.
         '{"\\u0052esultObjectType": "ImageReceipt", "Version": "V2.3.1"}',
         '{"ResultObjectType": "ImageReceipt", "\\u0052esultCode": "X", "Version": "V2.3.1"}',

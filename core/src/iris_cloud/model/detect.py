@@ -11,14 +11,14 @@ rules, so they are read once, not twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeAlias, Union, cast
+from typing import Any, TypeAlias
 
-from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic import ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from iris_cloud.errors import FieldError, ValidationError
 from iris_cloud.model.common import IrisModel, validation_error
-from iris_cloud.model.event import EVENT_TYPES, AnyEvent, Event, event_class
+from iris_cloud.model.event import _KNOWN_EVENT, EVENT_TYPES, AnyEvent, Event, event_class
 from iris_cloud.model.grading import GradingSubmission
 from iris_cloud.model.order import OrderRequest
 from iris_cloud.model.result import OrderResult
@@ -155,20 +155,6 @@ _KIND_OF_CLASS: dict[type, MessageKind] = {
     **{cls: f"event:{tag}" for tag, cls in EVENT_TYPES.items()},
 }
 
-
-# The known events in one validator that picks the class by the tag: one pass
-# over the document where detection and the class's own validation take two.
-# An unknown tag (a GenericEvent) fails it and is detected exactly.
-# Built from EVENT_TYPES, the one list of them, so no type checker can follow it.
-_KNOWN_EVENT: TypeAdapter[AnyEvent] = TypeAdapter(
-    cast(
-        Any,
-        Annotated[
-            Union[tuple(EVENT_TYPES.values())],  # noqa: UP007 - a union built from a tuple
-            Field(discriminator="result_object_type"),
-        ],
-    )
-)
 
 _NOT_AN_EVENT = frozenset({"ResultCode", "result_code"})
 _NOT_AN_ORDER = _NOT_AN_EVENT | {"ResultObjectType", "result_object_type"}
